@@ -1,0 +1,70 @@
+"""Model registry: every model of the paper (and soft_pool) by name.
+
+>>> model = get_model("pixel_pool", num_channels=1, num_classes=36)
+>>> variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 1)))
+>>> logits, aux = model.apply(variables, x, with_aux=True)
+
+Models are flax.linen modules taking channels-last images (batch, 64, 64, channels) in [0, 1].
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Any, Callable
+
+import flax.linen as nn
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+  """Where a model lives: module path, class name, fixed keyword arguments, converter name."""
+  module: str
+  cls: str
+  kwargs: dict = dataclasses.field(default_factory=dict)
+  from_torch: str = "from_torch"
+  pooling: bool = False  # records scale-pool indices in aux
+
+  def load(self) -> tuple[type, Callable[[dict], dict]]:
+    mod = importlib.import_module(self.module)
+    return getattr(mod, self.cls), getattr(mod, self.from_torch)
+
+
+_M = "stir_jax.models."
+MODELS: dict[str, ModelSpec] = {
+    "standard": ModelSpec(_M + "standard", "StandardCNN"),
+    "pixel_pool": ModelSpec(_M + "pooling", "ScalePoolCNN", {"pool": "pixel"}, pooling=True),
+    "slice_pool": ModelSpec(_M + "pooling", "ScalePoolCNN", {"pool": "slice"}, pooling=True),
+    "energy_pool": ModelSpec(_M + "pooling", "ScalePoolCNN", {"pool": "energy"}, pooling=True),
+    "soft_pool": ModelSpec(_M + "pooling", "ScalePoolCNN",
+                           {"pool": "soft", "learnable_temperature": True}, pooling=True),
+    "conv3d": ModelSpec(_M + "pooling", "Conv3dCNN", from_torch="conv3d_from_torch"),
+}
+
+
+def model_names() -> list[str]:
+  return list(MODELS)
+
+
+def _spec(name: str) -> ModelSpec:
+  if name not in MODELS:
+    raise ValueError(f"unknown model {name!r}; valid models: {', '.join(MODELS)}")
+  return MODELS[name]
+
+
+def get_model(name: str, num_channels: int, num_classes: int, kernel_size: int = 7,
+              interpolation: str = "bicubic", **kwargs: Any) -> nn.Module:
+  """The flax module for `name`. num_channels is checked at apply time (inferred from x).
+
+  Extra keyword arguments (e.g. impl="direct" for the SiConv models) go to the module.
+  """
+  spec = _spec(name)
+  if num_channels < 1 or num_classes < 2:
+    raise ValueError(f"need num_channels >= 1 and num_classes >= 2, got {num_channels}, {num_classes}")
+  cls, _ = spec.load()
+  return cls(num_classes=num_classes, kernel_size=kernel_size, interpolation=interpolation,
+             **spec.kwargs, **kwargs)
+
+
+def is_pooling(name: str) -> bool:
+  """Whether the model reports scale-pool indices (pool1_indices, pool2_indices) in aux."""
+  return _spec(name).pooling

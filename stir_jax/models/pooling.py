@@ -1,0 +1,104 @@
+"""The paper's models: SiConv2d layers with scale pooling (pixel, slice, energy, soft) and conv3d."""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import flax.linen as nn
+
+from stir_jax.layers.scale_pool import ScalePool
+from stir_jax.layers.siconv import SiConv2d
+from stir_jax.layers.initializers import torch_uniform
+from stir_jax.models import common
+
+
+class ScalePoolCNN(nn.Module):
+  """SiConv C->16 (29 scales) + pool, ReLU, SiConv 16->32 (26 scales) + pool, ReLU, global max, dense.
+
+  Each SiConv2d applies one 7x7 kernel rescaled to 7, 9, ..., k + 2(S-1) pixels; the scale pool
+  keeps, per pixel (pixel), per channel slice (slice, energy) or as a softmax mixture (soft), the
+  best-responding kernel size. Equivariant to translations on the valid region; invariant to the
+  object's scale only approximately (interpolated kernels, resampled images), which is what the
+  paper measures. Pooling comes before the ReLU, as in the reference.
+
+  x: (batch, 64, 64, channels) -> logits (batch, num_classes).
+  aux: stage1 (B, 58, 58, 16), stage2 (B, 52, 52, 32), features (B, 32), pool1_indices and
+  pool2_indices (pixel/soft: (B, H, W, C); slice/energy: (B, C)).
+  """
+  num_classes: int
+  pool: str = "pixel"
+  kernel_size: int = 7
+  interpolation: str = "bicubic"
+  impl: str = "auto"
+  learnable_temperature: bool = False
+
+  @nn.compact
+  def __call__(self, x: jax.Array, with_aux: bool = False):
+    conv = functools.partial(SiConv2d, kernel_size=self.kernel_size, mode=self.interpolation,
+                             impl=self.impl)
+    pool = functools.partial(ScalePool, self.pool, learnable_temperature=self.learnable_temperature)
+    y, idx1 = pool(name="pool1")(conv(16, name="conv1")(x))
+    stage1 = nn.relu(y)
+    y, idx2 = pool(name="pool2")(conv(32, name="conv2")(stage1))
+    stage2 = nn.relu(y)
+    features = common.global_max(stage2)
+    logits = common.Dense(self.num_classes, name="lin")(features)
+    if with_aux:
+      return logits, {"stage1": stage1, "stage2": stage2, "features": features,
+                      "pool1_indices": idx1, "pool2_indices": idx2}
+    return logits
+
+
+class Conv3dCNN(nn.Module):
+  """SiConv C->16 (29 scales), ReLU, a valid 7x7x7 3-D convolution over (scale, y, x) 16->32, ReLU,
+  global max over scale and space, dense.
+
+  The 3-D convolution treats the scale axis like depth, so it is equivariant to shifts along scale
+  only where the object's scale change maps to a whole kernel-size step; translation equivariance as
+  for the SiConv layer.
+
+  x: (batch, 64, 64, channels) -> logits; aux: stage1 (B, 29, 58, 58, 16),
+  stage2 (B, 23, 52, 52, 32), features (B, 32).
+  """
+  num_classes: int
+  kernel_size: int = 7
+  interpolation: str = "bicubic"
+  impl: str = "auto"
+
+  @nn.compact
+  def __call__(self, x: jax.Array, with_aux: bool = False):
+    k = self.kernel_size
+    stage1 = nn.relu(SiConv2d(16, kernel_size=k, mode=self.interpolation, impl=self.impl,
+                              name="conv1")(x))
+    cin = stage1.shape[-1]
+    init = torch_uniform(cin * k ** 3)
+    kernel = self.param("conv2_kernel", init, (k, k, k, cin, 32))
+    bias = self.param("conv2_bias", init, (32,))
+    y = jax.lax.conv_general_dilated(
+        stage1, kernel, (1, 1, 1), "VALID", dimension_numbers=("NDHWC", "DHWIO", "NDHWC"))
+    stage2 = nn.relu(y + bias)
+    features = common.global_max(stage2)
+    logits = common.Dense(self.num_classes, name="lin")(features)
+    if with_aux:
+      return logits, {"stage1": stage1, "stage2": stage2, "features": features}
+    return logits
+
+
+def _siconv_from_torch(state: dict, name: str) -> dict:
+  return common.torch_conv(state, name, weight_key="weights")
+
+
+def from_torch(state: dict) -> dict:
+  """Reference SiConv/ScalePool model state dict (conv1.weights, conv2.weights, lin.*) -> params."""
+  return {"conv1": _siconv_from_torch(state, "conv1"),
+          "conv2": _siconv_from_torch(state, "conv2"),
+          "lin": common.torch_dense(state, "lin")}
+
+
+def conv3d_from_torch(state: dict) -> dict:
+  """Reference conv3d state dict -> params (Conv3d weight OIDHW -> DHWIO)."""
+  return {"conv1": _siconv_from_torch(state, "conv1"),
+          "conv2_kernel": state["conv2.weight"].transpose(2, 3, 4, 1, 0),
+          "conv2_bias": state["conv2.bias"],
+          "lin": common.torch_dense(state, "lin")}

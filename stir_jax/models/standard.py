@@ -1,0 +1,41 @@
+"""The standard CNN baseline: two valid 7x7 convolutions, global max pooling, a dense classifier."""
+from __future__ import annotations
+
+import jax
+import flax.linen as nn
+
+from stir_jax.models import common
+
+
+class StandardCNN(nn.Module):
+  """conv C->16 valid, ReLU, conv 16->32 valid, ReLU, global max, dense.
+
+  Equivariant to integer translations (exactly, on the valid region); the global max makes the
+  features invariant to them. Not equivariant to scale.
+
+  x: (batch, 64, 64, channels) float32 -> logits (batch, num_classes).
+  aux: stage1 (B, 58, 58, 16), stage2 (B, 52, 52, 32), features (B, 32).
+
+  >>> model = StandardCNN(num_classes=10)
+  >>> variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 1)))
+  """
+  num_classes: int
+  kernel_size: int = 7
+  interpolation: str = "bicubic"  # unused; kept so every model shares one signature
+
+  @nn.compact
+  def __call__(self, x: jax.Array, with_aux: bool = False):
+    stage1 = nn.relu(common.Conv(16, self.kernel_size, name="conv1")(x))
+    stage2 = nn.relu(common.Conv(32, self.kernel_size, name="conv2")(stage1))
+    features = common.global_max(stage2)
+    logits = common.Dense(self.num_classes, name="lin")(features)
+    if with_aux:
+      return logits, {"stage1": stage1, "stage2": stage2, "features": features}
+    return logits
+
+
+def from_torch(state: dict) -> dict:
+  """Reference state dict (conv1.*, conv2.*, lin.*) -> params."""
+  return {"conv1": common.torch_conv(state, "conv1"),
+          "conv2": common.torch_conv(state, "conv2"),
+          "lin": common.torch_dense(state, "lin")}

@@ -1,0 +1,348 @@
+"""Training: the paper's protocol (Adam, early stopping on validation accuracy, best parameters
+tested) as a resumable loop writing a self-describing run directory.
+
+Run directory (workdir) layout:
+  config.json          the config of the run (a rerun with another config is refused)
+  metrics.jsonl        one line per epoch: train/val loss and accuracy, epoch seconds
+  checkpoints/latest/  orbax: the full train state after the last finished epoch (for resuming)
+  checkpoints/best/    orbax: the parameters with the best validation accuracy so far
+  results.json         written once at the end: test accuracy, per-scale test accuracy, ...
+
+`train_and_evaluate(config, workdir)` is what train.py calls; tests call it too.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import pathlib
+import time
+from typing import Any, Callable, Iterable, Iterator
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from flax import struct
+from tqdm.auto import tqdm
+
+import stir_jax
+from stir_jax import metrics, models
+from stir_jax.data import pipeline, stir_file
+
+
+class RunError(RuntimeError):
+  """A problem with the run's inputs or directory; train.py prints it as one line."""
+
+
+@struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  opt_state: Any
+
+
+# --- steps -----------------------------------------------------------------------------------
+
+def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """Adam with the config's learning rate (PyTorch's Adam defaults: b1 .9, b2 .999, eps 1e-8)."""
+  return optax.adam(config.learning_rate)
+
+
+def create_train_state(model, tx, rng: jax.Array, num_channels: int) -> TrainState:
+  params = model.init(rng, jnp.zeros((1, 64, 64, num_channels), jnp.float32))["params"]
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+
+
+def make_train_step(model, tx) -> Callable:
+  """jit-compiled step: (state, batch) -> (state, stats). The state's buffers are donated.
+
+  The loss is the mean cross-entropy over the batch's real examples (batch["mask"]), so a padded
+  last batch gives the same update as an unpadded smaller one.
+  """
+
+  def loss_fn(params, batch):
+    logits = model.apply({"params": params}, batch["image"])
+    mask = batch["mask"].astype(jnp.float32)
+    loss = jnp.sum(metrics.cross_entropy(logits, batch["label"]) * mask) / jnp.maximum(mask.sum(), 1)
+    return loss, logits
+
+  def step(state: TrainState, batch) -> tuple[TrainState, dict]:
+    (_, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    stats = metrics.batch_stats(logits, batch["label"], mask=batch["mask"])
+    return TrainState(step=state.step + 1, params=params, opt_state=opt_state), stats
+
+  return jax.jit(step, donate_argnums=0)
+
+
+def make_eval_step(model) -> Callable:
+  """jit-compiled (params, batch) -> stats with per-scale counts."""
+
+  def step(params, batch):
+    logits = model.apply({"params": params}, batch["image"])
+    return metrics.batch_stats(logits, batch["label"], batch["scale"], batch["mask"])
+
+  return jax.jit(step)
+
+
+def padded(batches: Iterable[dict], batch_size: int) -> Iterator[dict]:
+  """Pads every batch to batch_size (repeating zeros) and adds a 0/1 'mask' of real examples, so a
+  single compiled step serves the short last batch too."""
+  for batch in batches:
+    n = len(batch["label"])
+    if n > batch_size:
+      raise ValueError(f"batch of {n} is larger than the batch size {batch_size}")
+    out = {k: np.concatenate([v, np.zeros((batch_size - n,) + v.shape[1:], v.dtype)])
+           for k, v in batch.items()}
+    out["mask"] = np.arange(batch_size) < n
+    yield out
+
+
+def evaluate_split(eval_step, params, batches: Iterable[dict], batch_size: int) -> dict:
+  """Merged sums over a split (see metrics.finalize)."""
+  total = None
+  for batch in padded(batches, batch_size):
+    total = metrics.merge(total, jax.device_get(eval_step(params, batch)))
+  if total is None:
+    raise RunError("an evaluation split is empty")
+  return total
+
+
+# --- run directory ---------------------------------------------------------------------------
+
+def _config_dict(config) -> dict:
+  return json.loads(config.to_json()) if hasattr(config, "to_json") else dict(config)
+
+
+def _write_json(path: pathlib.Path, obj) -> None:
+  tmp = path.with_suffix(path.suffix + ".tmp")
+  tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+  os.replace(tmp, path)
+
+
+def _prepare_workdir(config, workdir: pathlib.Path) -> None:
+  """Creates workdir/config.json, or checks that an existing run used the same config."""
+  wanted = _config_dict(config)
+  cfg_path = workdir / "config.json"
+  if cfg_path.exists():
+    try:
+      found = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as e:
+      raise RunError(f"{cfg_path} is not valid JSON ({e}); refusing to touch this directory") from None
+    if found != wanted:
+      diff = sorted(k for k in set(found) | set(wanted) if found.get(k) != wanted.get(k))
+      raise RunError(f"{workdir} holds a run with a different config (fields: {', '.join(diff)}); "
+                     "use another --workdir")
+    return
+  if workdir.exists() and any(workdir.iterdir()):
+    raise RunError(f"{workdir} is not empty and holds no stir_jax run (no config.json); "
+                   "use another --workdir")
+  workdir.mkdir(parents=True, exist_ok=True)
+  _write_json(cfg_path, wanted)
+
+
+class Checkpoints:
+  """The run's two orbax checkpoint managers: latest full state (resume) and best parameters."""
+
+  def __init__(self, workdir: pathlib.Path):
+    opts = ocp.CheckpointManagerOptions(max_to_keep=1, enable_async_checkpointing=False)
+    self.latest = ocp.CheckpointManager((workdir / "checkpoints" / "latest").absolute(),
+                                        options=opts, item_names=("state", "meta"))
+    self.best = ocp.CheckpointManager((workdir / "checkpoints" / "best").absolute(),
+                                      options=opts, item_names=("params", "meta"))
+
+  def save_latest(self, epoch: int, state: TrainState, meta: dict) -> None:
+    self.latest.save(epoch, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                    meta=ocp.args.JsonSave(meta)))
+    self.latest.wait_until_finished()
+
+  def restore_latest(self, target: TrainState) -> tuple[TrainState, dict] | None:
+    step = self.latest.latest_step()
+    if step is None:
+      return None
+    got = self.latest.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
+    return got["state"], got["meta"]
+
+  def save_best(self, epoch: int, params, meta: dict) -> None:
+    for stale in [s for s in self.best.all_steps() if s >= epoch]:
+      self.best.delete(stale)  # left by a run killed between its best and latest saves
+    self.best.save(epoch, args=ocp.args.Composite(params=ocp.args.StandardSave(params),
+                                                  meta=ocp.args.JsonSave(meta)))
+    self.best.wait_until_finished()
+
+  def restore_best(self, target_params) -> tuple[Any, dict]:
+    step = self.best.latest_step()
+    if step is None:
+      raise RunError("the run has no best checkpoint yet")
+    got = self.best.restore(step, args=ocp.args.Composite(
+        params=ocp.args.StandardRestore(target_params), meta=ocp.args.JsonRestore()))
+    return got["params"], got["meta"]
+
+  def close(self) -> None:
+    self.latest.close()
+    self.best.close()
+
+
+def read_metrics(workdir: pathlib.Path) -> list[dict]:
+  path = workdir / "metrics.jsonl"
+  if not path.exists():
+    return []
+  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _rewrite_metrics(workdir: pathlib.Path, rows: list[dict]) -> None:
+  path = workdir / "metrics.jsonl"
+  tmp = path.with_suffix(".jsonl.tmp")
+  tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+  os.replace(tmp, path)
+
+
+# --- data ------------------------------------------------------------------------------------
+
+def load_dataset(config) -> stir_file.StirData:
+  """Loads config.dataset, generating the emoji domain first when that file is missing."""
+  path = pathlib.Path(config.dataset)
+  if not path.exists() and path.name.startswith("emoji"):
+    print(f"{path} is missing: generating STIR-emoji (once)")
+    pipeline.ensure_emoji(path)
+  try:
+    return stir_file.load_stir(path)
+  except stir_file.StirFileError as e:
+    raise RunError(str(e)) from None
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+  return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+def _batches(data, split: str, config, *, batch_size: int, seed: int | None = None,
+             scales=None) -> Iterator[dict]:
+  ds = pipeline.make_dataset(data, split, config.scenario, batch_size=batch_size,
+                             shuffle=seed is not None, seed=seed or 0, scales=scales)
+  for batch in pipeline.iterate(ds):
+    yield {k: batch[k] for k in ("image", "label", "scale")}
+
+
+# --- the loop --------------------------------------------------------------------------------
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
+                       progress: bool = True) -> dict:
+  """Trains config.model on config.dataset with early stopping, then tests the best parameters.
+
+  Resumes from workdir/checkpoints/latest when present; returns (and writes) results.json. A run
+  whose results.json exists is not retrained.
+  """
+  workdir = pathlib.Path(workdir)
+  if (workdir / "results.json").exists() and (workdir / "config.json").exists():
+    _prepare_workdir(config, workdir)  # still refuse a different config
+    print(f"{workdir} is finished (results.json exists); nothing to do")
+    return json.loads((workdir / "results.json").read_text())
+
+  data = load_dataset(config)
+  try:
+    model = models.get_model(config.model, data.num_channels, data.num_classes,
+                             config.kernel_size, config.interpolation,
+                             **({"impl": config.impl} if _takes_impl(config.model) else {}))
+  except ValueError as e:
+    raise RunError(str(e)) from None
+  _prepare_workdir(config, workdir)
+
+  tx = make_optimizer(config)
+  state = create_train_state(model, tx, jax.random.PRNGKey(config.seed), data.num_channels)
+  ckpt = Checkpoints(workdir)
+  meta = {"epoch": 0, "best_val_accuracy": -1.0, "best_epoch": 0, "bad_epochs": 0}
+  restored = ckpt.restore_latest(state)
+  history = read_metrics(workdir)
+  if restored is not None:
+    state, meta = restored
+    history = [r for r in history if r["epoch"] <= meta["epoch"]]
+    _rewrite_metrics(workdir, history)
+    print(f"resuming {workdir} after epoch {meta['epoch']}")
+  elif history:
+    history = []
+    _rewrite_metrics(workdir, history)
+
+  train_step, eval_step = make_train_step(model, tx), make_eval_step(model)
+  n_train = pipeline.num_examples(data, "train", config.scenario)
+  steps_per_epoch = math.ceil(n_train / config.batch_size)
+  stop_reason = "num_epochs reached"
+  for epoch in range(meta["epoch"] + 1, config.num_epochs + 1):
+    if meta["bad_epochs"] >= config.patience:
+      stop_reason = "early stopping"
+      break
+    start = time.perf_counter()
+    total = None
+    bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{config.num_epochs}", unit="step",
+               disable=not progress, leave=False, dynamic_ncols=True)
+    batches = _batches(data, "train", config, batch_size=config.batch_size,
+                       seed=_epoch_seed(config.seed, epoch))
+    for batch in padded(batches, config.batch_size):
+      state, stats = train_step(state, batch)
+      total = metrics.merge(total, jax.device_get(stats))
+      bar.update(1)
+      bar.set_postfix(loss=f"{total['loss_sum'] / total['count']:.3f}",
+                      acc=f"{total['correct'] / total['count']:.3f}")
+    bar.close()
+    train = metrics.finalize(total)
+    if not math.isfinite(train["loss"]):
+      raise RunError(f"non-finite training loss in epoch {epoch}; stopped, the last good "
+                     f"checkpoint (epoch {meta['epoch']}) is kept in {workdir}")
+    val = metrics.finalize(evaluate_split(
+        eval_step, state.params, _batches(data, "valid", config, batch_size=config.eval_batch_size),
+        config.eval_batch_size))
+    seconds = time.perf_counter() - start
+    row = {"epoch": epoch, "train_loss": train["loss"], "train_accuracy": train["accuracy"],
+           "val_loss": val["loss"], "val_accuracy": val["accuracy"], "epoch_seconds": seconds}
+    improved = val["accuracy"] > meta["best_val_accuracy"]
+    meta = {"epoch": epoch,
+            "best_val_accuracy": val["accuracy"] if improved else meta["best_val_accuracy"],
+            "best_epoch": epoch if improved else meta["best_epoch"],
+            "bad_epochs": 0 if improved else meta["bad_epochs"] + 1}
+    if improved:
+      ckpt.save_best(epoch, state.params, {"epoch": epoch, "val_accuracy": val["accuracy"]})
+    history.append(row)
+    _rewrite_metrics(workdir, history)
+    ckpt.save_latest(epoch, state, meta)
+    if progress:
+      print(f"epoch {epoch}: train loss {train['loss']:.4f} acc {train['accuracy']:.3f} | "
+            f"val loss {val['loss']:.4f} acc {val['accuracy']:.3f}{' *' if improved else ''} | "
+            f"{seconds:.1f}s")
+  else:
+    if meta["bad_epochs"] >= config.patience:
+      stop_reason = "early stopping"
+
+  params, best = ckpt.restore_best(state.params)
+  ckpt.close()
+  test = test_metrics(eval_step, params, data, config)
+  results = {
+      "model": config.model, "dataset": str(config.dataset), "scenario": config.scenario,
+      "test_loss": test["loss"], "test_accuracy": test["accuracy"], "test_count": test["count"],
+      "per_scale": test["per_scale"],
+      "best_val_accuracy": best["val_accuracy"], "best_epoch": best["epoch"],
+      "epochs_run": len(history), "stop_reason": stop_reason,
+      "mean_epoch_seconds": float(np.mean([r["epoch_seconds"] for r in history])) if history else None,
+      "config": _config_dict(config), "version": stir_jax.__version__,
+      "jax_backend": jax.default_backend(), "jax_devices": [str(d) for d in jax.devices()],
+  }
+  _write_json(workdir / "results.json", results)
+  return results
+
+
+def test_metrics(eval_step, params, data, config) -> dict:
+  """One pass over the test split at all 48 scales: per-scale accuracy, and loss/accuracy on the
+  scenario's test scales (summed from the per-scale totals)."""
+  total = evaluate_split(eval_step, params,
+                         _batches(data, "test", config, batch_size=config.eval_batch_size,
+                                  scales=metrics.SCALES), config.eval_batch_size)
+  scenario = metrics.finalize(metrics.restrict(total, pipeline.scales_for(config.scenario, "test")))
+  return {**scenario, "per_scale": metrics.finalize(total)["per_scale"]}
+
+
+def _takes_impl(name: str) -> bool:
+  return name in ("pixel_pool", "slice_pool", "energy_pool", "soft_pool", "conv3d")
