@@ -232,11 +232,13 @@ def _batches(data, split: str, config, *, batch_size: int, seed: int | None = No
 # --- the loop --------------------------------------------------------------------------------
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
-                       progress: bool = True) -> dict:
+                       progress: bool = True,
+                       on_epoch_end: Callable[[int], None] | None = None) -> dict:
   """Trains config.model on config.dataset with early stopping, then tests the best parameters.
 
   Resumes from workdir/checkpoints/latest when present; returns (and writes) results.json. A run
-  whose results.json exists is not retrained.
+  whose results.json exists is not retrained. `on_epoch_end(epoch)` is called after each epoch's
+  checkpoint is written (hooks for schedulers; tests use it to simulate a crash).
   """
   workdir = pathlib.Path(workdir)
   if (workdir / "results.json").exists() and (workdir / "config.json").exists():
@@ -313,6 +315,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
       print(f"epoch {epoch}: train loss {train['loss']:.4f} acc {train['accuracy']:.3f} | "
             f"val loss {val['loss']:.4f} acc {val['accuracy']:.3f}{' *' if improved else ''} | "
             f"{seconds:.1f}s")
+    if on_epoch_end is not None:
+      on_epoch_end(epoch)
   else:
     if meta["bad_epochs"] >= config.patience:
       stop_reason = "early stopping"

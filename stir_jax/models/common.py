@@ -6,18 +6,8 @@ import jax.numpy as jnp
 import flax.linen as nn
 import numpy as np
 
+from stir_jax.layers.conv import conv2d
 from stir_jax.layers.initializers import torch_uniform
-
-
-def conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None,
-           padding: str | int = "VALID") -> jax.Array:
-  """Cross-correlation of x (B, H, W, Cin) with kernel (kh, kw, Cin, Cout), stride 1."""
-  if isinstance(padding, int):
-    padding = ((padding, padding), (padding, padding))
-  y = jax.lax.conv_general_dilated(
-      x, kernel, window_strides=(1, 1), padding=padding,
-      dimension_numbers=("NHWC", "HWIO", "NHWC"))
-  return y if bias is None else y + bias
 
 
 class Conv(nn.Module):
@@ -26,6 +16,7 @@ class Conv(nn.Module):
   kernel_size: int = 7
   padding: str | int = "VALID"
   use_bias: bool = True
+  impl: str = "auto"  # see stir_jax.layers.conv.conv2d
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -33,7 +24,7 @@ class Conv(nn.Module):
     init = torch_uniform(cin * k * k)
     kernel = self.param("kernel", init, (k, k, cin, self.features))
     bias = self.param("bias", init, (self.features,)) if self.use_bias else None
-    return conv2d(x, kernel, bias, self.padding)
+    return conv2d(x, kernel, bias, self.padding, self.impl)
 
 
 class Dense(nn.Module):

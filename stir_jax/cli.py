@@ -1,0 +1,63 @@
+"""Helpers for the command-line entry points: one-line errors, exit status 2, no tracebacks.
+
+absl and ml_collections report bad flags with tracebacks or several lines; the entry points route
+flag definition, parsing and config loading through here so every user error is one line.
+"""
+from __future__ import annotations
+
+import pathlib
+import sys
+from typing import Callable, NoReturn
+
+from absl import flags
+from ml_collections import config_flags
+
+from stir_jax.data.stir_file import StirFileError
+from stir_jax.training import RunError
+
+
+def fail(message: str) -> NoReturn:
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(2)
+
+
+def define_config_flag(default: str) -> None:
+  """--config=FILE with --config.<field>=value overrides (an unknown field is one-line error)."""
+  try:
+    config_flags.DEFINE_config_file("config", default, "Config file (get_config()).",
+                                    lock_config=True)
+  except (AttributeError, KeyError, ValueError, TypeError) as e:
+    # config_flags resolves --config.<field> overrides while defining the flag.
+    fail(f"bad --config override: {str(e).strip(chr(34) + chr(39))} is not a field of the config")
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """app.run's flags_parser: one line for a flag error instead of absl's usage text."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    fail(str(e))
+
+
+def loaded_config():
+  """The parsed --config, or a one-line error if the file could not be loaded."""
+  config = flags.FLAGS.config
+  try:
+    config.keys()
+  except Exception as e:  # config_flags defers load errors to the first access
+    fail(" ".join(str(e).split()))
+  return config
+
+
+def run(fn: Callable, *args, **kwargs):
+  """Calls fn, turning the errors a user can cause into one line on stderr and exit status 2."""
+  try:
+    return fn(*args, **kwargs)
+  except (RunError, StirFileError, FileNotFoundError, PermissionError) as e:
+    fail(str(e))
+  except KeyboardInterrupt:
+    fail("interrupted; rerun the same command to resume")
+
+
+def default_workdir(config_path: str) -> str:
+  return str(pathlib.Path("runs") / pathlib.Path(config_path).stem)

@@ -1,0 +1,118 @@
+"""End to end: train a tiny run in a temporary directory, resume it, evaluate its checkpoint."""
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from configs import tiny
+from stir_jax import evaluation, training
+from stir_jax.data import emoji, stir_file
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+  path = tmp_path_factory.mktemp("data") / "emoji4.npz"
+  stir_file.save_stir(path, emoji.generate_emoji(emoji.EMOJI_NAMES[:4], progress=False))
+  return path
+
+
+def _config(data_path, **overrides):
+  config = tiny.get_config()
+  config.dataset = str(data_path)
+  config.update(overrides)
+  return config
+
+
+def test_train_then_evaluate(tiny_data, tmp_path):
+  workdir = tmp_path / "run"
+  results = training.train_and_evaluate(_config(tiny_data), workdir, progress=False)
+
+  saved = json.loads((workdir / "results.json").read_text())
+  assert saved["test_accuracy"] == pytest.approx(results["test_accuracy"])
+  assert 0.0 <= saved["test_accuracy"] <= 1.0
+  # scenario 2 tests on 32 scales x 4 icons x 1 instance
+  assert saved["test_count"] == 32 * 4
+  assert sorted(saved["per_scale"]) == sorted(f"s{s}" for s in range(17, 65))
+  assert saved["epochs_run"] == 1 and saved["model"] == "standard"
+  rows = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
+  assert [r["epoch"] for r in rows] == [1]
+  assert {"train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_seconds"} <= set(rows[0])
+  assert (workdir / "checkpoints" / "best").is_dir()
+  assert json.loads((workdir / "config.json").read_text())["model"] == "standard"
+
+  out = evaluation.evaluate(workdir)
+  # evaluation restores the same best parameters, so it reproduces training's test numbers
+  assert out["test_accuracy"] == pytest.approx(saved["test_accuracy"])
+  with open(workdir / "generalization.csv") as f:
+    (row,) = list(csv.DictReader(f))
+  assert row["model"] == "standard" and row["data"] == "emoji4" and row["eval"] == "2"
+  accs = np.array([float(row[f"s{s}"]) for s in range(17, 65)])
+  assert np.all((accs >= 0) & (accs <= 1))
+  np.testing.assert_allclose(accs, [saved["per_scale"][f"s{s}"] for s in range(17, 65)], atol=1e-6)
+  assert (workdir / "accuracy_vs_scale.png").stat().st_size > 10_000
+
+
+def test_resume_after_crash_equals_uninterrupted_run(tiny_data, tmp_path):
+  config = _config(tiny_data, num_epochs=3, patience=10)
+  full = training.train_and_evaluate(config, tmp_path / "full", progress=False)
+
+  class Crash(Exception):
+    pass
+
+  def crash_after_2(epoch):
+    if epoch == 2:
+      raise Crash()
+
+  with pytest.raises(Crash):
+    training.train_and_evaluate(config, tmp_path / "resumed", progress=False,
+                                on_epoch_end=crash_after_2)
+  assert not (tmp_path / "resumed" / "results.json").exists()
+  resumed = training.train_and_evaluate(config, tmp_path / "resumed", progress=False)
+  for key in ("test_accuracy", "test_loss", "best_val_accuracy", "best_epoch", "per_scale"):
+    assert resumed[key] == full[key], key
+  assert resumed["epochs_run"] == 3
+  # a finished run is not retrained
+  again = training.train_and_evaluate(config, tmp_path / "resumed", progress=False)
+  assert again == json.loads((tmp_path / "resumed" / "results.json").read_text())
+
+
+def test_refuses_foreign_workdir_and_other_config(tiny_data, tmp_path):
+  foreign = tmp_path / "foreign"
+  foreign.mkdir()
+  (foreign / "notes.txt").write_text("keep me")
+  with pytest.raises(training.RunError, match="not empty"):
+    training.train_and_evaluate(_config(tiny_data), foreign, progress=False)
+  assert (foreign / "notes.txt").read_text() == "keep me"
+
+  run = tmp_path / "run"
+  run.mkdir()
+  (run / "config.json").write_text(json.dumps(json.loads(_config(tiny_data).to_json())))
+  with pytest.raises(training.RunError, match="different config"):
+    training.train_and_evaluate(_config(tiny_data, learning_rate=0.5), run, progress=False)
+
+
+def _cli(*args, cwd=REPO):
+  return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True,
+                        timeout=300)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train.py", "--config.no_such_field=1", "--workdir=/tmp/x"], "no_such_field"),
+    (["train.py", "--config=configs/no_such_config.py"], "no_such_config"),
+    (["train.py", "--config.num_epochs=lots"], "num_epochs"),
+    (["train.py", "--config.dataset=/nonexistent/stir.npz", "--workdir=/tmp/stir_jax_none"],
+     "/nonexistent/stir.npz"),
+    (["eval.py", "--workdir=/nonexistent/run"], "/nonexistent/run"),
+    (["eval.py"], "--workdir"),
+])
+def test_cli_errors_are_one_line(args, message):
+  proc = _cli(*args)
+  assert proc.returncode == 2, proc.stderr
+  lines = [l for l in proc.stderr.splitlines() if l.strip()]
+  assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
+  assert "Traceback" not in proc.stderr
