@@ -90,3 +90,52 @@ def finalize(total: Mapping[str, np.ndarray]) -> dict:
   if "per_scale_correct" in total:
     out["per_scale"] = per_scale_accuracy(total["per_scale_correct"], total["per_scale_count"])
   return out
+
+
+# --- equivariance error (the paper's Sec. IV-C; DESIGN.md §4) ---------------------------------
+
+# (reference size, other size) pairs of object sizes; the other's crop is resized to the reference's.
+EQUIVARIANCE_PAIRS = ((64, 49), (49, 64), (48, 33), (33, 48), (32, 17), (17, 32))
+EQUIVARIANCE_SCALES = (64, 49, 48, 33, 32, 17)
+
+
+def crop_to_object(fmap: np.ndarray, scale: int, position, image_size: int = 64) -> np.ndarray:
+  """The part of a feature map (H, W, C) that sees the object of size `scale` at `position`.
+
+  position is (x, y) of the object's top-left corner in the image (x = column). The valid
+  convolutions removed image_size - H pixels; the crop keeps the reference's rule: rows
+  y .. y + scale - (image_size - H), columns likewise.
+  """
+  pad = image_size - fmap.shape[0]
+  side = scale - pad
+  if side < 1:
+    raise ValueError(f"an object of size {scale} leaves no pixels in a {fmap.shape[0]}-pixel map")
+  x, y = int(position[0]), int(position[1])
+  return fmap[y:y + side, x:x + side]
+
+
+def resize_bicubic(fmap: np.ndarray, size: int) -> np.ndarray:
+  """PyTorch-style bicubic resize (a = -0.75, half-pixel centres, no antialiasing) of a square
+  (H, H, C) map to (size, size, C)."""
+  from stir_jax.layers.interpolation import interpolation_matrix
+  a = interpolation_matrix(fmap.shape[0], size, "bicubic")
+  b = interpolation_matrix(fmap.shape[1], size, "bicubic")
+  return np.einsum("ph,hwc,qw->pqc", a, np.asarray(fmap, np.float64), b)
+
+
+def equivariance_error(ref: np.ndarray, other: np.ndarray) -> float:
+  """||ref - resize(other)||^2 / ||ref||^2 with `other` (H', W', C) resized to ref's (H, W, C) size.
+
+  0 for identical maps; NaN when ref is all zero (the ratio is undefined).
+  """
+  ref = np.asarray(ref, np.float64)
+  interp = resize_bicubic(other, ref.shape[0]) if other.shape[:2] != ref.shape[:2] else other
+  denom = np.sum(ref ** 2)
+  return float(np.sum((ref - interp) ** 2) / denom) if denom > 0 else float("nan")
+
+
+def object_equivariance_errors(maps: dict[int, np.ndarray], positions: dict[int, tuple]) -> np.ndarray:
+  """The six pair errors of one object. maps[s]: feature map (H, W, C) of the image with the
+  object at size s; positions[s]: its (x, y). Returns (6,) in EQUIVARIANCE_PAIRS order."""
+  crops = {s: crop_to_object(maps[s], s, positions[s]) for s in EQUIVARIANCE_SCALES}
+  return np.array([equivariance_error(crops[r], crops[o]) for r, o in EQUIVARIANCE_PAIRS])
