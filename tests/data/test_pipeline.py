@@ -1,0 +1,150 @@
+"""Tests of scenarios, scale selection and the tf.data pipeline."""
+import numpy as np
+import pytest
+
+from stir_jax.data import pipeline
+from stir_jax.data import stir_file
+from tests.data.conftest import synthetic
+
+
+def test_scenarios():
+  assert pipeline.SCENARIOS[1].name == "Small2Large"
+  name, train, test = pipeline.SCENARIOS[2]
+  assert name == "Mid2Rest" and list(train) == list(range(33, 49))
+  assert list(test) == list(range(17, 33)) + list(range(49, 65))
+  for sc in pipeline.SCENARIOS.values():
+    if sc.name != "All2All":
+      assert not set(sc.train_scales) & set(sc.test_scales)
+      assert len(sc.train_scales) + len(sc.test_scales) == 48
+  assert pipeline.scales_for(3, "valid") == list(range(49, 65))
+  assert pipeline.scales_for("large2small", "test") == list(range(17, 49))
+  assert pipeline.scales_for("M2R", "train") == list(range(33, 49))
+  assert pipeline.scales_for(None, "test_all") == list(range(17, 65))
+  with pytest.raises(ValueError, match="unknown scenario"):
+    pipeline.get_scenario(5)
+  with pytest.raises(ValueError, match="split"):
+    pipeline.scales_for(1, "validation")
+
+
+def test_parse_scales():
+  assert pipeline.parse_scales("33-48") == list(range(33, 49))
+  assert pipeline.parse_scales("17-32,49-64") == pipeline.scales_for(2, "test")
+  assert pipeline.parse_scales("64, 17,20-21") == [17, 20, 21, 64]
+  for bad in ("16-20", "a-b", "40-30", "", "65"):
+    with pytest.raises(ValueError):
+      pipeline.parse_scales(bad)
+
+
+def test_counts(emoji2_path):
+  expected = {  # scenario: (train, valid, test) images for 2 classes x 1 instance.
+      1: (32, 32, 64), 2: (32, 32, 64), 3: (32, 32, 64), 4: (96, 96, 96)}
+  for scenario, counts in expected.items():
+    for split, count in zip(("train", "valid", "test"), counts):
+      assert pipeline.num_examples(emoji2_path, split, scenario) == count
+      arrays = pipeline.select(stir_file.load_stir(emoji2_path), split,
+                               pipeline.scales_for(scenario, split))
+      assert len(arrays["label"]) == count
+  assert pipeline.num_examples(emoji2_path, "test_all", 1) == 96
+  assert pipeline.num_examples(emoji2_path, "train", scales="17-20") == 8
+
+
+def test_mid2rest_train_on_full_emoji_is_576():
+  assert pipeline.num_examples(synthetic(36), "train", 2) == 576 == 16 * 36
+
+
+def test_select_keeps_examples_aligned():
+  data = synthetic(3, num_instances=2)
+  arrays = pipeline.select(data, "valid", [20, 64])
+  assert arrays["image"].shape == (12, 64, 64, 1) and arrays["image"].dtype == np.uint8
+  for key in ("label", "scale", "position"):
+    assert arrays[key].dtype == np.int32
+  np.testing.assert_array_equal(arrays["scale"], [20] * 6 + [64] * 6)
+  np.testing.assert_array_equal(arrays["label"], [0, 0, 1, 1, 2, 2] * 2)
+  for image, label, s, (x, y) in zip(arrays["image"][..., 0], arrays["label"], arrays["scale"],
+                                     arrays["position"]):
+    assert (image[y:y + s, x:x + s] == label + 1).all() and image.sum() == (label + 1) * s * s
+
+
+def _epoch(ds):
+  return [(b["label"], b["scale"], b["position"]) for b in pipeline.iterate(ds)]
+
+
+def _order(epoch):
+  return np.concatenate([np.stack([lbl, s, p[:, 0], p[:, 1]], 1) for lbl, s, p in epoch])
+
+
+def test_batches(emoji2_path):
+  ds = pipeline.make_dataset(emoji2_path, "test", 2, batch_size=10, shuffle=False, seed=0)
+  batches = list(pipeline.iterate(ds))
+  assert [len(b["label"]) for b in batches] == [10] * 6 + [4]
+  b = batches[0]
+  assert b["image"].shape == (10, 64, 64, 1) and b["image"].dtype == np.float32
+  assert b["label"].dtype == b["scale"].dtype == b["position"].dtype == np.int32
+  assert b["position"].shape == (10, 2)
+  images = np.concatenate([b["image"] for b in batches])
+  assert images.min() == 0.0 and images.max() == 1.0
+  expected = pipeline.select(stir_file.load_stir(emoji2_path), "test",
+                             pipeline.scales_for(2, "test"))
+  np.testing.assert_array_equal(images, expected["image"] / np.float32(255))
+  np.testing.assert_array_equal(np.concatenate([b["scale"] for b in batches]), expected["scale"])
+  dropped = pipeline.make_dataset(emoji2_path, "test", 2, batch_size=10, shuffle=False,
+                                  drop_remainder=True)
+  assert sum(1 for _ in pipeline.iterate(dropped)) == 6
+
+
+def test_shuffle_is_seeded_and_reshuffles_each_epoch():
+  data = synthetic(4)
+  make = lambda seed: pipeline.make_dataset(data, "train", 4, batch_size=16, shuffle=True,
+                                            seed=seed)
+  ds_a, ds_b = make(3), make(3)
+  a1, a2 = _order(_epoch(ds_a)), _order(_epoch(ds_a))
+  b1, b2 = _order(_epoch(ds_b)), _order(_epoch(ds_b))
+  np.testing.assert_array_equal(a1, b1)  # Same seed: same epochs.
+  np.testing.assert_array_equal(a2, b2)
+  assert not np.array_equal(a1, a2)  # A new epoch is a new order ...
+  np.testing.assert_array_equal(np.unique(a1, axis=0), np.unique(a2, axis=0))  # ... same set.
+  assert len(a1) == 192
+  assert not np.array_equal(a1, _order(_epoch(make(4))))
+  # Images stay with their labels after shuffling.
+  batch = next(pipeline.iterate(ds_a))
+  for image, label, s, (x, y) in zip(batch["image"][..., 0], batch["label"], batch["scale"],
+                                     batch["position"]):
+    assert np.allclose(image[y:y + s, x:x + s], (label + 1) / 255)
+
+
+def test_processes_take_disjoint_even_shares():
+  data = synthetic(5)  # Scenario 1 train: 16 x 5 = 80 examples.
+  shares = []
+  for index in range(3):
+    ds = pipeline.make_dataset(data, "train", 1, batch_size=8, shuffle=True, seed=0,
+                               process_index=index, process_count=3)
+    shares.append({tuple(row) for row in _order(_epoch(ds))})
+  assert [len(s) for s in shares] == [26, 26, 26]
+  assert not (shares[0] & shares[1]) and not (shares[1] & shares[2]) and not (shares[0] & shares[2])
+  assert pipeline.num_examples(data, "train", 1, process_count=3) == 26
+
+
+def test_padded_evaluation_keeps_every_example():
+  data = synthetic(5)
+  seen = 0
+  for index in range(3):
+    ds = pipeline.make_dataset(data, "train", 1, batch_size=8, shuffle=False,
+                               process_index=index, process_count=3, pad_remainder=True)
+    batches = list(pipeline.iterate(ds))
+    assert all(b["image"].shape[0] == 8 for b in batches)
+    seen += sum(int(b["mask"].sum()) for b in batches)
+    assert sum(len(b["mask"]) for b in batches) == 32  # ceil(80 / 3) = 27 -> 4 batches of 8.
+  assert seen == 80
+
+
+def test_ensure_emoji_keeps_an_existing_file(emoji2_path):
+  before = emoji2_path.stat().st_mtime_ns
+  assert pipeline.ensure_emoji(emoji2_path) == emoji2_path
+  assert emoji2_path.stat().st_mtime_ns == before
+
+
+def test_ensure_emoji_generates_a_missing_file(tmp_path, monkeypatch, emoji3):
+  from stir_jax.data import emoji  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(emoji, "EMOJI_NAMES", emoji.EMOJI_NAMES[:1])  # One icon keeps it fast.
+  path = pipeline.ensure_emoji(tmp_path / "new" / "emoji.npz", progress=False)
+  np.testing.assert_array_equal(stir_file.load_stir(path).imgs, emoji3.imgs[:, :, :1])
