@@ -229,6 +229,23 @@ def _batches(data, split: str, config, *, batch_size: int, seed: int | None = No
     yield {k: batch[k] for k in ("image", "label", "scale")}
 
 
+# --- early stopping ----------------------------------------------------------------------------
+
+def early_stopping_update(meta: dict, epoch: int, val_accuracy: float) -> tuple[dict, bool]:
+  """The stopping state after an epoch: a strictly better validation accuracy resets the count of
+  epochs without improvement (and marks the parameters to keep); otherwise the count grows."""
+  improved = val_accuracy > meta["best_val_accuracy"]
+  return {"epoch": epoch,
+          "best_val_accuracy": val_accuracy if improved else meta["best_val_accuracy"],
+          "best_epoch": epoch if improved else meta["best_epoch"],
+          "bad_epochs": 0 if improved else meta["bad_epochs"] + 1}, improved
+
+
+def should_stop(meta: dict, patience: int) -> bool:
+  """Stop once `patience` epochs in a row brought no better validation accuracy."""
+  return meta["bad_epochs"] >= patience
+
+
 # --- the loop --------------------------------------------------------------------------------
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
@@ -271,11 +288,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     _rewrite_metrics(workdir, history)
 
   train_step, eval_step = make_train_step(model, tx), make_eval_step(model)
+  tb = _tensorboard_writer(workdir)
   n_train = pipeline.num_examples(data, "train", config.scenario)
   steps_per_epoch = math.ceil(n_train / config.batch_size)
   stop_reason = "num_epochs reached"
   for epoch in range(meta["epoch"] + 1, config.num_epochs + 1):
-    if meta["bad_epochs"] >= config.patience:
+    if should_stop(meta, config.patience):
       stop_reason = "early stopping"
       break
     start = time.perf_counter()
@@ -301,15 +319,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     seconds = time.perf_counter() - start
     row = {"epoch": epoch, "train_loss": train["loss"], "train_accuracy": train["accuracy"],
            "val_loss": val["loss"], "val_accuracy": val["accuracy"], "epoch_seconds": seconds}
-    improved = val["accuracy"] > meta["best_val_accuracy"]
-    meta = {"epoch": epoch,
-            "best_val_accuracy": val["accuracy"] if improved else meta["best_val_accuracy"],
-            "best_epoch": epoch if improved else meta["best_epoch"],
-            "bad_epochs": 0 if improved else meta["bad_epochs"] + 1}
+    meta, improved = early_stopping_update(meta, epoch, val["accuracy"])
     if improved:
       ckpt.save_best(epoch, state.params, {"epoch": epoch, "val_accuracy": val["accuracy"]})
     history.append(row)
     _rewrite_metrics(workdir, history)
+    _log_scalars(tb, epoch, row)
     ckpt.save_latest(epoch, state, meta)
     if progress:
       print(f"epoch {epoch}: train loss {train['loss']:.4f} acc {train['accuracy']:.3f} | "
@@ -318,7 +333,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     if on_epoch_end is not None:
       on_epoch_end(epoch)
   else:
-    if meta["bad_epochs"] >= config.patience:
+    if should_stop(meta, config.patience):
       stop_reason = "early stopping"
 
   params, best = ckpt.restore_best(state.params)
@@ -346,6 +361,20 @@ def test_metrics(eval_step, params, data, config) -> dict:
                                   scales=metrics.SCALES), config.eval_batch_size)
   scenario = metrics.finalize(metrics.restrict(total, pipeline.scales_for(config.scenario, "test")))
   return {**scenario, "per_scale": metrics.finalize(total)["per_scale"]}
+
+
+def _tensorboard_writer(workdir: pathlib.Path):
+  import tensorflow as tf  # already loaded by the tf.data pipeline
+  return tf.summary.create_file_writer(str(workdir / "tensorboard"))
+
+
+def _log_scalars(writer, epoch: int, row: dict) -> None:
+  import tensorflow as tf
+  with writer.as_default():
+    for key, value in row.items():
+      if key != "epoch":
+        tf.summary.scalar(key, value, step=epoch)
+  writer.flush()
 
 
 def _takes_impl(name: str) -> bool:

@@ -116,3 +116,27 @@ def test_cli_errors_are_one_line(args, message):
   lines = [l for l in proc.stderr.splitlines() if l.strip()]
   assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
   assert "Traceback" not in proc.stderr
+
+
+def test_early_stopping_on_a_scripted_accuracy_sequence():
+  accs = [0.1, 0.3, 0.3, 0.2, 0.5, 0.4, 0.45, 0.5, 0.6]
+  meta = {"epoch": 0, "best_val_accuracy": -1.0, "best_epoch": 0, "bad_epochs": 0}
+  ran = []
+  for epoch, acc in enumerate(accs, start=1):
+    if training.should_stop(meta, patience=3):
+      break
+    meta, _ = training.early_stopping_update(meta, epoch, acc)
+    ran.append(epoch)
+  # best 0.5 at epoch 5; epochs 6, 7, 8 bring nothing strictly better (0.5 ties do not count)
+  assert ran == [1, 2, 3, 4, 5, 6, 7, 8]
+  assert meta["best_epoch"] == 5 and meta["best_val_accuracy"] == 0.5
+
+
+def test_non_finite_loss_stops_with_a_clear_error(tiny_data, tmp_path):
+  import jax
+  config = _config(tiny_data, num_epochs=3, learning_rate=1e38)  # the first update overflows
+  with jax.debug_nans(False):
+    with pytest.raises(training.RunError, match="non-finite training loss in epoch 1"):
+      training.train_and_evaluate(config, tmp_path / "run", progress=False)
+  assert not (tmp_path / "run" / "results.json").exists()
+  assert training.read_metrics(tmp_path / "run") == []  # the bad epoch is not logged
