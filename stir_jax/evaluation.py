@@ -4,6 +4,10 @@
 writes, next to the run:
   generalization.csv     one row: model, data, eval (scenario), s17..s64 test accuracy in [0, 1]
   accuracy_vs_scale.png  test accuracy against object size, training scales shaded
+  equivariance.npz/.png  stage1/stage2 equivariance errors (classes, instances, 6) (DESIGN.md §4)
+  indices.npz/.png       pooling models: the kernel scale each ScalePool chose, per test object
+  consistency.json       share of objects classified alike at all 48 sizes; for pooling models how
+                         closely the chosen kernel size follows the object size (Spearman)
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from stir_jax import metrics, models, training
+from stir_jax import equivariance, metrics, models, training
 from stir_jax.data import pipeline
 from stir_jax.training import RunError
 
@@ -61,22 +65,113 @@ def dataset_name(config) -> str:
 
 
 def evaluate(workdir: str | pathlib.Path) -> dict:
-  """Restores the run's best parameters, measures per-scale test accuracy, writes CSV and PNG."""
+  """Restores the run's best parameters and writes every evaluation output (see module doc)."""
   workdir = pathlib.Path(workdir)
   config = load_run_config(workdir)
   data = training.load_dataset(config)
   model, params = restore_model(workdir, config, data)
+  variables = {"params": params}
   eval_step = training.make_eval_step(model)
   test = training.test_metrics(eval_step, params, data, config)
 
-  row = {"model": config.model, "data": dataset_name(config), "eval": config.scenario,
-         **test["per_scale"]}
+  name = dataset_name(config)
+  row = {"model": config.model, "data": name, "eval": config.scenario, **test["per_scale"]}
   write_generalization_csv(workdir / "generalization.csv", [row])
   plot_accuracy_vs_scale(workdir / "accuracy_vs_scale.png", test["per_scale"],
                          pipeline.scales_for(config.scenario, "train"),
-                         title=f"{config.model} on {row['data']}, scenario {config.scenario}: "
+                         title=f"{config.model} on {name}, scenario {config.scenario}: "
                                f"test accuracy {test['accuracy']:.1%}")
-  return {"test_accuracy": test["accuracy"], "per_scale": test["per_scale"]}
+
+  per_object = predict_test_split(model, variables, data, config.eval_batch_size)
+  consistency = {"prediction_consistency": prediction_consistency(per_object["pred"]),
+                 "correct_at_all_scales": float(np.mean(np.all(per_object["correct"], axis=0)))}
+  if models.is_pooling(config.model):
+    np.savez_compressed(workdir / "indices.npz", **{k: v for k, v in per_object.items()
+                                                     if k.startswith(("pool", "scale"))})
+    for pool in ("pool1", "pool2"):
+      consistency[f"{pool}_spearman"] = index_size_correlation(per_object[pool], per_object["scale"])
+    plot_indices(workdir / "indices.png", per_object, title=f"{config.model} on {name}")
+  write_json(workdir / "consistency.json", consistency)
+
+  errors = {}
+  stages = [st for st in ("stage1", "stage2") if _map_ndim(model, variables, data, st) == 4]
+  if stages:
+    errors = equivariance.model_equivariance_errors(model, variables, data, stages=stages,
+                                                    batch_size=config.eval_batch_size)
+    np.savez_compressed(workdir / "equivariance.npz", pairs=np.array(metrics.EQUIVARIANCE_PAIRS),
+                        **errors)
+    plot_equivariance(workdir / "equivariance.png", errors, title=f"{config.model} on {name}")
+  return {"test_accuracy": test["accuracy"], "per_scale": test["per_scale"],
+          "consistency": consistency,
+          "equivariance": {k: float(np.nanmean(v)) for k, v in errors.items()}}
+
+
+def write_json(path: pathlib.Path, obj) -> None:
+  training._write_json(path, obj)  # pylint: disable=protected-access
+
+
+def _map_ndim(model, variables, data, stage: str) -> int:
+  x = jnp.zeros((1, 64, 64, data.num_channels), jnp.float32)
+  aux = jax.eval_shape(lambda v, x: model.apply(v, x, with_aux=True)[1], variables, x)
+  return len(aux[stage].shape) if stage in aux else 0
+
+
+def predict_test_split(model, variables, data, batch_size: int) -> dict[str, np.ndarray]:
+  """Per test object and scale (48, n, m): predicted class, correctness, and for pooling models the
+  kernel scale index each pool chose, per channel (48, n, m, C).
+
+  For slice/energy pooling that index is the pool's own (one per channel); for pixel/soft pooling
+  it is the index chosen at the position of the channel's strongest pooled response, the unit that
+  the global max (stage 2) reads.
+  """
+  imgs = data.imgs[2]                                   # (48, n, m, 64, 64[, C])
+  if imgs.ndim == 5:
+    imgs = imgs[..., None]
+  shape = imgs.shape[:3]
+  flat = imgs.reshape(-1, *imgs.shape[3:])
+  labels = data.lbls[2].reshape(-1)
+
+  def summarize(v, x):
+    logits, aux = model.apply(v, x, with_aux=True)
+    out = {"pred": jnp.argmax(logits, -1)}
+    for i in (1, 2):
+      idx = aux.get(f"pool{i}_indices")
+      if idx is None:
+        continue
+      if idx.ndim == 4:                                 # (B, H, W, C): pick at each channel's max
+        act = aux[f"stage{i}"].reshape(idx.shape[0], -1, idx.shape[-1])
+        where = jnp.argmax(act, axis=1)                 # (B, C)
+        idx = jnp.take_along_axis(idx.reshape(act.shape), where[:, None, :], axis=1)[:, 0]
+      out[f"pool{i}"] = idx
+    return out
+
+  fn = jax.jit(summarize)
+  parts = []
+  for start in range(0, len(flat), batch_size):
+    x = flat[start:start + batch_size].astype(np.float32) / 255.0
+    parts.append(jax.device_get(fn(variables, x)))
+  out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+  result = {k: v.reshape(*shape, *v.shape[1:]) for k, v in out.items()}
+  result["correct"] = (out["pred"] == labels).reshape(shape)
+  result["scale"] = data.scls[2].astype(np.int32)
+  return result
+
+
+def prediction_consistency(pred: np.ndarray) -> float:
+  """Share of objects (n, m) whose predicted class is the same at all sizes. pred: (S, n, m)."""
+  return float(np.mean(np.all(pred == pred[:1], axis=0)))
+
+
+def index_size_correlation(indices: np.ndarray, scales: np.ndarray) -> float:
+  """Spearman rank correlation between object size and the chosen kernel scale index, over all
+  objects, sizes and channels. indices (S, n, m, C), scales (S, n, m). 1: the chosen kernel grows
+  exactly in step with the object; 0: unrelated. NaN when the indices never vary."""
+  from scipy import stats
+  idx = np.asarray(indices, np.float64)
+  size = np.broadcast_to(np.asarray(scales)[..., None], idx.shape)
+  if np.all(idx == idx.flat[0]):
+    return float("nan")
+  return float(stats.spearmanr(size.ravel(), idx.ravel()).statistic)
 
 
 def write_generalization_csv(path: pathlib.Path, rows: list[dict]) -> None:
@@ -92,10 +187,7 @@ def write_generalization_csv(path: pathlib.Path, rows: list[dict]) -> None:
 
 
 def plot_accuracy_vs_scale(path: pathlib.Path, per_scale: dict, train_scales, title: str) -> None:
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
+  plt = _plt()
   scales = np.asarray(metrics.SCALES)
   acc = np.asarray([per_scale[c] for c in metrics.SCALE_COLUMNS]) * 100
   fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=120)
@@ -122,3 +214,56 @@ def _runs(values: list[int]) -> list[tuple[int, int]]:
     else:
       out.append((v, v))
   return out
+
+
+def _plt():
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  return plt
+
+
+def plot_indices(path: pathlib.Path, per_object: dict, title: str) -> None:
+  """Chosen kernel size (7 + 2 * index) against object size: median and interquartile band."""
+  plt = _plt()
+  sizes = np.asarray(metrics.SCALES)
+  fig, axes = plt.subplots(1, 2, figsize=(8, 3.4), dpi=120, sharey=False)
+  for ax, pool in zip(axes, ("pool1", "pool2")):
+    kernel = 7 + 2 * per_object[pool].astype(np.float64)          # (S, n, m, C)
+    by_size = {int(s): kernel[per_object["scale"] == s].ravel() for s in sizes}
+    q = np.array([np.percentile(by_size[s], [25, 50, 75]) for s in sizes])
+    ax.fill_between(sizes, q[:, 0], q[:, 2], alpha=0.25, color="tab:orange", lw=0,
+                    label="25-75%")
+    ax.plot(sizes, q[:, 1], color="tab:orange", label="median")
+    ax.set(xlabel="object size s (pixels)", ylabel="chosen kernel size (pixels)",
+           title=f"{pool}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+  fig.suptitle(title, fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path)
+  plt.close(fig)
+
+
+def plot_equivariance(path: pathlib.Path, errors: dict, title: str) -> None:
+  """Box plot of the equivariance error per (reference, other) size pair and stage."""
+  plt = _plt()
+  fig, ax = plt.subplots(figsize=(7, 3.4), dpi=120)
+  labels = [f"{r}<-{o}" for r, o in metrics.EQUIVARIANCE_PAIRS]
+  width = 0.8 / max(len(errors), 1)
+  for j, (stage, err) in enumerate(errors.items()):
+    data = [e[np.isfinite(e)] for e in err.reshape(-1, 6).T]
+    pos = np.arange(6) + (j - (len(errors) - 1) / 2) * width
+    bp = ax.boxplot(data, positions=pos, widths=width * 0.9, patch_artist=True, showfliers=False)
+    for patch in bp["boxes"]:
+      patch.set_facecolor(("tab:blue", "tab:green")[j % 2])
+      patch.set_alpha(0.5)
+    ax.plot([], [], color=("tab:blue", "tab:green")[j % 2], lw=6, alpha=0.5, label=stage)
+  ax.set_xticks(np.arange(6), labels)
+  ax.set(xlabel="object sizes (reference <- resized)", ylabel="||a - b||^2 / ||a||^2", title=title)
+  ax.title.set_fontsize(9)
+  ax.grid(alpha=0.3, axis="y")
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path)
+  plt.close(fig)

@@ -56,6 +56,16 @@ def test_train_then_evaluate(tiny_data, tmp_path):
   np.testing.assert_allclose(accs, [saved["per_scale"][f"s{s}"] for s in range(17, 65)], atol=1e-6)
   assert (workdir / "accuracy_vs_scale.png").stat().st_size > 10_000
 
+  consistency = json.loads((workdir / "consistency.json").read_text())
+  assert 0.0 <= consistency["prediction_consistency"] <= 1.0
+  assert consistency["correct_at_all_scales"] <= consistency["prediction_consistency"]
+  with np.load(workdir / "equivariance.npz") as eq:
+    assert eq["stage1"].shape == (4, 1, 6) and eq["stage2"].shape == (4, 1, 6)
+    assert np.all(np.isfinite(eq["stage1"])) and np.all(eq["stage1"] >= 0)
+  assert (workdir / "equivariance.png").exists()
+  assert not (workdir / "indices.npz").exists()  # standard has no scale pools
+  assert list((workdir / "tensorboard").iterdir())
+
 
 def test_resume_after_crash_equals_uninterrupted_run(tiny_data, tmp_path):
   config = _config(tiny_data, num_epochs=3, patience=10)
