@@ -1,20 +1,33 @@
-"""Evaluate a run directory: `python eval.py --workdir=runs/default`.
+"""Evaluate runs.
 
-Writes generalization.csv and accuracy_vs_scale.png next to the run.
+  python eval.py --workdir=runs/default        one run: generalization.csv, accuracy_vs_scale.png,
+                                               equivariance.npz/.png, indices.npz/.png (pooling
+                                               models), consistency.json, next to the run
+  python eval.py --runs=runs --out=report      many runs: results.csv, summary.csv (with the
+                                               paper's means), generalization.png, epoch_time.csv,
+                                               report.md
 """
 from absl import app, flags
 
-from stir_jax import cli, evaluation
+from stir_jax import cli, evaluation, report
 
 flags.DEFINE_string("workdir", None, "Run directory written by train.py.")
+flags.DEFINE_string("runs", None, "Aggregate every run under this directory (with --out).")
+flags.DEFINE_string("out", None, "Report directory for --runs.")
 
 
 def main(argv):
   if len(argv) > 1:
     cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
+  if flags.FLAGS.runs:
+    if not flags.FLAGS.out:
+      cli.fail("--runs needs --out (the report directory)")
+    out = cli.run(report.aggregate, flags.FLAGS.runs, flags.FLAGS.out)
+    print(f"aggregated {out['runs']} runs into {flags.FLAGS.out}/report.md")
+    return
   workdir = flags.FLAGS.workdir
   if not workdir:
-    cli.fail("--workdir is required (a run directory written by train.py)")
+    cli.fail("--workdir is required (a run directory written by train.py), or --runs with --out")
   out = cli.run(evaluation.evaluate, workdir)
   print(f"test accuracy {out['test_accuracy']:.4f}; wrote {workdir}/generalization.csv "
         f"and {workdir}/accuracy_vs_scale.png")

@@ -1,0 +1,190 @@
+"""Aggregation over many run directories: the paper's tables and figures for our runs.
+
+`aggregate(runs_dir, out_dir)` (eval.py --runs DIR --out REPORT_DIR) finds every run under
+runs_dir (a directory holding results.json), whatever the mix of models, datasets, scenarios and
+seeds, and writes to out_dir:
+  results.csv        one row per run
+  summary.csv        mean and std of test accuracy per model x data x scenario, next to the
+                     paper's published mean (stir_jax/resources/paper_results.csv) and the difference
+  generalization.png accuracy against object size, one panel per data x scenario, one line per
+                     model, a band of +-1 std over seeds (like the paper's Figure 5)
+  epoch_time.csv     mean epoch seconds relative to the standard model (like the paper's Table 2)
+  report.md          the tables and figures together
+"""
+from __future__ import annotations
+
+import csv
+import importlib.resources
+import json
+import pathlib
+from collections import defaultdict
+
+import numpy as np
+
+from stir_jax import metrics
+from stir_jax.training import RunError
+
+SCENARIO_NAMES = {1: "Small2Large", 2: "Mid2Rest", 3: "Large2Small", 4: "All2All"}
+
+
+def paper_results() -> dict[tuple[str, str, int], dict]:
+  """The published run table: (model, data, scenario) -> {runs, lr, mean, std, epoch_seconds}."""
+  text = importlib.resources.files("stir_jax").joinpath("resources/paper_results.csv").read_text()
+  out = {}
+  for r in csv.DictReader(text.splitlines()):
+    out[(r["model"], r["data"], int(r["eval"]))] = {
+        "runs": int(r["runs"]), "lr": float(r["lr"]), "mean": float(r["mean_test_acc"]),
+        "std": float(r["std_test_acc"]), "epoch_seconds": float(r["mean_epoch_seconds"])}
+  return out
+
+
+def find_runs(runs_dir: pathlib.Path) -> list[dict]:
+  """Every results.json under runs_dir, with its directory."""
+  if not runs_dir.is_dir():
+    raise RunError(f"{runs_dir} is not a directory")
+  runs = []
+  for path in sorted(runs_dir.rglob("results.json")):
+    try:
+      res = json.loads(path.read_text())
+      cfg = res["config"]
+      runs.append({
+          "run": str(path.parent.relative_to(runs_dir)), "model": res["model"],
+          "data": pathlib.Path(str(res["dataset"])).stem, "eval": int(res["scenario"]),
+          "seed": cfg.get("seed"), "lr": cfg.get("learning_rate"),
+          "test_accuracy": res["test_accuracy"], "best_val_accuracy": res["best_val_accuracy"],
+          "epochs_run": res["epochs_run"], "mean_epoch_seconds": res["mean_epoch_seconds"],
+          **res["per_scale"]})
+    except (KeyError, TypeError, ValueError, json.JSONDecodeError) as e:
+      raise RunError(f"{path} is not a stir_jax results file ({e!r})") from None
+  if not runs:
+    raise RunError(f"no finished runs (results.json) under {runs_dir}")
+  return runs
+
+
+def _write_csv(path: pathlib.Path, rows: list[dict], fields: list[str]) -> None:
+  with open(path, "w", newline="") as f:
+    w = csv.DictWriter(f, fieldnames=fields)
+    w.writeheader()
+    for r in rows:
+      w.writerow({k: r.get(k) for k in fields})
+
+
+def summarize(runs: list[dict]) -> list[dict]:
+  groups = defaultdict(list)
+  for r in runs:
+    groups[(r["model"], r["data"], r["eval"])].append(r)
+  paper = paper_results()
+  rows = []
+  for (model, data, ev), rs in sorted(groups.items()):
+    acc = np.array([r["test_accuracy"] for r in rs]) * 100
+    ref = paper.get((model, data, ev))
+    rows.append({"model": model, "data": data, "eval": ev, "scenario": SCENARIO_NAMES.get(ev, ev),
+                 "runs": len(rs), "mean_test_acc": round(float(acc.mean()), 2),
+                 "std_test_acc": round(float(acc.std(ddof=1)), 2) if len(rs) > 1 else 0.0,
+                 "paper_mean": ref["mean"] if ref else None,
+                 "paper_std": ref["std"] if ref else None,
+                 "difference": round(float(acc.mean()) - ref["mean"], 2) if ref else None})
+  return rows
+
+
+def epoch_times(runs: list[dict]) -> list[dict]:
+  """Mean epoch seconds per model and data x scenario, relative to standard where it ran."""
+  groups = defaultdict(list)
+  for r in runs:
+    if r["mean_epoch_seconds"] is not None:
+      groups[(r["data"], r["eval"], r["model"])].append(r["mean_epoch_seconds"])
+  paper = paper_results()
+  rows = []
+  for (data, ev, model), secs in sorted(groups.items()):
+    base = groups.get((data, ev, "standard"))
+    ref, ref_base = paper.get((model, data, ev)), paper.get(("standard", data, ev))
+    rows.append({"data": data, "eval": ev, "model": model,
+                 "mean_epoch_seconds": round(float(np.mean(secs)), 3),
+                 "relative_to_standard": round(float(np.mean(secs) / np.mean(base)), 2) if base else None,
+                 "paper_relative": round(ref["epoch_seconds"] / ref_base["epoch_seconds"], 2)
+                 if ref and ref_base else None})
+  return rows
+
+
+def plot_grid(path: pathlib.Path, runs: list[dict]) -> None:
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  from stir_jax.data import pipeline
+
+  panels = sorted({(r["data"], r["eval"]) for r in runs})
+  datas = sorted({d for d, _ in panels})
+  evals = sorted({e for _, e in panels})
+  fig, axes = plt.subplots(len(datas), len(evals), figsize=(3.6 * len(evals), 2.8 * len(datas)),
+                           dpi=110, squeeze=False, sharey=True)
+  sizes = np.asarray(metrics.SCALES)
+  colours = plt.get_cmap("tab20")
+  model_names = sorted({r["model"] for r in runs})
+  for i, d in enumerate(datas):
+    for j, e in enumerate(evals):
+      ax = axes[i][j]
+      train = pipeline.scales_for(e, "train")
+      ax.axvspan(min(train) - 0.5, max(train) + 0.5, color="grey", alpha=0.12, lw=0)
+      for k, m in enumerate(model_names):
+        rs = [r for r in runs if (r["data"], r["eval"], r["model"]) == (d, e, m)]
+        if not rs:
+          continue
+        acc = np.array([[r[c] for c in metrics.SCALE_COLUMNS] for r in rs], float) * 100
+        mean = np.nanmean(acc, 0)
+        ax.plot(sizes, mean, color=colours(k), lw=1.2, label=m)
+        if len(rs) > 1:
+          sd = np.nanstd(acc, 0)
+          ax.fill_between(sizes, mean - sd, mean + sd, color=colours(k), alpha=0.2, lw=0)
+      ax.set_title(f"{d}, {SCENARIO_NAMES.get(e, e)}", fontsize=9)
+      ax.set_ylim(0, 100)
+      ax.grid(alpha=0.3)
+      if i == len(datas) - 1:
+        ax.set_xlabel("object size s")
+      if j == 0:
+        ax.set_ylabel("test accuracy (%)")
+  handles, labels = axes[0][0].get_legend_handles_labels()
+  for row in axes:
+    for ax in row:
+      h, l = ax.get_legend_handles_labels()
+      for hh, ll in zip(h, l):
+        if ll not in labels:
+          handles.append(hh)
+          labels.append(ll)
+  fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), fontsize=8)
+  fig.tight_layout(rect=(0, 0.08, 1, 1))
+  fig.savefig(path)
+  plt.close(fig)
+
+
+def _md_table(rows: list[dict], fields: list[str]) -> str:
+  fmt = lambda v: "" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
+  lines = ["| " + " | ".join(fields) + " |", "|" + "---|" * len(fields)]
+  lines += ["| " + " | ".join(fmt(r.get(f)) for f in fields) + " |" for r in rows]
+  return "\n".join(lines)
+
+
+def aggregate(runs_dir: str | pathlib.Path, out_dir: str | pathlib.Path) -> dict:
+  runs_dir, out_dir = pathlib.Path(runs_dir), pathlib.Path(out_dir)
+  runs = find_runs(runs_dir)
+  out_dir.mkdir(parents=True, exist_ok=True)
+  fields = ["run", "model", "data", "eval", "seed", "lr", "test_accuracy", "best_val_accuracy",
+            "epochs_run", "mean_epoch_seconds", *metrics.SCALE_COLUMNS]
+  _write_csv(out_dir / "results.csv", runs, fields)
+  summary = summarize(runs)
+  sfields = ["model", "data", "eval", "scenario", "runs", "mean_test_acc", "std_test_acc",
+             "paper_mean", "paper_std", "difference"]
+  _write_csv(out_dir / "summary.csv", summary, sfields)
+  times = epoch_times(runs)
+  tfields = ["data", "eval", "model", "mean_epoch_seconds", "relative_to_standard", "paper_relative"]
+  _write_csv(out_dir / "epoch_time.csv", times, tfields)
+  plot_grid(out_dir / "generalization.png", runs)
+  (out_dir / "report.md").write_text(
+      f"# STIR results: {len(runs)} runs under {runs_dir}\n\n"
+      "## Test accuracy (%), ours against the paper's published means\n\n"
+      + _md_table(summary, sfields)
+      + "\n\n## Accuracy against object size (training scales shaded; bands: +-1 std over seeds)\n\n"
+      "![accuracy against object size](generalization.png)\n\n"
+      "## Mean epoch time relative to the standard model\n\n"
+      "Ours on this machine; the paper's on its GPU (mean epoch seconds of its run table).\n\n"
+      + _md_table(times, tfields) + "\n")
+  return {"runs": len(runs), "summary": summary}
