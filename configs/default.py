@@ -34,4 +34,6 @@ def get_config() -> ml_collections.ConfigDict:
   config.patience = 10
   # Seed of parameter init and data order.
   config.seed = 1
+  # Data parallelism over all devices: "jit" (mesh + NamedSharding, recommended) or "pmap".
+  config.parallelism = "jit"
   return config

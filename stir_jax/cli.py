@@ -10,6 +10,7 @@ import sys
 from typing import Callable, NoReturn
 
 from absl import flags
+from absl import logging
 from ml_collections import config_flags
 
 from stir_jax.data.stir_file import StirFileError
@@ -34,9 +35,11 @@ def define_config_flag(default: str) -> None:
 def parse_flags(argv: list[str]) -> list[str]:
   """app.run's flags_parser: one line for a flag error instead of absl's usage text."""
   try:
-    return flags.FLAGS(argv)
+    rest = flags.FLAGS(argv)
   except flags.Error as e:
     fail(str(e))
+  logging.set_verbosity(logging.WARNING)  # no absl INFO lines (e.g. JAX's backend probing)
+  return rest
 
 
 def loaded_config():

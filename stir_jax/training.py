@@ -30,7 +30,7 @@ from flax import struct
 from tqdm.auto import tqdm
 
 import stir_jax
-from stir_jax import metrics, models
+from stir_jax import metrics, models, parallel
 from stir_jax.data import pipeline, stir_file
 
 
@@ -57,56 +57,61 @@ def create_train_state(model, tx, rng: jax.Array, num_channels: int) -> TrainSta
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
 
 
-def make_train_step(model, tx) -> Callable:
-  """jit-compiled step: (state, batch) -> (state, stats). The state's buffers are donated.
+def train_step_fn(model, tx) -> Callable:
+  """The pure step: (state, batch, axis_name) -> (state, stats).
 
-  The loss is the mean cross-entropy over the batch's real examples (batch["mask"]), so a padded
-  last batch gives the same update as an unpadded smaller one.
+  The loss is the cross-entropy summed over the batch's real examples (batch["mask"]) divided by
+  their global count, so a padded last batch gives the same update as an unpadded smaller one and
+  the data-parallel paths (stir_jax.parallel) match a single device. axis_name: the pmap axis to
+  psum over, or None (single device, or jit with sharded inputs).
   """
 
-  def loss_fn(params, batch):
-    logits = model.apply({"params": params}, batch["image"])
+  def step(state: TrainState, batch, axis_name=None) -> tuple[TrainState, dict]:
     mask = batch["mask"].astype(jnp.float32)
-    loss = jnp.sum(metrics.cross_entropy(logits, batch["label"]) * mask) / jnp.maximum(mask.sum(), 1)
-    return loss, logits
+    count = jnp.maximum(parallel.psum_if(mask.sum(), axis_name), 1.0)
 
-  def step(state: TrainState, batch) -> tuple[TrainState, dict]:
-    (_, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch)
+    def loss_fn(params):
+      logits = model.apply({"params": params}, batch["image"])
+      return jnp.sum(metrics.cross_entropy(logits, batch["label"]) * mask) / count, logits
+
+    (_, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    grads = parallel.psum_if(grads, axis_name)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    stats = metrics.batch_stats(logits, batch["label"], mask=batch["mask"])
+    stats = parallel.psum_if(metrics.batch_stats(logits, batch["label"], mask=batch["mask"]),
+                             axis_name)
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state), stats
 
-  return jax.jit(step, donate_argnums=0)
+  return step
+
+
+def eval_step_fn(model) -> Callable:
+  """The pure evaluation step: (params, batch, axis_name) -> stats with per-scale counts."""
+
+  def step(params, batch, axis_name=None):
+    logits = model.apply({"params": params}, batch["image"])
+    return parallel.psum_if(
+        metrics.batch_stats(logits, batch["label"], batch["scale"], batch["mask"]), axis_name)
+
+  return step
+
+
+def make_train_step(model, tx) -> Callable:
+  """Single-device jit step: (state, batch) -> (state, stats). The state's buffers are donated."""
+  step = train_step_fn(model, tx)
+  return jax.jit(lambda s, b: step(s, b), donate_argnums=0)
 
 
 def make_eval_step(model) -> Callable:
-  """jit-compiled (params, batch) -> stats with per-scale counts."""
-
-  def step(params, batch):
-    logits = model.apply({"params": params}, batch["image"])
-    return metrics.batch_stats(logits, batch["label"], batch["scale"], batch["mask"])
-
-  return jax.jit(step)
+  """Single-device jit (params, batch) -> stats with per-scale counts."""
+  step = eval_step_fn(model)
+  return jax.jit(lambda p, b: step(p, b))
 
 
-def padded(batches: Iterable[dict], batch_size: int) -> Iterator[dict]:
-  """Pads every batch to batch_size (repeating zeros) and adds a 0/1 'mask' of real examples, so a
-  single compiled step serves the short last batch too."""
-  for batch in batches:
-    n = len(batch["label"])
-    if n > batch_size:
-      raise ValueError(f"batch of {n} is larger than the batch size {batch_size}")
-    out = {k: np.concatenate([v, np.zeros((batch_size - n,) + v.shape[1:], v.dtype)])
-           for k, v in batch.items()}
-    out["mask"] = np.arange(batch_size) < n
-    yield out
-
-
-def evaluate_split(eval_step, params, batches: Iterable[dict], batch_size: int) -> dict:
-  """Merged sums over a split (see metrics.finalize)."""
+def evaluate_split(eval_step, params, batches: Iterable[dict]) -> dict:
+  """Merged sums over a split (see metrics.finalize); batches carry a 'mask' of real examples."""
   total = None
-  for batch in padded(batches, batch_size):
+  for batch in batches:
     total = metrics.merge(total, jax.device_get(eval_step(params, batch)))
   if total is None:
     raise RunError("an evaluation split is empty")
@@ -223,10 +228,16 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 
 def _batches(data, split: str, config, *, batch_size: int, seed: int | None = None,
              scales=None) -> Iterator[dict]:
-  ds = pipeline.make_dataset(data, split, config.scenario, batch_size=batch_size,
-                             shuffle=seed is not None, seed=seed or 0, scales=scales)
+  """This process's share of a split in batches of batch_size (the global batch size): each
+  batch is padded to full size with a 'mask' of real examples, so shapes stay static and every
+  process runs the same number of steps."""
+  count = jax.process_count()
+  ds = pipeline.make_dataset(data, split, config.scenario, batch_size=batch_size // count,
+                             shuffle=seed is not None, seed=seed or 0, scales=scales,
+                             process_index=jax.process_index(), process_count=count,
+                             pad_remainder=True)
   for batch in pipeline.iterate(ds):
-    yield {k: batch[k] for k in ("image", "label", "scale")}
+    yield {k: batch[k] for k in ("image", "label", "scale", "mask")}
 
 
 # --- early stopping ----------------------------------------------------------------------------
@@ -248,29 +259,50 @@ def should_stop(meta: dict, patience: int) -> bool:
 
 # --- the loop --------------------------------------------------------------------------------
 
+def build_model(config, data):
+  """The config's model for the data's channel and class counts (RunError on a bad name)."""
+  try:
+    return models.get_model(config.model, data.num_channels, data.num_classes,
+                            config.kernel_size, config.interpolation,
+                            **({"impl": config.impl} if _takes_impl(config.model) else {}))
+  except ValueError as e:
+    raise RunError(str(e)) from None
+
+
+def make_parallel(config) -> parallel.DataParallel:
+  """The data-parallel path of config.parallelism over all devices, batch sizes checked."""
+  try:
+    par = parallel.DataParallel(config.get("parallelism", "jit"))
+    par.check_global_batch(config.batch_size)
+  except ValueError as e:
+    raise RunError(str(e)) from None
+  return par
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
                        progress: bool = True,
                        on_epoch_end: Callable[[int], None] | None = None) -> dict:
   """Trains config.model on config.dataset with early stopping, then tests the best parameters.
 
-  Resumes from workdir/checkpoints/latest when present; returns (and writes) results.json. A run
-  whose results.json exists is not retrained. `on_epoch_end(epoch)` is called after each epoch's
+  Runs data-parallel over every device JAX sees (config.parallelism: "jit" or "pmap"); with
+  several processes, only process 0 writes logs and results. Resumes from
+  workdir/checkpoints/latest when present; returns (and writes) results.json. A run whose
+  results.json exists is not retrained. `on_epoch_end(epoch)` is called after each epoch's
   checkpoint is written (hooks for schedulers; tests use it to simulate a crash).
   """
   workdir = pathlib.Path(workdir)
+  main = jax.process_index() == 0
   if (workdir / "results.json").exists() and (workdir / "config.json").exists():
     _prepare_workdir(config, workdir)  # still refuse a different config
     print(f"{workdir} is finished (results.json exists); nothing to do")
     return json.loads((workdir / "results.json").read_text())
 
   data = load_dataset(config)
-  try:
-    model = models.get_model(config.model, data.num_channels, data.num_classes,
-                             config.kernel_size, config.interpolation,
-                             **({"impl": config.impl} if _takes_impl(config.model) else {}))
-  except ValueError as e:
-    raise RunError(str(e)) from None
-  _prepare_workdir(config, workdir)
+  model = build_model(config, data)
+  par = make_parallel(config)
+  eval_bs = par.eval_batch_size(config.eval_batch_size)
+  if main:
+    _prepare_workdir(config, workdir)
 
   tx = make_optimizer(config)
   state = create_train_state(model, tx, jax.random.PRNGKey(config.seed), data.num_channels)
@@ -281,14 +313,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   if restored is not None:
     state, meta = restored
     history = [r for r in history if r["epoch"] <= meta["epoch"]]
-    _rewrite_metrics(workdir, history)
     print(f"resuming {workdir} after epoch {meta['epoch']}")
-  elif history:
+  else:
     history = []
+  if main:
     _rewrite_metrics(workdir, history)
 
-  train_step, eval_step = make_train_step(model, tx), make_eval_step(model)
-  tb = _tensorboard_writer(workdir)
+  state = par.put_state(state)
+  train_step = par.train_step(train_step_fn(model, tx))
+  eval_step = par.eval_step(eval_step_fn(model))
+  tb = _tensorboard_writer(workdir) if main else None
   n_train = pipeline.num_examples(data, "train", config.scenario)
   steps_per_epoch = math.ceil(n_train / config.batch_size)
   stop_reason = "num_epochs reached"
@@ -299,10 +333,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     start = time.perf_counter()
     total = None
     bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{config.num_epochs}", unit="step",
-               disable=not progress, leave=False, dynamic_ncols=True)
-    batches = _batches(data, "train", config, batch_size=config.batch_size,
-                       seed=_epoch_seed(config.seed, epoch))
-    for batch in padded(batches, config.batch_size):
+               disable=not (progress and main), leave=False, dynamic_ncols=True)
+    for batch in _batches(data, "train", config, batch_size=config.batch_size,
+                          seed=_epoch_seed(config.seed, epoch)):
       state, stats = train_step(state, batch)
       total = metrics.merge(total, jax.device_get(stats))
       bar.update(1)
@@ -314,19 +347,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
       raise RunError(f"non-finite training loss in epoch {epoch}; stopped, the last good "
                      f"checkpoint (epoch {meta['epoch']}) is kept in {workdir}")
     val = metrics.finalize(evaluate_split(
-        eval_step, state.params, _batches(data, "valid", config, batch_size=config.eval_batch_size),
-        config.eval_batch_size))
+        eval_step, state.params, _batches(data, "valid", config, batch_size=eval_bs)))
     seconds = time.perf_counter() - start
     row = {"epoch": epoch, "train_loss": train["loss"], "train_accuracy": train["accuracy"],
            "val_loss": val["loss"], "val_accuracy": val["accuracy"], "epoch_seconds": seconds}
     meta, improved = early_stopping_update(meta, epoch, val["accuracy"])
+    host_state = par.get_state(state)
     if improved:
-      ckpt.save_best(epoch, state.params, {"epoch": epoch, "val_accuracy": val["accuracy"]})
+      ckpt.save_best(epoch, host_state.params, {"epoch": epoch, "val_accuracy": val["accuracy"]})
     history.append(row)
-    _rewrite_metrics(workdir, history)
-    _log_scalars(tb, epoch, row)
-    ckpt.save_latest(epoch, state, meta)
-    if progress:
+    if main:
+      _rewrite_metrics(workdir, history)
+      _log_scalars(tb, epoch, row)
+    ckpt.save_latest(epoch, host_state, meta)
+    if progress and main:
       print(f"epoch {epoch}: train loss {train['loss']:.4f} acc {train['accuracy']:.3f} | "
             f"val loss {val['loss']:.4f} acc {val['accuracy']:.3f}{' *' if improved else ''} | "
             f"{seconds:.1f}s")
@@ -336,9 +370,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     if should_stop(meta, config.patience):
       stop_reason = "early stopping"
 
-  params, best = ckpt.restore_best(state.params)
+  params, best = ckpt.restore_best(par.get_state(state).params)
   ckpt.close()
-  test = test_metrics(eval_step, params, data, config)
+  test = test_metrics(eval_step, par.put_state(params), data, config, eval_bs)
   results = {
       "model": config.model, "dataset": str(config.dataset), "scenario": config.scenario,
       "test_loss": test["loss"], "test_accuracy": test["accuracy"], "test_count": test["count"],
@@ -348,17 +382,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
       "mean_epoch_seconds": float(np.mean([r["epoch_seconds"] for r in history])) if history else None,
       "config": _config_dict(config), "version": stir_jax.__version__,
       "jax_backend": jax.default_backend(), "jax_devices": [str(d) for d in jax.devices()],
+      "parallelism": par.mode, "num_devices": par.num_devices,
   }
-  _write_json(workdir / "results.json", results)
+  if main:
+    _write_json(workdir / "results.json", results)
   return results
 
 
-def test_metrics(eval_step, params, data, config) -> dict:
+def test_metrics(eval_step, params, data, config, batch_size: int | None = None) -> dict:
   """One pass over the test split at all 48 scales: per-scale accuracy, and loss/accuracy on the
   scenario's test scales (summed from the per-scale totals)."""
   total = evaluate_split(eval_step, params,
-                         _batches(data, "test", config, batch_size=config.eval_batch_size,
-                                  scales=metrics.SCALES), config.eval_batch_size)
+                         _batches(data, "test", config, batch_size=batch_size or config.eval_batch_size,
+                                  scales=metrics.SCALES))
   scenario = metrics.finalize(metrics.restrict(total, pipeline.scales_for(config.scenario, "test")))
   return {**scenario, "per_scale": metrics.finalize(total)["per_scale"]}
 
