@@ -1,10 +1,18 @@
-"""Command line for STIR data files: ``python -m stir_jax.data {generate,check,show} ...``.
+"""Command line for STIR data files: ``python -m stir_jax.data {generate,check,show,bench} ...``.
 
 Examples:
 
   python -m stir_jax.data generate --domain emoji --out data/emoji.npz
+  python -m stir_jax.data generate --domain fashion_mnist --out data/fashion_mnist.npz \\
+      --source /usr/share/datasets/fashion-mnist
+  python -m stir_jax.data generate --domain mnist --out data/mnist.npz [--source MNIST_DIR]
+  python -m stir_jax.data generate --domain trafficsign --out data/trafficsign.npz --source mapillary
+  python -m stir_jax.data generate --domain aerial --out data/aerial.npz --source dota
+  python -m stir_jax.data generate --domain tfds:cifar10 --out data/cifar10.npz --instances 50
+  python -m stir_jax.data generate --domain tfds-boxes:coco/2017 --out data/coco.npz
   python -m stir_jax.data check data/emoji.npz
   python -m stir_jax.data show data/emoji.npz --out emoji_grid.png
+  python -m stir_jax.data bench data/emoji.npz
 
 Every error is reported as one line ``error: ...`` on stderr with exit status 2 (never a traceback).
 """
@@ -20,8 +28,8 @@ from typing import NoReturn, Sequence
 
 from stir_jax.data import stir_file
 
-DOMAINS = ("emoji", "mnist", "trafficsign", "aerial")
-IMPLEMENTED_DOMAINS = ("emoji",)
+DOMAINS = ("emoji", "mnist", "fashion_mnist", "trafficsign", "aerial")
+PREFIXES = ("tfds:", "tfds-boxes:")
 DEFAULT_SHOW_SCALES = (64, 48, 33, 17)
 
 
@@ -37,35 +45,130 @@ class _Parser(argparse.ArgumentParser):
     sys.exit(2)
 
 
+def _note(line: str) -> None:
+  sys.stderr.write(f"note: {line}\n")
+
+
+def _check_domain(domain: str) -> None:
+  if domain in DOMAINS:
+    return
+  for prefix in PREFIXES:
+    if domain.startswith(prefix):
+      if not domain[len(prefix):].strip():
+        raise CommandError(f"--domain {domain!r} names no TFDS dataset (e.g. {prefix}cifar10)")
+      return
+  raise CommandError(
+      f"unknown --domain {domain!r} (expected one of {', '.join(DOMAINS)}, tfds:NAME for a TFDS "
+      "image-classification dataset or tfds-boxes:NAME for a TFDS detection dataset)")
+
+
+def _source(args: argparse.Namespace, required: bool) -> pathlib.Path | None:
+  if args.source is None:
+    if required:
+      raise CommandError(f"--domain {args.domain} needs --source (the raw dataset folder)")
+    return None
+  source = pathlib.Path(args.source)
+  if not source.exists():
+    raise CommandError(f"--source {source} does not exist")
+  if source.is_dir() and not any(source.iterdir()):
+    raise CommandError(f"--source {source} is empty")
+  return source
+
+
+def _make(args: argparse.Namespace):
+  """Runs the domain's generator; returns (StirData, SkipCounter or None)."""
+  progress = not args.quiet
+  domain = args.domain
+  if domain == "emoji":
+    from stir_jax.data import emoji  # pylint: disable=g-import-not-at-top
+    names = emoji.EMOJI_NAMES
+    if args.icons is not None:
+      if not 1 <= args.icons <= len(names):
+        raise CommandError(f"--icons must be in 1..{len(names)}, got {args.icons}")
+      names = names[:args.icons]
+    return emoji.generate_emoji(names, seed=args.seed, progress=progress), None
+  if domain in ("mnist", "fashion_mnist"):
+    from stir_jax.data import mnist  # pylint: disable=g-import-not-at-top
+    source = _source(args, required=False)
+    if source is None and domain == "fashion_mnist" and mnist.DEBIAN_FASHION_MNIST.is_dir():
+      source = mnist.DEBIAN_FASHION_MNIST
+      _note(f"using {source} (Debian's dataset-fashion-mnist)")
+    digits = (mnist.read_idx_folder(source) if source is not None
+              else mnist.load_tfds_digits(domain, args.data_dir))
+    names = mnist.DOMAINS[domain]["names"]
+    if args.classes is not None:
+      if not 1 <= args.classes <= len(names):
+        raise CommandError(f"--classes must be in 1..{len(names)}, got {args.classes}")
+      names = names[:args.classes]
+    return mnist.generate_digits(
+        digits, names, domain=domain, seed=args.seed, progress=progress,
+        instances=args.instances or mnist.DEFAULT_INSTANCES), None
+  if domain == "trafficsign":
+    from stir_jax.data import trafficsign  # pylint: disable=g-import-not-at-top
+    return trafficsign.generate_trafficsign(
+        _source(args, required=True), seed=args.seed, progress=progress,
+        instances=args.instances or trafficsign.DEFAULT_INSTANCES)
+  if domain == "aerial":
+    from stir_jax.data import aerial  # pylint: disable=g-import-not-at-top
+    return aerial.generate_aerial(
+        _source(args, required=True), seed=args.seed, progress=progress,
+        instances=args.instances or aerial.DEFAULT_INSTANCES)
+  from stir_jax.data import tfds_sources  # pylint: disable=g-import-not-at-top
+  if domain.startswith("tfds-boxes:"):
+    return tfds_sources.generate_tfds_boxes(
+        domain.split(":", 1)[1], seed=args.seed, progress=progress, classes=args.classes,
+        data_dir=args.data_dir,
+        instances=args.instances or tfds_sources.DEFAULT_BOX_INSTANCES)
+  return tfds_sources.generate_tfds_classification(
+      domain.split(":", 1)[1], seed=args.seed, progress=progress, classes=args.classes,
+      data_dir=args.data_dir,
+      instances=args.instances or tfds_sources.DEFAULT_CLASSIFICATION_INSTANCES), None
+
+
 def _generate(args: argparse.Namespace) -> None:
   """Generates a domain's STIR file."""
-  if args.domain not in IMPLEMENTED_DOMAINS:
-    if args.domain in DOMAINS:
-      raise CommandError(
-          f"--domain {args.domain!r} is not implemented yet (only emoji is; mnist, trafficsign "
-          "and aerial are not implemented yet)")
-    raise CommandError(
-        f"unknown --domain {args.domain!r} (STIR domains: {', '.join(DOMAINS)}; only emoji is "
-        "implemented yet, the others are not implemented yet)")
+  _check_domain(args.domain)
+  if args.instances is not None and args.instances < 1:
+    raise CommandError(f"--instances must be positive, got {args.instances}")
+  if args.domain == "emoji" and args.instances not in (None, 1):
+    raise CommandError("emoji has one instance per class (--instances 1)")
   out = pathlib.Path(args.out)
-  if out.exists() and not args.force:
-    raise CommandError(f"{out} already exists (use --force to overwrite)")
   if out.exists() and out.is_dir():
     raise CommandError(f"{out} is a directory")
-  from stir_jax.data import emoji  # pylint: disable=g-import-not-at-top
+  if out.exists() and not args.force:
+    raise CommandError(f"{out} already exists (use --force to overwrite)")
+  from stir_jax.data import recipes  # pylint: disable=g-import-not-at-top
 
-  names = emoji.EMOJI_NAMES
-  if args.icons is not None:
-    if not 1 <= args.icons <= len(names):
-      raise CommandError(f"--icons must be in 1..{len(names)}, got {args.icons}")
-    names = names[:args.icons]
   start = time.perf_counter()
-  data = emoji.generate_emoji(names, seed=args.seed, progress=not args.quiet)
+  try:
+    data, skipped = _make(args)
+  except recipes.GenerationError as e:
+    raise CommandError(str(e)) from None
+  if skipped is not None and skipped.count:
+    _note(skipped.report())
   out.parent.mkdir(parents=True, exist_ok=True)
   stir_file.save_stir(out, data)
   print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB) in "
         f"{time.perf_counter() - start:.1f} s")
+  if skipped is not None:
+    print(f"skipped undecodable inputs: {skipped.count}")
   print(stir_file.summarize(data))
+
+
+def _bench(args: argparse.Namespace) -> None:
+  """Measures the input pipeline's throughput on this machine."""
+  from stir_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+
+  data = stir_file.load_stir(args.file)
+  try:
+    result = pipeline.benchmark(data, split=args.split, scenario=args.scenario,
+                                batch_size=args.batch_size, seconds=args.seconds,
+                                shuffle=not args.no_shuffle)
+  except ValueError as e:
+    raise CommandError(str(e)) from None
+  print(f"file: {args.file}")
+  for key, value in result.items():
+    print(f"{key}: {value:.1f}" if isinstance(value, float) else f"{key}: {value}")
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -124,12 +227,22 @@ def _show(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
   """The argparse parser of ``python -m stir_jax.data``."""
   parser = _Parser(prog="python -m stir_jax.data", description=__doc__.splitlines()[0])
-  sub = parser.add_subparsers(dest="command", required=True, metavar="{generate,check,show}")
+  sub = parser.add_subparsers(dest="command", required=True, metavar="{generate,check,show,bench}")
 
   gen = sub.add_parser("generate", help="generate a STIR file")
-  gen.add_argument("--domain", required=True, help=f"one of {', '.join(DOMAINS)}")
+  gen.add_argument("--domain", required=True,
+                   help=f"one of {', '.join(DOMAINS)}, tfds:NAME or tfds-boxes:NAME")
   gen.add_argument("--out", required=True, help="destination .npz (parent folders are created)")
+  gen.add_argument("--source", default=None,
+                   help="raw dataset folder (mnist/fashion_mnist IDX files; trafficsign MTSD v2; "
+                        "aerial DOTA v1.5)")
   gen.add_argument("--seed", type=int, default=42, help="numpy RandomState seed (default 42)")
+  gen.add_argument("--instances", type=int, default=None,
+                   help="objects per class and split (mnist 50, trafficsign/aerial 25, tfds 50, "
+                        "tfds-boxes 25)")
+  gen.add_argument("--classes", type=int, default=None,
+                   help="only the first K classes (mnist, fashion_mnist, tfds:, tfds-boxes:)")
+  gen.add_argument("--data-dir", default=None, help="TFDS data folder (tfds: domains)")
   gen.add_argument("--icons", type=int, default=None, help="only the first N emoji icons")
   gen.add_argument("--force", action="store_true", help="overwrite an existing file")
   gen.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -148,6 +261,15 @@ def build_parser() -> argparse.ArgumentParser:
   show.add_argument("--columns", type=int, default=6, help="classes per row")
   show.add_argument("--dpi", type=int, default=150)
   show.set_defaults(func=_show)
+
+  bench = sub.add_parser("bench", help="measure the input pipeline's examples per second")
+  bench.add_argument("file")
+  bench.add_argument("--split", default="train", help="train, valid, test or test_all")
+  bench.add_argument("--scenario", default="4", help="1..4 or a name (default 4, All2All)")
+  bench.add_argument("--batch-size", type=int, default=16, help="global batch (default 16)")
+  bench.add_argument("--seconds", type=float, default=5.0, help="how long to measure")
+  bench.add_argument("--no-shuffle", action="store_true")
+  bench.set_defaults(func=_bench)
   return parser
 
 

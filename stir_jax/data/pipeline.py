@@ -18,6 +18,20 @@ Batches are dicts of
   label: (B,) int32, scale: (B,) int32 object size s, position: (B, 2) int32 (x, y) top-left,
 and, with ``pad_remainder=True``, mask: (B,) bool (False marks padding).
 
+Several processes (hosts): ``batch_size`` is the *global* batch; each of the P processes reads a
+disjoint, contiguous, equally large share of the split (`shard`: the same rule as
+``tfds.even_splits``, on the npz path and on the TFDS path) and yields batches of
+``batch_size // P`` examples, its local part of each global batch (an error if P does not divide
+the batch). Training drops the last ``N mod P`` examples (in selection order) so that every share
+is equal and every process runs the same number of steps; evaluation (``pad_remainder=True``)
+instead pads the shares and the last batch and carries a mask, so every example is counted exactly
+once over all processes and all processes run ceil(ceil(N / P) / (B / P)) steps. Shuffling uses
+``seed`` on process 0 and a seed derived from (seed, process index) elsewhere, and reshuffles every
+epoch (every new iterator); the same seed gives the same epochs.
+
+Sources: a StirData, the path of a STIR npz, or a `TfdsSource` (the ``stir`` TFDS builder of
+`stir_jax.data.tfds_stir`, whose records keep the npz order, so both give the same examples).
+
 TensorFlow only runs the input pipeline, on the CPU: its GPUs are hidden once, before first use.
 
 Example:
@@ -25,13 +39,19 @@ Example:
   >>> ds = make_dataset("data/emoji.npz", "train", 2, batch_size=16, shuffle=True, seed=0)
   >>> for batch in iterate(ds):  # One epoch of numpy batches; iterate again for the next.
   ...   logits = model.apply(params, batch["image"])
+  >>> # On each of several hosts: its half of every global batch of 32.
+  >>> ds = make_dataset(TfdsSource("stir/emoji"), "test", 2, batch_size=32, shuffle=False,
+  ...                   process_index=jax.process_index(), process_count=jax.process_count(),
+  ...                   pad_remainder=True)
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
 import pathlib
+import time
 from typing import Any, Iterable, Iterator, NamedTuple, Sequence, Union
 
 import numpy as np
@@ -179,29 +199,39 @@ def select(data: stir_file.StirData, split: str, scales: ScalesLike) -> dict[str
   }
 
 
-def shard(arrays: dict[str, np.ndarray], process_index: int = 0, process_count: int = 1,
-          pad: bool = False) -> dict[str, np.ndarray]:
-  """This process's disjoint, equal share of the examples.
+def share_range(total: int, process_index: int, process_count: int, pad: bool) -> tuple[int, int]:
+  """[start, end) of a process's contiguous share of ``total`` examples, and the share's length.
 
-  Without ``pad`` the examples are truncated to a multiple of ``process_count`` and process p takes
-  ``examples[p::process_count]``. With ``pad`` nothing is dropped: zero examples are appended up to
-  a multiple of ``process_count`` and a boolean "mask" (False for padding) is added.
+  Without ``pad`` every share has ``total // process_count`` examples (the last ``total mod P``
+  are left out); with ``pad`` every share has ``ceil(total / P)`` slots and the shares of the last
+  processes may run past ``total`` (those slots are padding). Returns (start, length).
   """
   if not 0 <= process_index < process_count:
     raise ValueError(f"process_index {process_index} is outside 0..{process_count - 1}")
+  length = math.ceil(total / process_count) if pad else total // process_count
+  return process_index * length, length
+
+
+def shard(arrays: dict[str, np.ndarray], process_index: int = 0, process_count: int = 1,
+          pad: bool = False) -> dict[str, np.ndarray]:
+  """This process's disjoint, equally large, contiguous share of the examples.
+
+  Process p takes examples [p * L, (p + 1) * L) - the ``tfds.even_splits`` rule, so the npz and
+  the TFDS paths give the same shares. Without ``pad``, L = N // P (the last N mod P examples are
+  left out). With ``pad``, L = ceil(N / P), nothing is left out: the shares are filled up with zero
+  examples and a boolean "mask" (False for padding) is added.
+  """
   n = len(arrays["label"])
-  arrays = dict(arrays)
+  start, length = share_range(n, process_index, process_count, pad)
+  if process_count == 1 and not pad:
+    return dict(arrays)
+  result = {k: v[start:start + length] for k, v in arrays.items()}
   if pad:
-    total = math.ceil(n / process_count) * process_count
-    mask = np.arange(total) < n
-    arrays = {k: np.concatenate([v, np.zeros((total - n,) + v.shape[1:], v.dtype)])
-              for k, v in arrays.items()}
-    arrays["mask"] = mask
-  else:
-    total = n - n % process_count
-  if process_count == 1 and total == n:
-    return arrays
-  return {k: v[:total][process_index::process_count] for k, v in arrays.items()}
+    have = len(result["label"])
+    result = {k: np.concatenate([v, np.zeros((length - have,) + v.shape[1:], v.dtype)])
+              for k, v in result.items()}
+    result["mask"] = np.arange(length) < have
+  return result
 
 
 def num_examples(data_or_path: stir_file.StirData | PathLike, split: str,
@@ -210,7 +240,7 @@ def num_examples(data_or_path: stir_file.StirData | PathLike, split: str,
   """Examples one process sees per epoch: len(scales) * n * m, shared over ``process_count``."""
   data = _as_data(data_or_path)
   total = len(_resolve_scales(scenario, split, scales)) * data.num_classes * data.num_instances
-  return math.ceil(total / process_count) if pad else total // process_count
+  return share_range(total, 0, process_count, pad)[1]
 
 
 @functools.lru_cache(maxsize=None)
@@ -225,37 +255,152 @@ def _tf():
   return tf
 
 
-def make_dataset(data_or_path: stir_file.StirData | PathLike, split: str,
-                 scenario: ScenarioLike | None = None, *, batch_size: int, shuffle: bool,
-                 seed: int = 0, drop_remainder: bool = False, scales: ScalesLike | None = None,
-                 process_index: int = 0, process_count: int = 1,
-                 pad_remainder: bool = False):
-  """A tf.data pipeline of batches of one split.
+@dataclasses.dataclass(frozen=True)
+class TfdsSource:
+  """A STIR dataset prepared by TFDS (see `stir_jax.data.tfds_stir`).
+
+  Attributes:
+    name: the TFDS name, e.g. "stir/emoji".
+    data_dir: the TFDS data folder (None: TFDS's default).
+    download_and_prepare_kwargs: passed to tfds.load (e.g. a DownloadConfig with manual_dir).
+  """
+  name: str = "stir/emoji"
+  data_dir: str | None = None
+  download_and_prepare_kwargs: dict | None = None
+
+
+Source = Union[stir_file.StirData, PathLike, TfdsSource]
+_TFDS_SPLITS = {"train": "train", "valid": "validation", "test": "test", "test_all": "test"}
+
+
+def _tfds_builder(source: TfdsSource):
+  _tf()
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from stir_jax.data import tfds_stir  # pylint: disable=g-import-not-at-top,unused-import
+  builder = tfds.builder(source.name, data_dir=source.data_dir)
+  if not builder.is_prepared():
+    builder.download_and_prepare(**(source.download_and_prepare_kwargs or {}))
+  return builder
+
+
+def read_tfds_share(source: TfdsSource, split: str, scales: Sequence[int], *,
+                    process_index: int = 0, process_count: int = 1,
+                    pad: bool = False) -> dict[str, np.ndarray]:
+  """Reads only this process's share of a split at the given sizes from the TFDS ``stir`` data.
+
+  The ``stir`` builder writes each split in npz order (scale index, class, instance), so size s
+  holds records [(64 - s) * n * m, (65 - s) * n * m). The selection (sizes ascending, as `select`
+  orders it) is a list of such ranges; this process's contiguous share of it (`share_range`) is
+  turned into TFDS slices ("test[1536:1600]+test[1500:1536]") and only those records are read.
+
+  Returns:
+    The same arrays as ``shard(select(...), ...)`` on the npz: image (L, 64, 64, C) uint8, label,
+    scale (L,) int32, position (L, 2) int32 [, mask (L,) bool].
+  """
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  builder = _tfds_builder(source)
+  tfds_split = _TFDS_SPLITS[split]
+  total = builder.info.splits[tfds_split].num_examples
+  per_scale = total // stir_file.NUM_SCALES
+  ranges = [(stir_file.index_of_scale(s) * per_scale, (stir_file.index_of_scale(s) + 1) * per_scale)
+            for s in sorted(scales)]
+  n = per_scale * len(ranges)
+  start, length = share_range(n, process_index, process_count, pad)
+  end = min(start + length, n)
+  pieces, offset = [], 0
+  for low, high in ranges:
+    a, b = max(start, offset), min(end, offset + high - low)
+    if a < b:
+      pieces.append((low + a - offset, low + b - offset))
+    offset += high - low
+  merged = []
+  for low, high in pieces:  # Join touching slices: fewer, larger reads.
+    if merged and merged[-1][1] == low:
+      merged[-1] = (merged[-1][0], high)
+    else:
+      merged.append((low, high))
+  channels = builder.info.features["image"].shape[-1]
+  if merged:
+    spec = "+".join(f"{tfds_split}[{low}:{high}]" for low, high in merged)
+    ds = builder.as_dataset(split=spec, batch_size=-1, shuffle_files=False)
+    arrays = tfds.as_numpy(ds)
+    arrays = {"image": arrays["image"].reshape((-1, 64, 64, channels)),
+              "label": arrays["label"].astype(np.int32),
+              "scale": arrays["scale"].astype(np.int32),
+              "position": arrays["position"].astype(np.int32)}
+  else:
+    arrays = {"image": np.zeros((0, 64, 64, channels), np.uint8),
+              "label": np.zeros((0,), np.int32), "scale": np.zeros((0,), np.int32),
+              "position": np.zeros((0, 2), np.int32)}
+  if pad:
+    have = len(arrays["label"])
+    arrays = {k: np.concatenate([v, np.zeros((length - have,) + v.shape[1:], v.dtype)])
+              for k, v in arrays.items()}
+    arrays["mask"] = np.arange(length) < have
+  return arrays
+
+
+def host_arrays(source: Source, split: str, scenario: ScenarioLike | None = None, *,
+                scales: ScalesLike | None = None, process_index: int = 0, process_count: int = 1,
+                pad: bool = False) -> dict[str, np.ndarray]:
+  """This process's share of a split as numpy arrays (see `shard` and `read_tfds_share`)."""
+  _check_split(split)
+  sizes = _resolve_scales(scenario, split, scales)
+  if isinstance(source, TfdsSource):
+    return read_tfds_share(source, split, sizes, process_index=process_index,
+                           process_count=process_count, pad=pad)
+  return shard(select(_as_data(source), split, sizes), process_index, process_count, pad=pad)
+
+
+def local_batch_size(batch_size: int, process_count: int) -> int:
+  """The per-process batch: global ``batch_size`` / ``process_count`` (which must divide it)."""
+  if batch_size < 1:
+    raise ValueError(f"batch_size must be positive, got {batch_size}")
+  if process_count < 1:
+    raise ValueError(f"process_count must be positive, got {process_count}")
+  if batch_size % process_count:
+    raise ValueError(f"the global batch_size {batch_size} is not divisible by process_count "
+                     f"{process_count}")
+  return batch_size // process_count
+
+
+def process_seed(seed: int, process_index: int) -> int:
+  """``seed`` on process 0; a seed derived from (seed, process_index) on the others."""
+  if process_index == 0:
+    return int(seed)
+  return int(np.random.SeedSequence([int(seed), int(process_index)]).generate_state(1)[0])
+
+
+def make_dataset(data_or_path: Source, split: str, scenario: ScenarioLike | None = None, *,
+                 batch_size: int, shuffle: bool, seed: int = 0, drop_remainder: bool = False,
+                 scales: ScalesLike | None = None, process_index: int = 0,
+                 process_count: int = 1, pad_remainder: bool = False):
+  """A tf.data pipeline of this process's batches of one split.
 
   Args:
-    data_or_path: a StirData or the path of a STIR file.
+    data_or_path: a StirData, the path of a STIR file, or a `TfdsSource`.
     split: "train", "valid", "test" or "test_all".
     scenario: 1..4 or a scenario name; picks the sizes unless ``scales`` is given.
-    batch_size: examples per batch (per process).
+    batch_size: the global batch; this process yields ``batch_size // process_count`` examples
+      per batch (ValueError when not divisible).
     shuffle: reshuffle every epoch (every new iterator) with a sequence fixed by ``seed``.
     seed: the shuffle seed; two datasets built with the same seed give the same epochs.
     drop_remainder: drop the last partial batch.
     scales: explicit sizes ("33-48", "17-32,49-64", an int or a list) instead of the scenario's.
     process_index: this process's index (jax.process_index()).
     process_count: number of processes (jax.process_count()); see `shard`.
-    pad_remainder: for evaluation: keep every example (padding the shards) and pad the last batch
-      to ``batch_size``, adding a "mask" (False on padding) so shapes stay static.
+    pad_remainder: for evaluation: keep every example (padding the shares) and pad the last batch
+      to the local batch size, adding a "mask" (False on padding) so shapes stay static.
 
   Returns:
-    A tf.data.Dataset of dicts: image (B, 64, 64, C) float32 in [0, 1], label (B,) int32,
-    scale (B,) int32, position (B, 2) int32 [, mask (B,) bool].
+    A tf.data.Dataset of dicts: image (b, 64, 64, C) float32 in [0, 1], label (b,) int32,
+    scale (b,) int32, position (b, 2) int32 [, mask (b,) bool], b = batch_size // process_count.
   """
-  if batch_size < 1:
-    raise ValueError(f"batch_size must be positive, got {batch_size}")
+  local = local_batch_size(batch_size, process_count)
   tf = _tf()
-  data = _as_data(data_or_path)
-  arrays = select(data, split, _resolve_scales(scenario, split, scales))
-  arrays = shard(arrays, process_index, process_count, pad=pad_remainder)
+  arrays = host_arrays(data_or_path, split, scenario, scales=scales, process_index=process_index,
+                       process_count=process_count, pad=pad_remainder)
   if pad_remainder and "mask" not in arrays:
     arrays["mask"] = np.ones(len(arrays["label"]), bool)
   n = len(arrays["label"])
@@ -263,15 +408,16 @@ def make_dataset(data_or_path: stir_file.StirData | PathLike, split: str,
 
   ds = tf.data.Dataset.range(n)
   if shuffle:
-    ds = ds.shuffle(max(n, 1), seed=seed, reshuffle_each_iteration=True)
-  ds = ds.batch(batch_size, drop_remainder=drop_remainder and not pad_remainder)
+    ds = ds.shuffle(max(n, 1), seed=process_seed(seed, process_index),
+                    reshuffle_each_iteration=True)
+  ds = ds.batch(local, drop_remainder=drop_remainder and not pad_remainder)
 
   def gather(indices):
     valid = None
     if pad_remainder:
       count = tf.shape(indices)[0]
-      valid = tf.range(batch_size) < count
-      indices = tf.pad(indices, [[0, batch_size - count]])
+      valid = tf.range(local) < count
+      indices = tf.pad(indices, [[0, local - count]])
     batch = {
         "image": tf.cast(tf.gather(tensors["image"], indices), tf.float32) / 255.0,
         "label": tf.gather(tensors["label"], indices),
@@ -284,6 +430,57 @@ def make_dataset(data_or_path: stir_file.StirData | PathLike, split: str,
 
   ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def benchmark(data_or_path: Source, split: str = "train", scenario: ScenarioLike | None = 4, *,
+              batch_size: int = 16, seconds: float = 5.0, shuffle: bool = True,
+              scales: ScalesLike | None = None) -> dict[str, Any]:
+  """Examples per second that `make_dataset` delivers as numpy batches on this machine.
+
+  Epochs are repeated until ``seconds`` have passed (after the first batch, which is timed
+  separately: it includes building the tensors).
+
+  Returns:
+    examples_per_second, batches_per_second, examples, batches, epochs, seconds,
+    first_batch_seconds, batch_size, split, scales.
+  """
+  if seconds <= 0:
+    raise ValueError(f"seconds must be positive, got {seconds}")
+  start = time.perf_counter()
+  ds = make_dataset(data_or_path, split, scenario, batch_size=batch_size, shuffle=shuffle,
+                    seed=0, scales=scales)
+  examples = batches = epochs = 0
+  first = None
+  t0 = None
+  while True:
+    epochs += 1
+    for batch in iterate(ds):
+      if first is None:
+        first = time.perf_counter() - start
+        t0 = time.perf_counter()
+        continue
+      examples += len(batch["label"])
+      batches += 1
+      if time.perf_counter() - t0 >= seconds:
+        break
+    else:
+      if t0 is not None and time.perf_counter() - t0 < seconds:
+        continue
+    break
+  elapsed = time.perf_counter() - t0 if t0 is not None else 0.0
+  sizes = _resolve_scales(scenario, split, scales)
+  return {
+      "split": split,
+      "scales": f"{min(sizes)}..{max(sizes)} ({len(sizes)} sizes)",
+      "batch_size": batch_size,
+      "epochs": epochs,
+      "batches": batches,
+      "examples": examples,
+      "seconds": elapsed,
+      "first_batch_seconds": first or 0.0,
+      "examples_per_second": examples / elapsed if elapsed > 0 else 0.0,
+      "batches_per_second": batches / elapsed if elapsed > 0 else 0.0,
+  }
 
 
 def iterate(ds) -> Iterator[dict[str, np.ndarray]]:
@@ -304,5 +501,6 @@ def ensure_emoji(path: PathLike = DEFAULT_EMOJI_PATH, *, seed: int = 42,
 
 
 __all__: Sequence[str] = (
-    "Scenario", "SCENARIOS", "SPLITS", "get_scenario", "parse_scales", "scales_for", "select",
-    "shard", "num_examples", "make_dataset", "iterate", "ensure_emoji")
+    "Scenario", "SCENARIOS", "SPLITS", "TfdsSource", "get_scenario", "parse_scales", "scales_for",
+    "select", "share_range", "shard", "host_arrays", "read_tfds_share", "local_batch_size",
+    "process_seed", "num_examples", "make_dataset", "benchmark", "iterate", "ensure_emoji")

@@ -112,29 +112,111 @@ def test_shuffle_is_seeded_and_reshuffles_each_epoch():
     assert np.allclose(image[y:y + s, x:x + s], (label + 1) / 255)
 
 
-def test_processes_take_disjoint_even_shares():
+def _keys(arrays):
+  """One hashable row per example: label, scale, x, y and an image checksum."""
+  return [(int(l), int(s), int(p[0]), int(p[1]), int(im.astype(np.int64).sum()))
+          for l, s, p, im in zip(arrays["label"], arrays["scale"], arrays["position"],
+                                 arrays["image"])]
+
+
+def test_global_batch_is_split_over_processes():
   data = synthetic(5)  # Scenario 1 train: 16 x 5 = 80 examples.
-  shares = []
+  with pytest.raises(ValueError, match="not divisible by process_count 3"):
+    pipeline.make_dataset(data, "train", 1, batch_size=8, shuffle=False, process_count=3)
+  with pytest.raises(ValueError, match="batch_size must be positive"):
+    pipeline.make_dataset(data, "train", 1, batch_size=0, shuffle=False)
+  ds = pipeline.make_dataset(data, "train", 1, batch_size=12, shuffle=True, seed=0,
+                             process_index=1, process_count=3)
+  sizes = [len(b["label"]) for b in pipeline.iterate(ds)]
+  assert sizes == [4] * 6 + [2]  # 80 // 3 = 26 examples in local batches of 12 / 3 = 4.
+  assert pipeline.local_batch_size(12, 3) == 4
+
+
+def test_processes_take_disjoint_even_shares_that_cover_the_split():
+  data = synthetic(5)  # Scenario 1 train: 16 x 5 = 80 examples.
+  full = pipeline.select(data, "train", pipeline.scales_for(1, "train"))
+  shares, steps = [], []
   for index in range(3):
-    ds = pipeline.make_dataset(data, "train", 1, batch_size=8, shuffle=True, seed=0,
-                               process_index=index, process_count=3)
-    shares.append({tuple(row) for row in _order(_epoch(ds))})
-  assert [len(s) for s in shares] == [26, 26, 26]
-  assert not (shares[0] & shares[1]) and not (shares[1] & shares[2]) and not (shares[0] & shares[2])
+    share = pipeline.host_arrays(data, "train", 1, process_index=index, process_count=3)
+    np.testing.assert_array_equal(share["image"], full["image"][26 * index:26 * (index + 1)])
+    shares.append(share)
+    ds = pipeline.make_dataset(data, "train", 1, batch_size=9, shuffle=True, seed=0,
+                               process_index=index, process_count=3, drop_remainder=True)
+    epoch = list(pipeline.iterate(ds))
+    steps.append(len(epoch))
+    seen = np.concatenate([b["label"] for b in epoch])
+    assert len(seen) == 24  # 26 examples, local batch 3, remainder dropped.
+  assert steps == [8, 8, 8]  # Every process runs the same number of steps.
+  keys = [set(_keys(s)) for s in shares]
+  assert [len(s["label"]) for s in shares] == [26, 26, 26]
+  assert not (keys[0] & keys[1]) and not (keys[1] & keys[2]) and not (keys[0] & keys[2])
+  # Together they are the split less its last 80 mod 3 = 2 examples.
+  assert keys[0] | keys[1] | keys[2] == set(_keys(full)[:78])
   assert pipeline.num_examples(data, "train", 1, process_count=3) == 26
 
 
-def test_padded_evaluation_keeps_every_example():
+def test_processes_shuffle_differently_and_reshuffle_each_epoch():
+  data = synthetic(4)
+  orders = []
+  for index in range(2):
+    ds = pipeline.make_dataset(data, "train", 4, batch_size=8, shuffle=True, seed=5,
+                               process_index=index, process_count=2)
+    first, second = _order(_epoch(ds)), _order(_epoch(ds))
+    assert not np.array_equal(first, second)
+    orders.append(first)
+  # The same permutation on both hosts would line up their (similar) shares; seeds differ.
+  assert pipeline.process_seed(5, 0) == 5 and pipeline.process_seed(5, 1) != 5
+  again = pipeline.make_dataset(data, "train", 4, batch_size=8, shuffle=True, seed=5,
+                                process_index=1, process_count=2)
+  np.testing.assert_array_equal(_order(_epoch(again)), orders[1])
+
+
+def test_padded_evaluation_counts_every_example_once():
   data = synthetic(5)
-  seen = 0
+  full = _keys(pipeline.select(data, "train", pipeline.scales_for(1, "train")))
+  counted, steps = [], []
   for index in range(3):
-    ds = pipeline.make_dataset(data, "train", 1, batch_size=8, shuffle=False,
+    ds = pipeline.make_dataset(data, "train", 1, batch_size=24, shuffle=False,
                                process_index=index, process_count=3, pad_remainder=True)
     batches = list(pipeline.iterate(ds))
-    assert all(b["image"].shape[0] == 8 for b in batches)
-    seen += sum(int(b["mask"].sum()) for b in batches)
-    assert sum(len(b["mask"]) for b in batches) == 32  # ceil(80 / 3) = 27 -> 4 batches of 8.
-  assert seen == 80
+    steps.append(len(batches))
+    assert all(b["image"].shape[0] == 8 and b["mask"].shape == (8,) for b in batches)
+    for b in batches:
+      keep = b["mask"]
+      counted += _keys({"label": b["label"][keep], "scale": b["scale"][keep],
+                        "position": b["position"][keep],
+                        "image": np.rint(b["image"][keep] * 255).astype(np.uint8)})
+  assert steps == [4, 4, 4]  # ceil(80 / 3) = 27 per process -> 4 local batches of 8.
+  assert sorted(counted) == sorted(full) and len(counted) == 80
+  assert pipeline.num_examples(data, "train", 1, process_count=3, pad=True) == 27
+
+
+@pytest.mark.parametrize("total,count", [(80, 3), (7, 4), (3, 8), (48, 1)])
+def test_share_ranges_tile_the_examples(total, count):
+  padded = [pipeline.share_range(total, p, count, pad=True) for p in range(count)]
+  assert all(length == -(-total // count) for _, length in padded)
+  covered = [i for start, length in padded for i in range(start, start + length) if i < total]
+  assert covered == list(range(total))
+  plain = [pipeline.share_range(total, p, count, pad=False) for p in range(count)]
+  covered = [i for start, length in plain for i in range(start, start + length)]
+  assert covered == list(range(total - total % count))
+
+
+def test_custom_scale_splits():
+  data = synthetic(2)
+  train = pipeline.host_arrays(data, "train", scales="33-48")
+  test = pipeline.host_arrays(data, "test", scales="17-32,49-64")
+  assert sorted(set(train["scale"].tolist())) == list(range(33, 49))
+  assert sorted(set(test["scale"].tolist())) == list(range(17, 33)) + list(range(49, 65))
+  assert len(train["label"]) == 32 and len(test["label"]) == 64
+  ds = pipeline.make_dataset(data, "test", scales="17-32,49-64", batch_size=64, shuffle=False)
+  assert sorted(next(pipeline.iterate(ds))["scale"].tolist()) == sorted(test["scale"].tolist())
+
+
+def test_benchmark_reports_throughput(emoji2_path):
+  result = pipeline.benchmark(emoji2_path, "train", 4, batch_size=16, seconds=0.3)
+  assert result["examples"] > 0 and result["examples_per_second"] > 0
+  assert result["batch_size"] == 16 and result["epochs"] >= 1
 
 
 def test_ensure_emoji_keeps_an_existing_file(emoji2_path):

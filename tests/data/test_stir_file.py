@@ -159,10 +159,12 @@ def test_cli_generate_refuses_to_overwrite(tmp_path):
 
 
 def test_cli_generate_domains(tmp_path):
-  assert_one_line_error(run_cli("generate", "--domain", "mnist", "--out", tmp_path / "m.npz"),
-                        "not implemented yet")
+  assert_one_line_error(run_cli("generate", "--domain", "trafficsign", "--out",
+                                tmp_path / "t.npz"), "needs --source")
   assert_one_line_error(run_cli("generate", "--domain", "faces", "--out", tmp_path / "f.npz"),
-                        "unknown --domain 'faces'", "not implemented yet")
+                        "unknown --domain 'faces'", "tfds:NAME")
+  assert_one_line_error(run_cli("generate", "--domain", "tfds:", "--out", tmp_path / "f.npz"),
+                        "names no TFDS dataset")
   assert_one_line_error(run_cli("generate", "--domain", "emoji"), "--out")
   assert not list(tmp_path.iterdir())
 
