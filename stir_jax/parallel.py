@@ -77,7 +77,8 @@ class DataParallel:
   def put_state(self, tree: Any) -> Any:
     if self.mode == "jit":
       return jax.device_put(tree, self.replicated)
-    return jax.device_put_replicated(tree, self.local_devices)
+    n = len(self.local_devices)  # pmap shards a leading device axis over the local devices
+    return jax.tree.map(lambda x: np.broadcast_to(np.asarray(x), (n, *np.shape(x))), tree)
 
   def get_state(self, tree: Any) -> Any:
     """Host copy (numpy) of a placed, replicated tree."""

@@ -22,11 +22,13 @@ class StandardCNN(nn.Module):
   num_classes: int
   kernel_size: int = 7
   interpolation: str = "bicubic"  # unused; kept so every model shares one signature
+  impl: str = "auto"  # convolution algorithm, see stir_jax.layers.conv.conv2d
 
   @nn.compact
   def __call__(self, x: jax.Array, with_aux: bool = False):
-    stage1 = nn.relu(common.Conv(16, self.kernel_size, name="conv1")(x))
-    stage2 = nn.relu(common.Conv(32, self.kernel_size, name="conv2")(stage1))
+    conv = lambda c, name: common.Conv(c, self.kernel_size, impl=self.impl, name=name)
+    stage1 = nn.relu(conv(16, "conv1")(x))
+    stage2 = nn.relu(conv(32, "conv2")(stage1))
     features = common.global_max(stage2)
     logits = common.Dense(self.num_classes, name="lin")(features)
     if with_aux:
