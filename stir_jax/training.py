@@ -232,7 +232,7 @@ def _batches(data, split: str, config, *, batch_size: int, seed: int | None = No
   batch is padded to full size with a 'mask' of real examples, so shapes stay static and every
   process runs the same number of steps."""
   count = jax.process_count()
-  ds = pipeline.make_dataset(data, split, config.scenario, batch_size=batch_size // count,
+  ds = pipeline.make_dataset(data, split, config.scenario, batch_size=batch_size,
                              shuffle=seed is not None, seed=seed or 0, scales=scales,
                              process_index=jax.process_index(), process_count=count,
                              pad_remainder=True)
