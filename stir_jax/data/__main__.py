@@ -75,8 +75,12 @@ def _source(args: argparse.Namespace, required: bool) -> pathlib.Path | None:
   return source
 
 
-def _make(args: argparse.Namespace):
-  """Runs the domain's generator; returns (StirData, SkipCounter or None)."""
+def _make(args: argparse.Namespace, notes: list[str]):
+  """Runs the domain's generator; returns (StirData, SkipCounter or None).
+
+  Informational lines (classes dropped by rule) go to ``notes``; they are printed only when the
+  generation succeeds, so a failure prints just its one error line.
+  """
   progress = not args.quiet
   domain = args.domain
   if domain == "emoji":
@@ -92,7 +96,7 @@ def _make(args: argparse.Namespace):
     source = _source(args, required=False)
     if source is None and domain == "fashion_mnist" and mnist.DEBIAN_FASHION_MNIST.is_dir():
       source = mnist.DEBIAN_FASHION_MNIST
-      _note(f"using {source} (Debian's dataset-fashion-mnist)")
+      notes.append(f"using {source} (Debian's dataset-fashion-mnist)")
     digits = (mnist.read_idx_folder(source) if source is not None
               else mnist.load_tfds_digits(domain, args.data_dir))
     names = mnist.DOMAINS[domain]["names"]
@@ -106,18 +110,18 @@ def _make(args: argparse.Namespace):
   if domain == "trafficsign":
     from stir_jax.data import trafficsign  # pylint: disable=g-import-not-at-top
     return trafficsign.generate_trafficsign(
-        _source(args, required=True), seed=args.seed, progress=progress,
+        _source(args, required=True), seed=args.seed, progress=progress, log=notes.append,
         instances=args.instances or trafficsign.DEFAULT_INSTANCES)
   if domain == "aerial":
     from stir_jax.data import aerial  # pylint: disable=g-import-not-at-top
     return aerial.generate_aerial(
-        _source(args, required=True), seed=args.seed, progress=progress,
+        _source(args, required=True), seed=args.seed, progress=progress, log=notes.append,
         instances=args.instances or aerial.DEFAULT_INSTANCES)
   from stir_jax.data import tfds_sources  # pylint: disable=g-import-not-at-top
   if domain.startswith("tfds-boxes:"):
     return tfds_sources.generate_tfds_boxes(
         domain.split(":", 1)[1], seed=args.seed, progress=progress, classes=args.classes,
-        data_dir=args.data_dir,
+        data_dir=args.data_dir, log=notes.append,
         instances=args.instances or tfds_sources.DEFAULT_BOX_INSTANCES)
   return tfds_sources.generate_tfds_classification(
       domain.split(":", 1)[1], seed=args.seed, progress=progress, classes=args.classes,
@@ -140,10 +144,13 @@ def _generate(args: argparse.Namespace) -> None:
   from stir_jax.data import recipes  # pylint: disable=g-import-not-at-top
 
   start = time.perf_counter()
+  notes: list[str] = []
   try:
-    data, skipped = _make(args)
+    data, skipped = _make(args, notes)
   except recipes.GenerationError as e:
     raise CommandError(str(e)) from None
+  for line in notes:
+    _note(line)
   if skipped is not None and skipped.count:
     _note(skipped.report())
   out.parent.mkdir(parents=True, exist_ok=True)

@@ -181,8 +181,10 @@ def crop_object(photo, box: Box, size: int, rng: np.random.RandomState,
   becomes s x s; with ``keep_aspect=True`` (aerial, tfds-boxes) both by s / max(w, h). A 64 x 64
   window is then cut at a seeded offset that keeps the object's s x s box (anchored at its top-left
   corner) inside. Only that window is computed: PIL's ``resize(box=...)`` with the window's source
-  rectangle gives the same pixels as resizing the whole photo and cropping (filter taps reach past
-  the rectangle into the photo exactly as they would in the full resize), at a fraction of the cost.
+  rectangle gives the pixels of resizing the whole photo and cropping (filter taps reach past the
+  rectangle into the photo as they would in the full resize) at a fraction of the cost; a few
+  pixels in ten thousand may differ by 1, where floating-point rounding of the filter weights
+  differs between the two (a test checks this bound).
 
   A photo that is narrower or shorter than 64 pixels after resizing lies wholly inside the window,
   at a seeded offset, and the rest of the window is black (zeros).
