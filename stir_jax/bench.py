@@ -31,7 +31,7 @@ def _median_ms(fn, repeats: int) -> float:
 
 def time_model(name: str, impl: str, batch: int = 16, channels: int = 1, classes: int = 36,
                repeats: int = 5) -> dict:
-  kwargs = {"impl": "direct" if impl == "direct" else "auto"} if training._takes_impl(name) else {}
+  kwargs = {"impl": "direct" if impl == "direct" else "auto"} if training.takes_impl(name) else {}
   model = models.get_model(name, channels, classes, **kwargs)
   tx = optax.adam(1e-3)
   rng = np.random.default_rng(0)

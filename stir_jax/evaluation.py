@@ -39,9 +39,7 @@ def load_run_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
 
 def restore_model(workdir: pathlib.Path, config, data):
   """(model, best params) of a run, checked against the data's channel and class counts."""
-  model = models.get_model(config.model, data.num_channels, data.num_classes, config.kernel_size,
-                           config.interpolation,
-                           **({"impl": config.impl} if training._takes_impl(config.model) else {}))
+  model = training.build_model(config, data)
   target = jax.eval_shape(model.init, jax.random.PRNGKey(0),
                           jnp.zeros((1, 64, 64, data.num_channels), jnp.float32))["params"]
   if not (workdir / "checkpoints" / "best").is_dir():
@@ -91,7 +89,7 @@ def evaluate(workdir: str | pathlib.Path) -> dict:
     for pool in ("pool1", "pool2"):
       consistency[f"{pool}_spearman"] = index_size_correlation(per_object[pool], per_object["scale"])
     plot_indices(workdir / "indices.png", per_object, title=f"{config.model} on {name}")
-  write_json(workdir / "consistency.json", consistency)
+  training.write_json(workdir / "consistency.json", consistency)
 
   errors = {}
   stages = [st for st in ("stage1", "stage2") if _map_ndim(model, variables, data, st) == 4]
@@ -104,10 +102,6 @@ def evaluate(workdir: str | pathlib.Path) -> dict:
   return {"test_accuracy": test["accuracy"], "per_scale": test["per_scale"],
           "consistency": consistency,
           "equivariance": {k: float(np.nanmean(v)) for k, v in errors.items()}}
-
-
-def write_json(path: pathlib.Path, obj) -> None:
-  training._write_json(path, obj)  # pylint: disable=protected-access
 
 
 def _map_ndim(model, variables, data, stage: str) -> int:

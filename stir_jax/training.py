@@ -120,19 +120,19 @@ def evaluate_split(eval_step, params, batches: Iterable[dict]) -> dict:
 
 # --- run directory ---------------------------------------------------------------------------
 
-def _config_dict(config) -> dict:
+def config_dict(config) -> dict:
   return json.loads(config.to_json()) if hasattr(config, "to_json") else dict(config)
 
 
-def _write_json(path: pathlib.Path, obj) -> None:
+def write_json(path: pathlib.Path, obj) -> None:
   tmp = path.with_suffix(path.suffix + ".tmp")
   tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
   os.replace(tmp, path)
 
 
-def _prepare_workdir(config, workdir: pathlib.Path) -> None:
+def prepare_workdir(config, workdir: pathlib.Path) -> None:
   """Creates workdir/config.json, or checks that an existing run used the same config."""
-  wanted = _config_dict(config)
+  wanted = config_dict(config)
   cfg_path = workdir / "config.json"
   if cfg_path.exists():
     try:
@@ -148,7 +148,7 @@ def _prepare_workdir(config, workdir: pathlib.Path) -> None:
     raise RunError(f"{workdir} is not empty and holds no stir_jax run (no config.json); "
                    "use another --workdir")
   workdir.mkdir(parents=True, exist_ok=True)
-  _write_json(cfg_path, wanted)
+  write_json(cfg_path, wanted)
 
 
 class Checkpoints:
@@ -201,7 +201,7 @@ def read_metrics(workdir: pathlib.Path) -> list[dict]:
   return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _rewrite_metrics(workdir: pathlib.Path, rows: list[dict]) -> None:
+def rewrite_metrics(workdir: pathlib.Path, rows: list[dict]) -> None:
   path = workdir / "metrics.jsonl"
   tmp = path.with_suffix(".jsonl.tmp")
   tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -222,11 +222,11 @@ def load_dataset(config) -> stir_file.StirData:
     raise RunError(str(e)) from None
 
 
-def _epoch_seed(seed: int, epoch: int) -> int:
+def epoch_seed(seed: int, epoch: int) -> int:
   return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
 
 
-def _batches(data, split: str, config, *, batch_size: int, seed: int | None = None,
+def split_batches(data, split: str, config, *, batch_size: int, seed: int | None = None,
              scales=None) -> Iterator[dict]:
   """This process's share of a split in batches of batch_size (the global batch size): each
   batch is padded to full size with a 'mask' of real examples, so shapes stay static and every
@@ -264,7 +264,7 @@ def build_model(config, data):
   try:
     return models.get_model(config.model, data.num_channels, data.num_classes,
                             config.kernel_size, config.interpolation,
-                            **({"impl": config.impl} if _takes_impl(config.model) else {}))
+                            **({"impl": config.impl} if takes_impl(config.model) else {}))
   except ValueError as e:
     raise RunError(str(e)) from None
 
@@ -293,7 +293,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   workdir = pathlib.Path(workdir)
   main = jax.process_index() == 0
   if (workdir / "results.json").exists() and (workdir / "config.json").exists():
-    _prepare_workdir(config, workdir)  # still refuse a different config
+    prepare_workdir(config, workdir)  # still refuse a different config
     print(f"{workdir} is finished (results.json exists); nothing to do")
     return json.loads((workdir / "results.json").read_text())
 
@@ -302,7 +302,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   par = make_parallel(config)
   eval_bs = par.eval_batch_size(config.eval_batch_size)
   if main:
-    _prepare_workdir(config, workdir)
+    prepare_workdir(config, workdir)
 
   tx = make_optimizer(config)
   state = create_train_state(model, tx, jax.random.PRNGKey(config.seed), data.num_channels)
@@ -317,12 +317,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   else:
     history = []
   if main:
-    _rewrite_metrics(workdir, history)
+    rewrite_metrics(workdir, history)
 
   state = par.put_state(state)
   train_step = par.train_step(train_step_fn(model, tx))
   eval_step = par.eval_step(eval_step_fn(model))
-  tb = _tensorboard_writer(workdir) if main else None
+  tb = tensorboard_writer(workdir) if main else None
   n_train = pipeline.num_examples(data, "train", config.scenario)
   steps_per_epoch = math.ceil(n_train / config.batch_size)
   stop_reason = "num_epochs reached"
@@ -334,8 +334,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     total = None
     bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{config.num_epochs}", unit="step",
                disable=not (progress and main), leave=False, dynamic_ncols=True)
-    for batch in _batches(data, "train", config, batch_size=config.batch_size,
-                          seed=_epoch_seed(config.seed, epoch)):
+    for batch in split_batches(data, "train", config, batch_size=config.batch_size,
+                          seed=epoch_seed(config.seed, epoch)):
       state, stats = train_step(state, batch)
       total = metrics.merge(total, jax.device_get(stats))
       bar.update(1)
@@ -347,7 +347,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
       raise RunError(f"non-finite training loss in epoch {epoch}; stopped, the last good "
                      f"checkpoint (epoch {meta['epoch']}) is kept in {workdir}")
     val = metrics.finalize(evaluate_split(
-        eval_step, state.params, _batches(data, "valid", config, batch_size=eval_bs)))
+        eval_step, state.params, split_batches(data, "valid", config, batch_size=eval_bs)))
     seconds = time.perf_counter() - start
     row = {"epoch": epoch, "train_loss": train["loss"], "train_accuracy": train["accuracy"],
            "val_loss": val["loss"], "val_accuracy": val["accuracy"], "epoch_seconds": seconds}
@@ -357,8 +357,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
       ckpt.save_best(epoch, host_state.params, {"epoch": epoch, "val_accuracy": val["accuracy"]})
     history.append(row)
     if main:
-      _rewrite_metrics(workdir, history)
-      _log_scalars(tb, epoch, row)
+      rewrite_metrics(workdir, history)
+      log_scalars(tb, epoch, row)
     ckpt.save_latest(epoch, host_state, meta)
     if progress and main:
       print(f"epoch {epoch}: train loss {train['loss']:.4f} acc {train['accuracy']:.3f} | "
@@ -380,12 +380,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
       "best_val_accuracy": best["val_accuracy"], "best_epoch": best["epoch"],
       "epochs_run": len(history), "stop_reason": stop_reason,
       "mean_epoch_seconds": float(np.mean([r["epoch_seconds"] for r in history])) if history else None,
-      "config": _config_dict(config), "version": stir_jax.__version__,
+      "config": config_dict(config), "version": stir_jax.__version__,
       "jax_backend": jax.default_backend(), "jax_devices": [str(d) for d in jax.devices()],
       "parallelism": par.mode, "num_devices": par.num_devices,
   }
   if main:
-    _write_json(workdir / "results.json", results)
+    write_json(workdir / "results.json", results)
   return results
 
 
@@ -393,18 +393,18 @@ def test_metrics(eval_step, params, data, config, batch_size: int | None = None)
   """One pass over the test split at all 48 scales: per-scale accuracy, and loss/accuracy on the
   scenario's test scales (summed from the per-scale totals)."""
   total = evaluate_split(eval_step, params,
-                         _batches(data, "test", config, batch_size=batch_size or config.eval_batch_size,
+                         split_batches(data, "test", config, batch_size=batch_size or config.eval_batch_size,
                                   scales=metrics.SCALES))
   scenario = metrics.finalize(metrics.restrict(total, pipeline.scales_for(config.scenario, "test")))
   return {**scenario, "per_scale": metrics.finalize(total)["per_scale"]}
 
 
-def _tensorboard_writer(workdir: pathlib.Path):
+def tensorboard_writer(workdir: pathlib.Path):
   import tensorflow as tf  # already loaded by the tf.data pipeline
   return tf.summary.create_file_writer(str(workdir / "tensorboard"))
 
 
-def _log_scalars(writer, epoch: int, row: dict) -> None:
+def log_scalars(writer, epoch: int, row: dict) -> None:
   import tensorflow as tf
   with writer.as_default():
     for key, value in row.items():
@@ -413,5 +413,5 @@ def _log_scalars(writer, epoch: int, row: dict) -> None:
   writer.flush()
 
 
-def _takes_impl(name: str) -> bool:
+def takes_impl(name: str) -> bool:
   return name in ("pixel_pool", "slice_pool", "energy_pool", "soft_pool", "conv3d")
