@@ -59,21 +59,26 @@ def resize_spline(image: np.ndarray, size: int) -> np.ndarray:
   Returns:
     (size, size) or (size, size, c) float64.
   """
+  image = _to_float(image)
+  if image.ndim == 3:  # Channel by channel: equal to skimage's 3-D call (zoom 1 along channels
+    # reproduces the knots), and much faster than a 3-D spline.
+    out = np.stack([_resize_plane(image[..., c], size) for c in range(image.shape[-1])], -1)
+  else:
+    out = _resize_plane(image, size)
+  return np.clip(out, image.min(), image.max())
+
+
+def _resize_plane(image: np.ndarray, size: int) -> np.ndarray:
+  """`resize_spline` of one (h, w) float64 plane, before clipping."""
   from scipy import ndimage  # pylint: disable=g-import-not-at-top
 
-  image = _to_float(image)
-  in_shape = np.array(image.shape[:2], dtype=np.float64)
-  factors = in_shape / size
+  factors = np.array(image.shape, dtype=np.float64) / size
   sigma = np.maximum(0.0, (factors - 1.0) / 2.0)
-  zoom = [size / image.shape[0], size / image.shape[1]]
-  if image.ndim == 3:
-    sigma = np.append(sigma, 0.0)
-    zoom.append(1.0)
   filtered = image
   if np.any(sigma > 0):
     filtered = ndimage.gaussian_filter(image, sigma, mode="mirror")
-  out = ndimage.zoom(filtered, zoom, order=3, mode="mirror", grid_mode=True)
-  return np.clip(out, image.min(), image.max())
+  zoom = [size / image.shape[0], size / image.shape[1]]
+  return ndimage.zoom(filtered, zoom, order=3, mode="mirror", grid_mode=True)
 
 
 def place(patch: np.ndarray, x: int, y: int, size: int = IMAGE_SIZE) -> np.ndarray:

@@ -273,7 +273,10 @@ def generate_tfds_boxes(name: str, *, instances: int = DEFAULT_BOX_INSTANCES, se
         if int(label) not in wanted or bool(crowd[k]):
           continue
         ymin, xmin, ymax, xmax = (float(v) for v in bbox)
-        box = recipes.Box(xmin * width, ymin * height, xmax * width, ymax * height)
+        # Normalised float32 coordinates: round to 1/1000 pixel so that whole-pixel boxes stay
+        # whole (64.00 px, not 63.99998) for the size rules.
+        box = recipes.Box(*(round(v, 3) for v in (xmin * width, ymin * height, xmax * width,
+                                                   ymax * height)))
         side = max(box.width, box.height)
         if side >= min_side and width / side > 4 and height / side > 4:
           candidates.append(crops.Candidate(label=names[int(label)], image=(split, index),

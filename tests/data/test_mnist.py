@@ -83,6 +83,11 @@ def test_resize_matches_skimage():
   for s in (17, 27, 28, 29, 64):
     expected = transform.resize(image.astype(float), (s, s), order=3, preserve_range=True)
     np.testing.assert_allclose(recipes.resize_spline(image, s), expected, atol=1e-9)
+    colour = rng.randint(0, 256, (32, 32, 3)).astype(np.uint8)
+    np.testing.assert_allclose(
+        recipes.resize_spline(colour, s),
+        transform.resize(colour.astype(float), (s, s, 3), order=3, preserve_range=True),
+        atol=1e-9)
     x, y = 64 - s, 0
     ref = np.pad(expected, ((y, 64 - s - y), (x, 64 - s - x)))
     ref = filters.gaussian(ref, sigma=7 / 8 * s / 28)
