@@ -1,0 +1,159 @@
+"""Ensemble over a Gaussian pyramid: one standard CNN shared by three image scales.
+
+The input is decomposed into a 3-level Gaussian pyramid (64, 32, 16 pixels); one shared plain CNN
+(two 7x7 convs with zero 'same' padding, ReLU, global max, dense) classifies every level and the
+logits are averaged. The model is not equivariant by construction: it is invariant to a downscaling
+by exactly 2 or 4 only up to the pyramid's blur, border effects and the levels dropped at the ends,
+and merely robust to intermediate scales.
+
+Reference: ``EnsembleModel`` of the authors' code (parameters ``base_model.{0,2,5}.*``).
+
+Example:
+  >>> import jax, jax.numpy as jnp
+  >>> model = EnsembleModel(num_classes=10)
+  >>> x = jnp.zeros((2, 64, 64, 1))
+  >>> variables = model.init(jax.random.PRNGKey(0), x)
+  >>> model.apply(variables, x).shape
+  (2, 10)
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+import numpy as np
+
+from stir_jax.layers.initializers import torch_uniform
+from stir_jax.layers.resample import gaussian_pyramid
+
+Precision = Any
+
+
+def torch_conv(features: int, kernel_size: int, in_channels: int, padding: Any, name: str,
+               precision: Precision) -> nn.Conv:
+  """A 2-D conv initialised like ``torch.nn.Conv2d`` (weights and bias ``U(+-1/sqrt(fan_in))``)."""
+  fan_in = in_channels * kernel_size * kernel_size
+  return nn.Conv(features, (kernel_size, kernel_size), padding=padding,
+                 kernel_init=torch_uniform(fan_in), bias_init=torch_uniform(fan_in),
+                 precision=precision, name=name)
+
+
+def torch_dense(features: int, in_features: int, name: str, precision: Precision) -> nn.Dense:
+  """A dense layer initialised like ``torch.nn.Linear``."""
+  return nn.Dense(features, kernel_init=torch_uniform(in_features),
+                  bias_init=torch_uniform(in_features), precision=precision, name=name)
+
+
+def conv_from_torch(state: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+  """``{prefix}.weight`` (OIHW) and optional ``{prefix}.bias`` as flax ``kernel`` (HWIO), ``bias``.
+  """
+  out = {"kernel": np.asarray(state[f"{prefix}.weight"], np.float32).transpose(2, 3, 1, 0)}
+  if f"{prefix}.bias" in state:
+    out["bias"] = np.asarray(state[f"{prefix}.bias"], np.float32)
+  return out
+
+
+def dense_from_torch(state: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+  """``{prefix}.weight`` (out, in) and ``{prefix}.bias`` as flax ``kernel`` (in, out) / ``bias``."""
+  return {"kernel": np.asarray(state[f"{prefix}.weight"], np.float32).T,
+          "bias": np.asarray(state[f"{prefix}.bias"], np.float32)}
+
+
+class PlainBody(nn.Module):
+  """The standard two-conv CNN body: conv C->16, ReLU, conv 16->32, ReLU, global max, dense.
+
+  Translation-equivariant up to the convolutions' borders; the global max makes the features
+  translation-invariant. No scale equivariance.
+
+  Attributes:
+    num_classes: logits per sample.
+    kernel_size: side of both conv kernels.
+    padding: "VALID", or an int for symmetric zero padding ('same' for 3 with 7x7 kernels).
+    precision: conv/dense precision.
+  """
+  num_classes: int
+  kernel_size: int = 7
+  padding: Any = "VALID"
+  precision: Precision = lax.Precision.HIGHEST
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Applies the body.
+
+    Args:
+      x: ``(batch, height, width, channels)``.
+
+    Returns:
+      ``(logits (batch, num_classes), aux)`` with aux ``stage1`` (B, H1, W1, 16), ``stage2``
+      (B, H2, W2, 32) and ``features`` (B, 32).
+    """
+    k = self.kernel_size
+    pad = self.padding
+    if isinstance(pad, int):
+      pad = ((pad, pad), (pad, pad))
+    stage1 = nn.relu(torch_conv(16, k, x.shape[-1], pad, "conv1", self.precision)(x))
+    stage2 = nn.relu(torch_conv(32, k, 16, pad, "conv2", self.precision)(stage1))
+    features = jnp.max(stage2, axis=(1, 2))
+    logits = torch_dense(self.num_classes, 32, "lin", self.precision)(features)
+    return logits, {"stage1": stage1, "stage2": stage2, "features": features}
+
+
+def body_from_torch(state: dict[str, np.ndarray], prefix: str = "base_model") -> dict:
+  """``{prefix}.{0,2,5}.*`` of a reference ``nn.Sequential`` body as `PlainBody` params."""
+  return {"conv1": conv_from_torch(state, f"{prefix}.0"),
+          "conv2": conv_from_torch(state, f"{prefix}.2"),
+          "lin": dense_from_torch(state, f"{prefix}.5")}
+
+
+class EnsembleModel(nn.Module):
+  """Shared plain CNN on a 3-level Gaussian pyramid, logits averaged over the levels.
+
+  Attributes:
+    num_classes: logits per sample.
+    kernel_size: conv kernel side (odd); 'same' padding ``kernel_size // 2``.
+    interpolation: unused (kept for a uniform model signature).
+    levels: pyramid levels, the input included.
+    precision: conv/dense/resample precision.
+  """
+  num_classes: int
+  kernel_size: int = 7
+  interpolation: str = "bicubic"
+  levels: int = 3
+  precision: Precision = lax.Precision.HIGHEST
+
+  @nn.compact
+  def __call__(self, x: jax.Array, with_aux: bool = False):
+    """Classifies ``x``.
+
+    Args:
+      x: ``(batch, 64, 64, channels)`` float32 images.
+      with_aux: also return intermediates.
+
+    Returns:
+      ``logits (batch, num_classes)``, or ``(logits, aux)`` with aux ``pyramid`` (list of
+      ``(B, 64 / 2**l, 64 / 2**l, C)``), ``level_logits`` (levels, B, num_classes) and, for the
+      full-resolution level, ``stage1`` (B, 64, 64, 16), ``stage2`` (B, 64, 64, 32), ``features``
+      (B, 32).
+    """
+    body = PlainBody(self.num_classes, self.kernel_size, self.kernel_size // 2, self.precision,
+                     name="body")
+    pyramid = gaussian_pyramid(x, self.levels, precision=self.precision)
+    outputs = [body(level) for level in pyramid]
+    level_logits = jnp.stack([logits for logits, _ in outputs])
+    logits = jnp.mean(level_logits, axis=0)
+    if not with_aux:
+      return logits
+    aux = dict(outputs[0][1])
+    aux.update(pyramid=pyramid, level_logits=level_logits)
+    return logits, aux
+
+  @staticmethod
+  def from_torch(state: dict[str, np.ndarray]) -> dict:
+    """Reference state_dict (``base_model.{0,2,5}.*``) to this model's ``params``."""
+    return {"body": body_from_torch(state, "base_model")}
+
+
+from_torch = EnsembleModel.from_torch

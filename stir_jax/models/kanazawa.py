@@ -1,0 +1,132 @@
+"""SI-ConvNet (Kanazawa et al. 2014): locally scale-invariant convolutions.
+
+Each layer rescales its input by ``1.26**e`` for ``e = -2 .. 3`` (bilinear, corners aligned, then a
+centred zero-pad or crop back to the input size), applies one shared valid convolution (+ bias) to
+every rescaled copy, rescales each result back by the inverse factor (again centred pad/crop to the
+valid output size), and max-pools over the six scales; a ReLU follows. The network is two such
+layers (C->16, 16->32), a global max and a dense layer.
+
+Scale behaviour: the max over rescaled copies makes each layer's response approximately invariant to
+local rescalings by the six factors (0.63x to 2x) at the image centre; resampling blur, the centred
+crop/pad and the discrete factor set make it only approximate, and translations away from the centre
+are not handled consistently across scales.
+
+Reference: ``KanazawaConv2d`` / the Kanazawa model of the authors' code (``conv{1,2}.*``,
+``lin.*``).
+
+Example:
+  >>> import jax, jax.numpy as jnp
+  >>> model = KanazawaModel(num_classes=10)
+  >>> x = jnp.zeros((2, 64, 64, 1))
+  >>> variables = model.init(jax.random.PRNGKey(0), x)
+  >>> model.apply(variables, x).shape
+  (2, 10)
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+import numpy as np
+
+from stir_jax.layers.resample import apply_separable, rescale_matrix
+from stir_jax.models.ensemble import conv_from_torch, dense_from_torch, torch_conv, torch_dense
+
+Precision = Any
+
+# 1.26**e for e = -2..3, in double precision as the reference computes them.
+SCALES = tuple(1.26**e for e in range(-2, 4))
+
+
+class KanazawaConv(nn.Module):
+  """Scale-invariant conv: rescale input, shared valid conv (+bias), rescale back, max over scales.
+
+  Attributes:
+    features: output channels.
+    kernel_size: conv kernel side.
+    scales: the rescaling factors (1 passes the input through untouched).
+    precision: conv/resample precision.
+  """
+  features: int
+  kernel_size: int = 7
+  scales: Sequence[float] = SCALES
+  precision: Precision = lax.Precision.HIGHEST
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """Applies the layer (without the ReLU).
+
+    Args:
+      x: ``(batch, H, W, in)``.
+
+    Returns:
+      ``(batch, H - k + 1, W - k + 1, features)``: max over scales of the back-rescaled responses.
+    """
+    _, h, w, c = x.shape
+    k = self.kernel_size
+    conv = torch_conv(self.features, k, c, "VALID", "conv", self.precision)
+    ho, wo = h - k + 1, w - k + 1
+    inputs = []
+    for s in self.scales:
+      inputs.append(x if s == 1 else apply_separable(x, rescale_matrix(h, s), rescale_matrix(w, s),
+                                                     precision=self.precision))
+    responses = conv(jnp.concatenate(inputs, axis=0))
+    responses = jnp.split(responses, len(self.scales), axis=0)
+    outputs = []
+    for s, y in zip(self.scales, responses):
+      inv = 1 / s
+      outputs.append(y if inv == 1 else apply_separable(
+          y, rescale_matrix(ho, inv), rescale_matrix(wo, inv), precision=self.precision))
+    return jnp.max(jnp.stack(outputs), axis=0)
+
+
+class KanazawaModel(nn.Module):
+  """SI-ConvNet: Kanazawa conv C->16, ReLU, Kanazawa conv 16->32, ReLU, global max, dense.
+
+  Attributes:
+    num_classes: logits per sample.
+    kernel_size: conv kernel side.
+    interpolation: unused (kept for a uniform model signature).
+    scales: the rescaling factors of both layers.
+    precision: conv/dense/resample precision.
+  """
+  num_classes: int
+  kernel_size: int = 7
+  interpolation: str = "bicubic"
+  scales: Sequence[float] = SCALES
+  precision: Precision = lax.Precision.HIGHEST
+
+  @nn.compact
+  def __call__(self, x: jax.Array, with_aux: bool = False):
+    """Classifies ``x``.
+
+    Args:
+      x: ``(batch, 64, 64, channels)`` float32 images.
+      with_aux: also return intermediates.
+
+    Returns:
+      ``logits (batch, num_classes)``, or ``(logits, aux)`` with aux ``stage1`` (B, 58, 58, 16),
+      ``stage2`` (B, 52, 52, 32) and ``features`` (B, 32).
+    """
+    stage1 = nn.relu(KanazawaConv(16, self.kernel_size, self.scales, self.precision,
+                                  name="conv1")(x))
+    stage2 = nn.relu(KanazawaConv(32, self.kernel_size, self.scales, self.precision,
+                                  name="conv2")(stage1))
+    features = jnp.max(stage2, axis=(1, 2))
+    logits = torch_dense(self.num_classes, 32, "lin", self.precision)(features)
+    if not with_aux:
+      return logits
+    return logits, {"stage1": stage1, "stage2": stage2, "features": features}
+
+  @staticmethod
+  def from_torch(state: dict[str, np.ndarray]) -> dict:
+    """Reference state_dict (``conv1.*``, ``conv2.*``, ``lin.*``) to this model's ``params``."""
+    return {"conv1": {"conv": conv_from_torch(state, "conv1")},
+            "conv2": {"conv": conv_from_torch(state, "conv2")},
+            "lin": dense_from_torch(state, "lin")}
+
+
+from_torch = KanazawaModel.from_torch

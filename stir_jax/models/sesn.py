@@ -1,0 +1,220 @@
+"""Scale-equivariant steerable networks: SESN (Hermite basis) and DISCO.
+
+Each conv kernel is a trained combination of ``F = 49`` fixed basis functions given at ``S = 4``
+scales (`stir_jax.layers.sesn_basis`). Layer 1 (Z2 -> H) correlates the image with the kernel at
+every scale, giving a scale axis; layer 2 (H -> H, scale filter size 1) correlates scale slice
+``s`` with the layer-2 kernel at scale ``s`` (no mixing across scales). ReLU follows each layer,
+then a global max over (scale, y, x) and a dense layer.
+
+Scale behaviour: upscaling the input by ``scales[s+1] / scales[s]`` approximately upscales the maps
+and shifts the scale axis by one towards larger scales (up to the ends of the finite scale axis and
+the image border), so the global max is approximately scale-invariant over the basis' scale range.
+With the Hermite basis the equivariance is limited by sampling and truncating continuous functions;
+the DISCO basis was optimised to make it as exact as possible on the pixel grid.
+
+Model variants (reference ``hermite`` / ``disco``): 15x15 support, effective size 7.
+* `HermiteModel`: Hermite basis "B", scales (2, 2.52, 3.17, 4), mult 1.5, max order 4.
+* `DiscoModel`: DISCO basis "B", scales (1, 1.26, 1.59, 2), mixing Hermite basis with min scale 1.9,
+  mult 1.9, max order 4 (shipped raw tensor; only this configuration).
+
+Parameters keep the reference layout: layer-1 ``weight`` (out, in, F), layer-2 ``weight``
+(out, in, 1, F), zero-initialised ``bias`` (out,). Bases are constants, not parameters.
+
+Example:
+  >>> import jax, jax.numpy as jnp
+  >>> model = HermiteModel(num_classes=10)
+  >>> x = jnp.zeros((2, 64, 64, 1))
+  >>> variables = model.init(jax.random.PRNGKey(0), x)
+  >>> model.apply(variables, x).shape
+  (2, 10)
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+import numpy as np
+
+from stir_jax.layers import sesn_basis
+from stir_jax.layers.initializers import torch_uniform
+from stir_jax.models.ensemble import dense_from_torch, torch_dense
+
+Precision = Any
+BasisFn = Callable[[], np.ndarray]
+
+
+class SESConvZ2H(nn.Module):
+  """Steerable conv from images to scale-space maps: ``(B, H, W, C) -> (B, S, H', W', O)``.
+
+  Valid correlation with ``K[o, s, c] = sum_f weight[o, c, f] * basis[f, s]`` at every scale ``s``,
+  plus one bias per output channel shared by all scales.
+
+  Attributes:
+    features: output channels ``O``.
+    basis: ``(F, S, size, size)`` basis (a NumPy constant).
+    precision: conv/einsum precision.
+  """
+  features: int
+  basis: np.ndarray
+  precision: Precision = lax.Precision.HIGHEST
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """Applies the layer.
+
+    Args:
+      x: ``(batch, H, W, in)``.
+
+    Returns:
+      ``(batch, S, H - size + 1, W - size + 1, features)``.
+    """
+    num_funcs, num_scales, size, _ = self.basis.shape
+    c = x.shape[-1]
+    weight = self.param("weight", torch_uniform(c * num_funcs), (self.features, c, num_funcs))
+    bias = self.param("bias", nn.initializers.zeros, (self.features,))
+    basis = jnp.asarray(self.basis, x.dtype)
+    # HWIO kernel, output channel s * O + o.
+    kernel = jnp.einsum("ocf,fshw->hwcso", weight, basis, precision=self.precision)
+    kernel = kernel.reshape(size, size, c, num_scales * self.features)
+    y = lax.conv_general_dilated(x, kernel, (1, 1), "VALID",
+                                 dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                 precision=self.precision)
+    b, h, w, _ = y.shape
+    y = y.reshape(b, h, w, num_scales, self.features).transpose(0, 3, 1, 2, 4)
+    return y + bias
+
+
+class SESConvHH(nn.Module):
+  """Steerable conv on scale-space maps, scale filter size 1.
+
+  ``(B, S, H, W, C) -> (B, S, H', W', O)``.
+
+  Scale slice ``s`` is correlated (valid) with ``K[o, c, s] = sum_f weight[o, c, 0, f] *
+  basis[f, s]``; scales are not mixed. One bias per output channel.
+
+  Attributes:
+    features: output channels ``O``.
+    basis: ``(F, S, size, size)`` basis (a NumPy constant).
+    precision: conv/einsum precision.
+  """
+  features: int
+  basis: np.ndarray
+  precision: Precision = lax.Precision.HIGHEST
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """Applies the layer.
+
+    Args:
+      x: ``(batch, S, H, W, in)``.
+
+    Returns:
+      ``(batch, S, H - size + 1, W - size + 1, features)``.
+    """
+    num_funcs, num_scales, size, _ = self.basis.shape
+    b, s, h, w, c = x.shape
+    if s != num_scales:
+      raise ValueError(f"input has {s} scales, the basis {num_scales}")
+    weight = self.param("weight", torch_uniform(c * num_funcs), (self.features, c, 1, num_funcs))
+    bias = self.param("bias", nn.initializers.zeros, (self.features,))
+    basis = jnp.asarray(self.basis, x.dtype)
+    # Grouped conv, one group per scale: HWIO kernel (size, size, C, S * O).
+    kernel = jnp.einsum("ocf,fshw->hwcso", weight[:, :, 0], basis, precision=self.precision)
+    kernel = kernel.reshape(size, size, c, num_scales * self.features)
+    x = x.transpose(0, 2, 3, 1, 4).reshape(b, h, w, s * c)
+    y = lax.conv_general_dilated(x, kernel, (1, 1), "VALID",
+                                 dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                 feature_group_count=num_scales, precision=self.precision)
+    _, ho, wo, _ = y.shape
+    y = y.reshape(b, ho, wo, num_scales, self.features).transpose(0, 3, 1, 2, 4)
+    return y + bias
+
+
+class _SESNModel(nn.Module):
+  """SESN body: Z2->H conv C->16, ReLU, H->H conv 16->32, ReLU, global max, dense.
+
+  Subclasses define `_basis`.
+  """
+  num_classes: int
+  kernel_size: int = 7
+  interpolation: str = "bicubic"
+  precision: Precision = lax.Precision.HIGHEST
+
+  def _basis(self) -> np.ndarray:
+    raise NotImplementedError
+
+  @nn.compact
+  def __call__(self, x: jax.Array, with_aux: bool = False):
+    """Classifies ``x``.
+
+    Args:
+      x: ``(batch, 64, 64, channels)`` float32 images.
+      with_aux: also return intermediates.
+
+    Returns:
+      ``logits (batch, num_classes)``, or ``(logits, aux)`` with aux ``stage1`` (B, 4, 50, 50, 16),
+      ``stage2`` (B, 4, 36, 36, 32) and ``features`` (B, 32) (sizes for the default kernel).
+    """
+    basis = self._basis()
+    stage1 = nn.relu(SESConvZ2H(16, basis, self.precision, name="conv1")(x))
+    stage2 = nn.relu(SESConvHH(32, basis, self.precision, name="conv2")(stage1))
+    features = jnp.max(stage2, axis=(1, 2, 3))
+    logits = torch_dense(self.num_classes, 32, "lin", self.precision)(features)
+    if not with_aux:
+      return logits
+    return logits, {"stage1": stage1, "stage2": stage2, "features": features}
+
+  @staticmethod
+  def from_torch(state: dict[str, np.ndarray]) -> dict:
+    """Reference state_dict to ``params``; the ``conv*.basis.basis`` buffers are not parameters."""
+    return from_torch(state)
+
+
+class HermiteModel(_SESNModel):
+  """SESN with the Hermite basis "B": support ``2k + 1`` (15), effective size ``k`` (7), scales
+  (2, 2.52, 3.17, 4), mult 1.5, max order 4.
+
+  Attributes:
+    num_classes: logits per sample.
+    kernel_size: effective kernel size ``k``; the support is ``2k + 1``.
+    interpolation: unused (kept for a uniform model signature).
+    precision: conv/dense precision.
+  """
+
+  def _basis(self) -> np.ndarray:
+    return sesn_basis.hermite_basis(size=2 * self.kernel_size + 1,
+                                    scales=sesn_basis.HERMITE_SCALES,
+                                    effective_size=self.kernel_size, mult=1.5, max_order=4)
+
+
+class DiscoModel(_SESNModel):
+  """SESN with the DISCO basis "B": support 15, effective size 7, scales (1, 1.26, 1.59, 2), mixing
+  Hermite functions with min scale 1.9, mult 1.9, max order 4.
+
+  Attributes:
+    num_classes: logits per sample.
+    kernel_size: effective kernel size; only 7 is shipped (support 15).
+    interpolation: unused (kept for a uniform model signature).
+    precision: conv/dense precision.
+  """
+
+  def _basis(self) -> np.ndarray:
+    return sesn_basis.disco_basis(size=2 * self.kernel_size + 1, scales=sesn_basis.DISCO_SCALES,
+                                  effective_size=self.kernel_size, mult=1.9, max_order=4,
+                                  min_scale=1.9)
+
+
+def from_torch(state: dict[str, np.ndarray]) -> dict:
+  """Reference state_dict of the hermite or disco model to ``params``.
+
+  ``conv1.weight`` (O, C, F), ``conv2.weight`` (O, C, 1, F) and the biases keep their layout; the
+  ``conv*.basis.basis`` buffers are skipped (the bases are recomputed / loaded by our code).
+  """
+  return {"conv1": {"weight": np.asarray(state["conv1.weight"], np.float32),
+                    "bias": np.asarray(state["conv1.bias"], np.float32)},
+          "conv2": {"weight": np.asarray(state["conv2.weight"], np.float32),
+                    "bias": np.asarray(state["conv2.bias"], np.float32)},
+          "lin": dense_from_torch(state, "lin")}

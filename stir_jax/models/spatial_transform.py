@@ -1,0 +1,124 @@
+"""Spatial transformer network: a learned affine warp in front of the standard CNN.
+
+A small localisation network predicts an affine matrix ``theta`` per image; the image is resampled
+with it (bilinear, zeros outside) and classified by the standard body (two valid 7x7 convs, ReLU,
+global max, dense). Invariance to scale (and translation) is only as good as the learned warp's
+ability to undo it; nothing is equivariant by construction, and at initialisation the warp is the
+identity.
+
+Reference: ``SpatialTransformModel`` of the authors' code (``transform_model.{0,3,7,9}.*`` and
+``base_model.{0,2,5}.*``).
+
+Example:
+  >>> import jax, jax.numpy as jnp
+  >>> model = SpatialTransformModel(num_classes=10)
+  >>> x = jnp.zeros((2, 64, 64, 1))
+  >>> variables = model.init(jax.random.PRNGKey(0), x)
+  >>> model.apply(variables, x).shape
+  (2, 10)
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+import numpy as np
+
+from stir_jax.layers.resample import affine_warp
+from stir_jax.models.ensemble import (PlainBody, body_from_torch, conv_from_torch, dense_from_torch,
+                                      torch_conv, torch_dense)
+
+Precision = Any
+
+IDENTITY_THETA = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+
+
+def _identity_bias(key: jax.Array, shape, dtype=jnp.float32) -> jax.Array:
+  del key
+  return jnp.broadcast_to(jnp.asarray(IDENTITY_THETA, dtype), shape)
+
+
+class Localisation(nn.Module):
+  """Localisation net: conv3x3 16, maxpool 2, ReLU, conv3x3 16, maxpool 2, ReLU, dense 16, ReLU,
+  dense 6 (zero weight, identity bias).
+
+  The flatten before the first dense layer runs in (C, H, W) order, as PyTorch's NCHW flatten, so
+  the reference weights apply unchanged.
+  """
+  precision: Precision = lax.Precision.HIGHEST
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """Predicts affine matrices.
+
+    Args:
+      x: ``(batch, 64, 64, channels)``.
+
+    Returns:
+      theta ``(batch, 2, 3)``.
+    """
+    pad = ((1, 1), (1, 1))
+    y = torch_conv(16, 3, x.shape[-1], pad, "conv1", self.precision)(x)
+    y = nn.relu(nn.max_pool(y, (2, 2), (2, 2)))
+    y = torch_conv(16, 3, 16, pad, "conv2", self.precision)(y)
+    y = nn.relu(nn.max_pool(y, (2, 2), (2, 2)))
+    y = jnp.transpose(y, (0, 3, 1, 2)).reshape(y.shape[0], -1)  # (C, H, W) order
+    y = nn.relu(torch_dense(16, y.shape[-1], "fc1", self.precision)(y))
+    theta = nn.Dense(6, kernel_init=nn.initializers.zeros, bias_init=_identity_bias,
+                     precision=self.precision, name="fc2")(y)
+    return theta.reshape(-1, 2, 3)
+
+
+class SpatialTransformModel(nn.Module):
+  """Spatial transformer (affine, bilinear sampling) followed by the standard CNN.
+
+  Attributes:
+    num_classes: logits per sample.
+    kernel_size: conv kernel side of the classification body (valid convs).
+    interpolation: unused (kept for a uniform model signature).
+    precision: conv/dense precision.
+  """
+  num_classes: int
+  kernel_size: int = 7
+  interpolation: str = "bicubic"
+  precision: Precision = lax.Precision.HIGHEST
+
+  @nn.compact
+  def __call__(self, x: jax.Array, with_aux: bool = False):
+    """Classifies ``x``.
+
+    Args:
+      x: ``(batch, 64, 64, channels)`` float32 images (the localisation net assumes 64x64).
+      with_aux: also return intermediates.
+
+    Returns:
+      ``logits (batch, num_classes)``, or ``(logits, aux)`` with aux ``theta`` (B, 2, 3),
+      ``transformed`` (B, 64, 64, C), ``stage1`` (B, 58, 58, 16), ``stage2`` (B, 52, 52, 32) and
+      ``features`` (B, 32) of the body on the warped image.
+    """
+    theta = Localisation(self.precision, name="localisation")(x)
+    transformed = affine_warp(x, theta)
+    logits, aux = PlainBody(self.num_classes, self.kernel_size, "VALID", self.precision,
+                            name="body")(transformed)
+    if not with_aux:
+      return logits
+    return logits, dict(aux, theta=theta, transformed=transformed)
+
+  @staticmethod
+  def from_torch(state: dict[str, np.ndarray]) -> dict:
+    """Reference state_dict (``transform_model.*``, ``base_model.*``) to this model's ``params``."""
+    return {
+        "localisation": {
+            "conv1": conv_from_torch(state, "transform_model.0"),
+            "conv2": conv_from_torch(state, "transform_model.3"),
+            "fc1": dense_from_torch(state, "transform_model.7"),
+            "fc2": dense_from_torch(state, "transform_model.9"),
+        },
+        "body": body_from_torch(state, "base_model"),
+    }
+
+
+from_torch = SpatialTransformModel.from_torch

@@ -1,0 +1,85 @@
+"""XuModel against the reference fixture model_xu.npz."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from stir_jax.models import xu
+from stir_jax.models.xu import XuModel, xu_kernels
+
+
+def rel_err(ours, ref) -> float:
+  ref = np.asarray(ref)
+  return float(np.max(np.abs(np.asarray(ours) - ref)) / np.max(np.abs(ref)))
+
+
+def num_state_params(state: dict) -> int:
+  return sum(v.size for k, v in state.items() if "." in k and not k.endswith("basis.basis"))
+
+
+@pytest.fixture(scope="module")
+def fixture(fixtures_dir):
+  with np.load(fixtures_dir / "model_xu.npz") as f:
+    return {k: f[k] for k in f.files}
+
+
+@pytest.fixture(scope="module")
+def outputs(fixture):
+  model = XuModel(num_classes=10)
+  params = xu.from_torch(fixture)
+  x = jnp.asarray(fixture["x"].transpose(0, 2, 3, 1))
+  return jax.jit(model.apply, static_argnames="with_aux")({"params": params}, x, with_aux=True)
+
+
+def test_logits_and_features_match_reference(fixture, outputs):
+  logits, aux = outputs
+  assert logits.shape == (4, 10)
+  assert rel_err(logits, fixture["logits"]) <= 1e-4
+  assert aux["features"].shape == (4, 32)
+  assert rel_err(aux["features"], fixture["extra_features"]) <= 1e-4
+
+
+def test_column_kernels_match_reference(fixture, outputs):
+  _, aux = outputs
+  assert aux["conv1_kernel"].shape == (11, 11, 1, 80)
+  assert aux["conv2_kernel"].shape == (11, 11, 16, 160)
+  assert rel_err(aux["conv1_kernel"], fixture["extra_conv1_kernel"].transpose(2, 3, 1, 0)) <= 1e-5
+  assert rel_err(aux["conv2_kernel"], fixture["extra_conv2_kernel"].transpose(2, 3, 1, 0)) <= 1e-5
+
+
+def test_column_kernel_rules():
+  kernel = jax.random.normal(jax.random.PRNGKey(1), (7, 7, 2, 3))
+  stack = np.asarray(jax.jit(xu_kernels)(kernel))
+  cols = stack.reshape(11, 11, 2, 5, 3)
+  padded = np.pad(np.asarray(kernel), ((2, 2), (2, 2), (0, 0), (0, 0)))
+  # Sizes 7 and 11 are the padded kernel itself (11 is a nearest 11 -> 11 identity).
+  np.testing.assert_allclose(cols[:, :, :, 2], padded, rtol=1e-6)
+  np.testing.assert_allclose(cols[:, :, :, 4], padded, rtol=1e-6)
+  # Size 3 lives in the central 3x3 and keeps the L1 norm of the original.
+  assert np.all(cols[:4, :, :, 0] == 0) and np.all(cols[7:, :, :, 0] == 0)
+  np.testing.assert_allclose(np.abs(cols[:, :, :, 0]).sum((0, 1)), np.abs(padded).sum((0, 1)),
+                             rtol=1e-5)
+  # Size 3: bilinear with aligned corners samples rows/cols 0, 5, 10 of the padded kernel exactly.
+  corners = padded[np.ix_([0, 5, 10], [0, 5, 10])]
+  scale = np.abs(padded).sum((0, 1)) / np.abs(corners).sum((0, 1))
+  np.testing.assert_allclose(cols[4:7, 4:7, :, 0], corners * scale, rtol=1e-5)
+
+
+def test_init_matches_reference_parameter_layout(fixture, rng):
+  model = XuModel(num_classes=10)
+  variables = jax.eval_shape(model.init, rng, jnp.zeros((2, 64, 64, 1)))
+  assert set(variables) == {"params"}
+  assert (jax.tree.map(lambda a: a.shape, variables["params"])
+          == jax.tree.map(np.shape, xu.from_torch(fixture)))
+  assert sum(a.size for a in jax.tree.leaves(variables["params"])) == num_state_params(fixture)
+
+
+def test_colour_input_shapes(rng):
+  model = XuModel(num_classes=4)
+  x = jnp.zeros((2, 64, 64, 3))
+  variables = jax.eval_shape(model.init, rng, x)
+  assert variables["params"]["conv1"]["kernel"].shape == (7, 7, 3, 16)
+  assert "bias" not in variables["params"]["conv1"]
+  logits, aux = jax.eval_shape(lambda v: model.apply(v, x, with_aux=True), variables)
+  assert logits.shape == (2, 4)
+  assert aux["conv1_kernel"].shape == (11, 11, 3, 80)
