@@ -1,9 +1,17 @@
-"""STIR data: the npz file format, the emoji generator and the tf.data input pipeline.
+"""STIR data: the npz file format, the generators of every domain and the tf.data input pipeline.
 
 Submodules:
   stir_file: `load_stir`, `save_stir`, `summarize`, `StirData`, `StirFileError` (numpy only).
   emoji: `generate_emoji`, `render_icon`, `EMOJI_NAMES` (needs cairosvg, fontawesome-free).
-  pipeline: `make_dataset`, `SCENARIOS`, `scales_for`, `select`, `ensure_emoji` (needs TensorFlow).
+  mnist: `read_idx_folder`, `load_tfds_digits`, `generate_digits` (mnist and fashion_mnist).
+  trafficsign: `generate_trafficsign` (Mapillary Traffic Sign Dataset v2 folder or zips).
+  aerial: `generate_aerial` (DOTA v1.5 zips).
+  tfds_sources: `generate_tfds_classification` (tfds:NAME), `generate_tfds_boxes`
+    (tfds-boxes:NAME).
+  recipes, crops: the digit and crop recipes, `GenerationError`, shared selection helpers.
+  tfds_stir: the tensorflow-datasets builder ``stir`` (import it to register "stir/<domain>").
+  pipeline: `make_dataset`, `TfdsSource`, `SCENARIOS`, `scales_for`, `select`, `shard`,
+    `benchmark`, `ensure_emoji` (needs TensorFlow).
 
 Only stir_file is imported here, so ``python -m stir_jax.data check`` starts quickly.
 """

@@ -259,6 +259,10 @@ def _tf():
 class TfdsSource:
   """A STIR dataset prepared by TFDS (see `stir_jax.data.tfds_stir`).
 
+  An unprepared dataset is prepared on first use; with several processes, prepare it once
+  beforehand (``tfds.builder(name, data_dir=...).download_and_prepare(...)``) so that the
+  processes do not all write it at the same time.
+
   Attributes:
     name: the TFDS name, e.g. "stir/emoji".
     data_dir: the TFDS data folder (None: TFDS's default).
@@ -438,7 +442,9 @@ def benchmark(data_or_path: Source, split: str = "train", scenario: ScenarioLike
   """Examples per second that `make_dataset` delivers as numpy batches on this machine.
 
   Epochs are repeated until ``seconds`` have passed (after the first batch, which is timed
-  separately: it includes building the tensors).
+  separately: it includes loading the file and building the tensors). For scale: the fastest
+  consumer in the paper, the standard CNN on mnist Mid2Rest, trained an epoch (8,000 examples)
+  in 1.2 s on their GPU, about 6,600 examples per second.
 
   Returns:
     examples_per_second, batches_per_second, examples, batches, epochs, seconds,
@@ -446,6 +452,7 @@ def benchmark(data_or_path: Source, split: str = "train", scenario: ScenarioLike
   """
   if seconds <= 0:
     raise ValueError(f"seconds must be positive, got {seconds}")
+  _tf()  # Importing TensorFlow is not part of the pipeline's cost.
   start = time.perf_counter()
   ds = make_dataset(data_or_path, split, scenario, batch_size=batch_size, shuffle=shuffle,
                     seed=0, scales=scales)

@@ -146,6 +146,8 @@ def generate_tfds_classification(name: str, *, instances: int = DEFAULT_CLASSIFI
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
 
   tfds = _tfds()
+  if not progress:
+    tfds.disable_progress_bar()
   if instances < 1:
     raise GenerationError(f"--instances must be positive, got {instances}")
   builder = _builder(name, data_dir)
@@ -237,6 +239,8 @@ def generate_tfds_boxes(name: str, *, instances: int = DEFAULT_BOX_INSTANCES, se
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
 
   tfds = _tfds()
+  if not progress:
+    tfds.disable_progress_bar()
   builder = _builder(name, data_dir)
   features = builder.info.features
   if "image" not in features or "objects" not in features:

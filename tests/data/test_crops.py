@@ -230,6 +230,10 @@ def test_cli_trafficsign_and_bad_archives(mapillary, tmp_path):
   assert "skipped undecodable inputs: 1" in result.stdout
   assert "Traceback" not in result.stderr
   assert stir_file.load_stir(out).num_classes == 2
+  result = run_cli("show", out, "--out", tmp_path / "ts.png", "--scales", "64,17")
+  assert result.returncode == 0, result.stderr
+  with Image.open(tmp_path / "ts.png") as grid:
+    assert grid.mode in ("RGB", "RGBA") and grid.size[0] > 200
   broken = tmp_path / "broken"
   broken.mkdir()
   data = (mapillary / "train.0.zip").read_bytes()

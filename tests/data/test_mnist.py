@@ -187,3 +187,15 @@ def test_fashion_mnist_from_debian():
                                instances=1, progress=False)
   assert data.lbldata == ["T-shirt/top"] and "Fashion-MNIST" in data.metadata["title"]
   assert "MIT" in data.metadata["license"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not mnist.DEBIAN_FASHION_MNIST.is_dir(), reason="no Debian Fashion-MNIST")
+def test_full_fashion_mnist(tmp_path):
+  """The whole domain (about 1.5 minutes): 10 classes x 50 instances, valid and reloadable."""
+  out = tmp_path / "fashion_mnist.npz"
+  result = run_cli("generate", "--domain", "fashion_mnist", "--out", out, "--quiet")
+  assert result.returncode == 0, result.stderr
+  data = stir_file.load_stir(out)
+  assert data.imgs.shape == (3, 48, 10, 50, 64, 64)
+  assert data.lbldata == list(mnist.FASHION_MNIST_NAMES)
