@@ -130,7 +130,7 @@ def _make(args: argparse.Namespace, notes: list[str]):
   return tfds_sources.generate_tfds_classification(
       domain.split(":", 1)[1], seed=args.seed, progress=progress, classes=args.classes,
       data_dir=args.data_dir,
-      instances=args.instances or tfds_sources.DEFAULT_CLASSIFICATION_INSTANCES), None
+      instances=args.instances or tfds_sources.DEFAULT_CLASSIFICATION_INSTANCES)
 
 
 def _generate(args: argparse.Namespace) -> None:

@@ -119,10 +119,11 @@ def test_make_dataset_from_tfds(prepared, emoji3):
 
 def test_tfds_classification_with_mock_data():
   with tfds.testing.mock_data(num_examples=60):
-    data = tfds_sources.generate_tfds_classification("cifar10", instances=2, classes=3, seed=1,
-                                                     progress=False)
-    again = tfds_sources.generate_tfds_classification("cifar10", instances=2, classes=3, seed=1,
-                                                      progress=False)
+    data, skipped = tfds_sources.generate_tfds_classification("cifar10", instances=2, classes=3,
+                                                              seed=1, progress=False)
+    again, _ = tfds_sources.generate_tfds_classification("cifar10", instances=2, classes=3,
+                                                         seed=1, progress=False)
+  assert skipped.count == 0
   assert data.imgs.shape == (3, 48, 3, 2, 64, 64, 3)
   names = tfds.builder("cifar10").info.features["label"].names  # Mocked metadata may lack names.
   assert data.lbldata == names[:3]
@@ -187,3 +188,40 @@ def test_tfds_boxes_with_mock_data():
     x, y = data.psts[1, index, 0, 1]
     centre = data.imgs[1, index, 0, 1, y + s // 2, x + s // 2].astype(int)
     assert centre[0] > 150 and centre[2] < 80
+
+
+def _cifar_with_broken_images(self, split, decoders=None, read_config=None, shuffle_files=False,
+                              **kwargs):
+  """Mocked cifar10 (images left encoded, as SkipDecoding asks): class 0 has 2 good PNGs and 4
+  that fail to decode; class 1 has 6 good ones."""
+  del self, split, decoders, read_config, shuffle_files, kwargs
+  tf = pipeline._tf()  # pylint: disable=protected-access
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  def examples():
+    for i in range(12):
+      label = i % 2
+      image = np.full((32, 32, 3), 40 + 10 * i, np.uint8)
+      buffer = __import__("io").BytesIO()
+      Image.fromarray(image).save(buffer, format="PNG")
+      data = buffer.getvalue()
+      if label == 0 and i >= 4:
+        data = data[:30]  # Truncated PNG.
+      yield {"image": data, "label": np.int64(label)}
+
+  return tf.data.Dataset.from_generator(examples, output_signature={
+      "image": tf.TensorSpec((), tf.string), "label": tf.TensorSpec((), tf.int64)})
+
+
+def test_tfds_classification_skips_undecodable_images():
+  with tfds.testing.mock_data(as_dataset_fn=_cifar_with_broken_images):
+    data, skipped = tfds_sources.generate_tfds_classification("cifar10", instances=1, classes=2,
+                                                              seed=0, progress=False)
+    with pytest.raises(recipes.GenerationError, match="class 0 has [23]"):  # Bad ones dropped.
+      tfds_sources.generate_tfds_classification("cifar10", instances=2, classes=2, seed=0,
+                                                progress=False)
+  assert skipped.count >= 1 and "failed to decode" in skipped.report()
+  # Class 0's train, valid and test instances are its two good images (values 40 and 60).
+  for split in range(3):
+    x, y = data.psts[split, 0, 0, 0]
+    assert data.imgs[split, 0, 0, 0, y + 32, x + 32, 0] in (40, 60)
