@@ -38,6 +38,12 @@ MODELS: dict[str, ModelSpec] = {
     "soft_pool": ModelSpec(_M + "pooling", "ScalePoolCNN",
                            {"pool": "soft", "learnable_temperature": True}, pooling=True),
     "conv3d": ModelSpec(_M + "pooling", "Conv3dCNN", from_torch="conv3d_from_torch"),
+    "ensemble": ModelSpec(_M + "ensemble", "EnsembleModel"),
+    "spatial_transform": ModelSpec(_M + "spatial_transform", "SpatialTransformModel"),
+    "xu": ModelSpec(_M + "xu", "XuModel"),
+    "kanazawa": ModelSpec(_M + "kanazawa", "KanazawaModel"),
+    "hermite": ModelSpec(_M + "sesn", "HermiteModel"),
+    "disco": ModelSpec(_M + "sesn", "DiscoModel"),
 }
 
 

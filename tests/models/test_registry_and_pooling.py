@@ -69,3 +69,16 @@ def test_conversion_rejects_wrong_shapes(load_fixture):
   state = {k: v for k, v in f.items() if "." in k}
   with pytest.raises(ValueError, match="lin"):
     convert.from_torch_state_dict("standard", state, num_channels=1, num_classes=36)
+
+
+@pytest.mark.parametrize("fixture, name", [
+    ("ensemble", "ensemble"), ("spatial_transform", "spatial_transform"),
+    ("spatial_transform_perturbed", "spatial_transform"), ("xu", "xu"), ("kanazawa", "kanazawa"),
+    ("hermite", "hermite"), ("disco", "disco")])
+def test_every_baseline_loads_reference_weights_through_convert(fixture, name, load_fixture):
+  f = load_fixture(f"model_{fixture}")
+  state = {k: v for k, v in f.items() if "." in k}
+  variables = convert.from_torch_state_dict(name, state, num_channels=1, num_classes=10)
+  logits = jax.jit(models.get_model(name, 1, 10).apply)(variables, _nhwc(f["x"]))
+  assert _rel(logits, f["logits"]) <= 1e-4
+
