@@ -18,66 +18,33 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Any
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from jax import lax
 import numpy as np
 
-from stir_jax.layers.initializers import torch_uniform
 from stir_jax.layers.resample import gaussian_pyramid
-
-Precision = Any
-
-
-def torch_conv(features: int, kernel_size: int, in_channels: int, padding: Any, name: str,
-               precision: Precision) -> nn.Conv:
-  """A 2-D conv initialised like ``torch.nn.Conv2d`` (weights and bias ``U(+-1/sqrt(fan_in))``)."""
-  fan_in = in_channels * kernel_size * kernel_size
-  return nn.Conv(features, (kernel_size, kernel_size), padding=padding,
-                 kernel_init=torch_uniform(fan_in), bias_init=torch_uniform(fan_in),
-                 precision=precision, name=name)
-
-
-def torch_dense(features: int, in_features: int, name: str, precision: Precision) -> nn.Dense:
-  """A dense layer initialised like ``torch.nn.Linear``."""
-  return nn.Dense(features, kernel_init=torch_uniform(in_features),
-                  bias_init=torch_uniform(in_features), precision=precision, name=name)
-
-
-def conv_from_torch(state: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
-  """``{prefix}.weight`` (OIHW) and optional ``{prefix}.bias`` as flax ``kernel`` (HWIO), ``bias``.
-  """
-  out = {"kernel": np.asarray(state[f"{prefix}.weight"], np.float32).transpose(2, 3, 1, 0)}
-  if f"{prefix}.bias" in state:
-    out["bias"] = np.asarray(state[f"{prefix}.bias"], np.float32)
-  return out
-
-
-def dense_from_torch(state: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
-  """``{prefix}.weight`` (out, in) and ``{prefix}.bias`` as flax ``kernel`` (in, out) / ``bias``."""
-  return {"kernel": np.asarray(state[f"{prefix}.weight"], np.float32).T,
-          "bias": np.asarray(state[f"{prefix}.bias"], np.float32)}
+from stir_jax.models import common
 
 
 class PlainBody(nn.Module):
-  """The standard two-conv CNN body: conv C->16, ReLU, conv 16->32, ReLU, global max, dense.
+  """The standard two-conv CNN body with a choice of padding: conv C->16, ReLU, conv 16->32, ReLU,
+  global max, dense.
 
-  Translation-equivariant up to the convolutions' borders; the global max makes the features
-  translation-invariant. No scale equivariance.
+  `stir_jax.models.standard.StandardCNN` with 'valid' convs is this body with ``padding="VALID"``;
+  the ensemble needs zero 'same' padding. Translation-equivariant up to the convolutions' borders;
+  the global max makes the features translation-invariant. No scale equivariance.
 
   Attributes:
     num_classes: logits per sample.
     kernel_size: side of both conv kernels.
     padding: "VALID", or an int for symmetric zero padding ('same' for 3 with 7x7 kernels).
-    precision: conv/dense precision.
+    impl: convolution algorithm, see `stir_jax.layers.conv.conv2d`.
   """
   num_classes: int
   kernel_size: int = 7
-  padding: Any = "VALID"
-  precision: Precision = lax.Precision.HIGHEST
+  padding: str | int = "VALID"
+  impl: str = "auto"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -90,22 +57,21 @@ class PlainBody(nn.Module):
       ``(logits (batch, num_classes), aux)`` with aux ``stage1`` (B, H1, W1, 16), ``stage2``
       (B, H2, W2, 32) and ``features`` (B, 32).
     """
-    k = self.kernel_size
-    pad = self.padding
-    if isinstance(pad, int):
-      pad = ((pad, pad), (pad, pad))
-    stage1 = nn.relu(torch_conv(16, k, x.shape[-1], pad, "conv1", self.precision)(x))
-    stage2 = nn.relu(torch_conv(32, k, 16, pad, "conv2", self.precision)(stage1))
-    features = jnp.max(stage2, axis=(1, 2))
-    logits = torch_dense(self.num_classes, 32, "lin", self.precision)(features)
+    def conv(features, name):
+      return common.Conv(features, self.kernel_size, self.padding, impl=self.impl, name=name)
+
+    stage1 = nn.relu(conv(16, "conv1")(x))
+    stage2 = nn.relu(conv(32, "conv2")(stage1))
+    features = common.global_max(stage2)
+    logits = common.Dense(self.num_classes, name="lin")(features)
     return logits, {"stage1": stage1, "stage2": stage2, "features": features}
 
 
 def body_from_torch(state: dict[str, np.ndarray], prefix: str = "base_model") -> dict:
-  """``{prefix}.{0,2,5}.*`` of a reference ``nn.Sequential`` body as `PlainBody` params."""
-  return {"conv1": conv_from_torch(state, f"{prefix}.0"),
-          "conv2": conv_from_torch(state, f"{prefix}.2"),
-          "lin": dense_from_torch(state, f"{prefix}.5")}
+  """``{prefix}.{0,2,5}.*`` of a reference ``nn.Sequential`` body as conv1/conv2/lin params."""
+  return {"conv1": common.torch_conv(state, f"{prefix}.0"),
+          "conv2": common.torch_conv(state, f"{prefix}.2"),
+          "lin": common.torch_dense(state, f"{prefix}.5")}
 
 
 class EnsembleModel(nn.Module):
@@ -116,13 +82,13 @@ class EnsembleModel(nn.Module):
     kernel_size: conv kernel side (odd); 'same' padding ``kernel_size // 2``.
     interpolation: unused (kept for a uniform model signature).
     levels: pyramid levels, the input included.
-    precision: conv/dense/resample precision.
+    impl: convolution algorithm, see `stir_jax.layers.conv.conv2d`.
   """
   num_classes: int
   kernel_size: int = 7
   interpolation: str = "bicubic"
   levels: int = 3
-  precision: Precision = lax.Precision.HIGHEST
+  impl: str = "auto"
 
   @nn.compact
   def __call__(self, x: jax.Array, with_aux: bool = False):
@@ -138,9 +104,9 @@ class EnsembleModel(nn.Module):
       full-resolution level, ``stage1`` (B, 64, 64, 16), ``stage2`` (B, 64, 64, 32), ``features``
       (B, 32).
     """
-    body = PlainBody(self.num_classes, self.kernel_size, self.kernel_size // 2, self.precision,
+    body = PlainBody(self.num_classes, self.kernel_size, self.kernel_size // 2, self.impl,
                      name="body")
-    pyramid = gaussian_pyramid(x, self.levels, precision=self.precision)
+    pyramid = gaussian_pyramid(x, self.levels)
     outputs = [body(level) for level in pyramid]
     level_logits = jnp.stack([logits for logits, _ in outputs])
     logits = jnp.mean(level_logits, axis=0)

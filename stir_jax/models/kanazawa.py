@@ -24,18 +24,15 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from jax import lax
 import numpy as np
 
 from stir_jax.layers.resample import apply_separable, rescale_matrix
-from stir_jax.models.ensemble import conv_from_torch, dense_from_torch, torch_conv, torch_dense
-
-Precision = Any
+from stir_jax.models import common
 
 # 1.26**e for e = -2..3, in double precision as the reference computes them.
 SCALES = tuple(1.26**e for e in range(-2, 4))
@@ -48,12 +45,12 @@ class KanazawaConv(nn.Module):
     features: output channels.
     kernel_size: conv kernel side.
     scales: the rescaling factors (1 passes the input through untouched).
-    precision: conv/resample precision.
+    impl: convolution algorithm, see `stir_jax.layers.conv.conv2d`.
   """
   features: int
   kernel_size: int = 7
   scales: Sequence[float] = SCALES
-  precision: Precision = lax.Precision.HIGHEST
+  impl: str = "auto"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -65,21 +62,20 @@ class KanazawaConv(nn.Module):
     Returns:
       ``(batch, H - k + 1, W - k + 1, features)``: max over scales of the back-rescaled responses.
     """
-    _, h, w, c = x.shape
+    _, h, w, _ = x.shape
     k = self.kernel_size
-    conv = torch_conv(self.features, k, c, "VALID", "conv", self.precision)
+    conv = common.Conv(self.features, k, impl=self.impl, name="conv")
     ho, wo = h - k + 1, w - k + 1
     inputs = []
     for s in self.scales:
-      inputs.append(x if s == 1 else apply_separable(x, rescale_matrix(h, s), rescale_matrix(w, s),
-                                                     precision=self.precision))
+      inputs.append(x if s == 1 else apply_separable(x, rescale_matrix(h, s), rescale_matrix(w, s)))
     responses = conv(jnp.concatenate(inputs, axis=0))
     responses = jnp.split(responses, len(self.scales), axis=0)
     outputs = []
     for s, y in zip(self.scales, responses):
       inv = 1 / s
-      outputs.append(y if inv == 1 else apply_separable(
-          y, rescale_matrix(ho, inv), rescale_matrix(wo, inv), precision=self.precision))
+      outputs.append(y if inv == 1 else apply_separable(y, rescale_matrix(ho, inv),
+                                                        rescale_matrix(wo, inv)))
     return jnp.max(jnp.stack(outputs), axis=0)
 
 
@@ -91,13 +87,13 @@ class KanazawaModel(nn.Module):
     kernel_size: conv kernel side.
     interpolation: unused (kept for a uniform model signature).
     scales: the rescaling factors of both layers.
-    precision: conv/dense/resample precision.
+    impl: convolution algorithm, see `stir_jax.layers.conv.conv2d`.
   """
   num_classes: int
   kernel_size: int = 7
   interpolation: str = "bicubic"
   scales: Sequence[float] = SCALES
-  precision: Precision = lax.Precision.HIGHEST
+  impl: str = "auto"
 
   @nn.compact
   def __call__(self, x: jax.Array, with_aux: bool = False):
@@ -111,12 +107,11 @@ class KanazawaModel(nn.Module):
       ``logits (batch, num_classes)``, or ``(logits, aux)`` with aux ``stage1`` (B, 58, 58, 16),
       ``stage2`` (B, 52, 52, 32) and ``features`` (B, 32).
     """
-    stage1 = nn.relu(KanazawaConv(16, self.kernel_size, self.scales, self.precision,
-                                  name="conv1")(x))
-    stage2 = nn.relu(KanazawaConv(32, self.kernel_size, self.scales, self.precision,
+    stage1 = nn.relu(KanazawaConv(16, self.kernel_size, self.scales, self.impl, name="conv1")(x))
+    stage2 = nn.relu(KanazawaConv(32, self.kernel_size, self.scales, self.impl,
                                   name="conv2")(stage1))
-    features = jnp.max(stage2, axis=(1, 2))
-    logits = torch_dense(self.num_classes, 32, "lin", self.precision)(features)
+    features = common.global_max(stage2)
+    logits = common.Dense(self.num_classes, name="lin")(features)
     if not with_aux:
       return logits
     return logits, {"stage1": stage1, "stage2": stage2, "features": features}
@@ -124,9 +119,9 @@ class KanazawaModel(nn.Module):
   @staticmethod
   def from_torch(state: dict[str, np.ndarray]) -> dict:
     """Reference state_dict (``conv1.*``, ``conv2.*``, ``lin.*``) to this model's ``params``."""
-    return {"conv1": {"conv": conv_from_torch(state, "conv1")},
-            "conv2": {"conv": conv_from_torch(state, "conv2")},
-            "lin": dense_from_torch(state, "lin")}
+    return {"conv1": {"conv": common.torch_conv(state, "conv1")},
+            "conv2": {"conv": common.torch_conv(state, "conv2")},
+            "lin": common.torch_dense(state, "lin")}
 
 
 from_torch = KanazawaModel.from_torch

@@ -30,8 +30,6 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Any, Callable
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -40,10 +38,9 @@ import numpy as np
 
 from stir_jax.layers import sesn_basis
 from stir_jax.layers.initializers import torch_uniform
-from stir_jax.models.ensemble import dense_from_torch, torch_dense
+from stir_jax.models import common
 
-Precision = Any
-BasisFn = Callable[[], np.ndarray]
+_HIGHEST = lax.Precision.HIGHEST
 
 
 class SESConvZ2H(nn.Module):
@@ -55,11 +52,9 @@ class SESConvZ2H(nn.Module):
   Attributes:
     features: output channels ``O``.
     basis: ``(F, S, size, size)`` basis (a NumPy constant).
-    precision: conv/einsum precision.
   """
   features: int
   basis: np.ndarray
-  precision: Precision = lax.Precision.HIGHEST
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -77,11 +72,10 @@ class SESConvZ2H(nn.Module):
     bias = self.param("bias", nn.initializers.zeros, (self.features,))
     basis = jnp.asarray(self.basis, x.dtype)
     # HWIO kernel, output channel s * O + o.
-    kernel = jnp.einsum("ocf,fshw->hwcso", weight, basis, precision=self.precision)
+    kernel = jnp.einsum("ocf,fshw->hwcso", weight, basis, precision=_HIGHEST)
     kernel = kernel.reshape(size, size, c, num_scales * self.features)
     y = lax.conv_general_dilated(x, kernel, (1, 1), "VALID",
-                                 dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                 precision=self.precision)
+                                 dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=_HIGHEST)
     b, h, w, _ = y.shape
     y = y.reshape(b, h, w, num_scales, self.features).transpose(0, 3, 1, 2, 4)
     return y + bias
@@ -98,11 +92,9 @@ class SESConvHH(nn.Module):
   Attributes:
     features: output channels ``O``.
     basis: ``(F, S, size, size)`` basis (a NumPy constant).
-    precision: conv/einsum precision.
   """
   features: int
   basis: np.ndarray
-  precision: Precision = lax.Precision.HIGHEST
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -122,12 +114,12 @@ class SESConvHH(nn.Module):
     bias = self.param("bias", nn.initializers.zeros, (self.features,))
     basis = jnp.asarray(self.basis, x.dtype)
     # Grouped conv, one group per scale: HWIO kernel (size, size, C, S * O).
-    kernel = jnp.einsum("ocf,fshw->hwcso", weight[:, :, 0], basis, precision=self.precision)
+    kernel = jnp.einsum("ocf,fshw->hwcso", weight[:, :, 0], basis, precision=_HIGHEST)
     kernel = kernel.reshape(size, size, c, num_scales * self.features)
     x = x.transpose(0, 2, 3, 1, 4).reshape(b, h, w, s * c)
     y = lax.conv_general_dilated(x, kernel, (1, 1), "VALID",
                                  dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                 feature_group_count=num_scales, precision=self.precision)
+                                 feature_group_count=num_scales, precision=_HIGHEST)
     _, ho, wo, _ = y.shape
     y = y.reshape(b, ho, wo, num_scales, self.features).transpose(0, 3, 1, 2, 4)
     return y + bias
@@ -141,7 +133,6 @@ class _SESNModel(nn.Module):
   num_classes: int
   kernel_size: int = 7
   interpolation: str = "bicubic"
-  precision: Precision = lax.Precision.HIGHEST
 
   def _basis(self) -> np.ndarray:
     raise NotImplementedError
@@ -159,10 +150,10 @@ class _SESNModel(nn.Module):
       ``stage2`` (B, 4, 36, 36, 32) and ``features`` (B, 32) (sizes for the default kernel).
     """
     basis = self._basis()
-    stage1 = nn.relu(SESConvZ2H(16, basis, self.precision, name="conv1")(x))
-    stage2 = nn.relu(SESConvHH(32, basis, self.precision, name="conv2")(stage1))
-    features = jnp.max(stage2, axis=(1, 2, 3))
-    logits = torch_dense(self.num_classes, 32, "lin", self.precision)(features)
+    stage1 = nn.relu(SESConvZ2H(16, basis, name="conv1")(x))
+    stage2 = nn.relu(SESConvHH(32, basis, name="conv2")(stage1))
+    features = common.global_max(stage2)
+    logits = common.Dense(self.num_classes, name="lin")(features)
     if not with_aux:
       return logits
     return logits, {"stage1": stage1, "stage2": stage2, "features": features}
@@ -181,7 +172,6 @@ class HermiteModel(_SESNModel):
     num_classes: logits per sample.
     kernel_size: effective kernel size ``k``; the support is ``2k + 1``.
     interpolation: unused (kept for a uniform model signature).
-    precision: conv/dense precision.
   """
 
   def _basis(self) -> np.ndarray:
@@ -198,7 +188,6 @@ class DiscoModel(_SESNModel):
     num_classes: logits per sample.
     kernel_size: effective kernel size; only 7 is shipped (support 15).
     interpolation: unused (kept for a uniform model signature).
-    precision: conv/dense precision.
   """
 
   def _basis(self) -> np.ndarray:
@@ -217,4 +206,4 @@ def from_torch(state: dict[str, np.ndarray]) -> dict:
                     "bias": np.asarray(state["conv1.bias"], np.float32)},
           "conv2": {"weight": np.asarray(state["conv2.weight"], np.float32),
                     "bias": np.asarray(state["conv2.bias"], np.float32)},
-          "lin": dense_from_torch(state, "lin")}
+          "lin": common.torch_dense(state, "lin")}

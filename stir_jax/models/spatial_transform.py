@@ -19,19 +19,15 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Any
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from jax import lax
 import numpy as np
 
 from stir_jax.layers.resample import affine_warp
-from stir_jax.models.ensemble import (PlainBody, body_from_torch, conv_from_torch, dense_from_torch,
-                                      torch_conv, torch_dense)
-
-Precision = Any
+from stir_jax.models import common
+from stir_jax.models.ensemble import body_from_torch
+from stir_jax.models.standard import StandardCNN
 
 IDENTITY_THETA = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 
@@ -48,7 +44,6 @@ class Localisation(nn.Module):
   The flatten before the first dense layer runs in (C, H, W) order, as PyTorch's NCHW flatten, so
   the reference weights apply unchanged.
   """
-  precision: Precision = lax.Precision.HIGHEST
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -60,15 +55,14 @@ class Localisation(nn.Module):
     Returns:
       theta ``(batch, 2, 3)``.
     """
-    pad = ((1, 1), (1, 1))
-    y = torch_conv(16, 3, x.shape[-1], pad, "conv1", self.precision)(x)
+    y = common.Conv(16, 3, 1, name="conv1")(x)
     y = nn.relu(nn.max_pool(y, (2, 2), (2, 2)))
-    y = torch_conv(16, 3, 16, pad, "conv2", self.precision)(y)
+    y = common.Conv(16, 3, 1, name="conv2")(y)
     y = nn.relu(nn.max_pool(y, (2, 2), (2, 2)))
     y = jnp.transpose(y, (0, 3, 1, 2)).reshape(y.shape[0], -1)  # (C, H, W) order
-    y = nn.relu(torch_dense(16, y.shape[-1], "fc1", self.precision)(y))
+    y = nn.relu(common.Dense(16, name="fc1")(y))
     theta = nn.Dense(6, kernel_init=nn.initializers.zeros, bias_init=_identity_bias,
-                     precision=self.precision, name="fc2")(y)
+                     name="fc2")(y)
     return theta.reshape(-1, 2, 3)
 
 
@@ -79,12 +73,12 @@ class SpatialTransformModel(nn.Module):
     num_classes: logits per sample.
     kernel_size: conv kernel side of the classification body (valid convs).
     interpolation: unused (kept for a uniform model signature).
-    precision: conv/dense precision.
+    impl: convolution algorithm of the body, see `stir_jax.layers.conv.conv2d`.
   """
   num_classes: int
   kernel_size: int = 7
   interpolation: str = "bicubic"
-  precision: Precision = lax.Precision.HIGHEST
+  impl: str = "auto"
 
   @nn.compact
   def __call__(self, x: jax.Array, with_aux: bool = False):
@@ -99,10 +93,10 @@ class SpatialTransformModel(nn.Module):
       ``transformed`` (B, 64, 64, C), ``stage1`` (B, 58, 58, 16), ``stage2`` (B, 52, 52, 32) and
       ``features`` (B, 32) of the body on the warped image.
     """
-    theta = Localisation(self.precision, name="localisation")(x)
+    theta = Localisation(name="localisation")(x)
     transformed = affine_warp(x, theta)
-    logits, aux = PlainBody(self.num_classes, self.kernel_size, "VALID", self.precision,
-                            name="body")(transformed)
+    logits, aux = StandardCNN(self.num_classes, self.kernel_size, impl=self.impl,
+                              name="body")(transformed, with_aux=True)
     if not with_aux:
       return logits
     return logits, dict(aux, theta=theta, transformed=transformed)
@@ -112,10 +106,10 @@ class SpatialTransformModel(nn.Module):
     """Reference state_dict (``transform_model.*``, ``base_model.*``) to this model's ``params``."""
     return {
         "localisation": {
-            "conv1": conv_from_torch(state, "transform_model.0"),
-            "conv2": conv_from_torch(state, "transform_model.3"),
-            "fc1": dense_from_torch(state, "transform_model.7"),
-            "fc2": dense_from_torch(state, "transform_model.9"),
+            "conv1": common.torch_conv(state, "transform_model.0"),
+            "conv2": common.torch_conv(state, "transform_model.3"),
+            "fc1": common.torch_dense(state, "transform_model.7"),
+            "fc2": common.torch_dense(state, "transform_model.9"),
         },
         "body": body_from_torch(state, "base_model"),
     }

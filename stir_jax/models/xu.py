@@ -25,7 +25,7 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import flax.linen as nn
 import jax
@@ -36,9 +36,9 @@ import numpy as np
 from stir_jax.layers.initializers import torch_uniform
 from stir_jax.layers.resample import (center_pad_crop_matrix, linear_resize_matrix,
                                       nearest_resize_matrix)
-from stir_jax.models.ensemble import conv_from_torch, dense_from_torch, torch_dense
+from stir_jax.models import common
 
-Precision = Any
+_HIGHEST = lax.Precision.HIGHEST
 
 KERNEL_SIZES = (3, 5, 7, 9, 11)
 
@@ -62,14 +62,12 @@ def xu_resize_matrix(kernel_size: int, max_size: int, size: int) -> np.ndarray:
   return center_pad_crop_matrix(size, max_size) @ resize
 
 
-def xu_kernels(kernel: jax.Array, kernel_sizes: Sequence[int] = KERNEL_SIZES,
-               precision: Precision = lax.Precision.HIGHEST) -> jax.Array:
+def xu_kernels(kernel: jax.Array, kernel_sizes: Sequence[int] = KERNEL_SIZES) -> jax.Array:
   """The stack of rescaled, L1-renormalised kernels of one Xu layer.
 
   Args:
     kernel: ``(k, k, in, out)`` HWIO base kernel.
     kernel_sizes: the column kernel sizes (their max is the padded size).
-    precision: matmul precision.
 
   Returns:
     ``(m, m, in, len(kernel_sizes) * out)`` HWIO with ``m = max(kernel_sizes)``; output channel
@@ -83,7 +81,7 @@ def xu_kernels(kernel: jax.Array, kernel_sizes: Sequence[int] = KERNEL_SIZES,
   stack = []
   for size in kernel_sizes:
     mat = jnp.asarray(xu_resize_matrix(k, m, size), kernel.dtype)
-    scaled = jnp.einsum("ah,hwio,bw->abio", mat, padded, mat, precision=precision)
+    scaled = jnp.einsum("ah,hwio,bw->abio", mat, padded, mat, precision=_HIGHEST)
     scaled = scaled * norm / jnp.sum(jnp.abs(scaled), axis=(0, 1), keepdims=True)
     stack.append(scaled)
   return jnp.concatenate(stack, axis=-1)
@@ -98,13 +96,11 @@ class XuConv(nn.Module):
     kernel_sizes: column kernel sizes.
     initial: True for the first layer (all columns read the whole input); otherwise the input holds
       one block of channels per column and each column reads only its own (grouped conv).
-    precision: conv precision.
   """
   features: int
   kernel_size: int = 7
   kernel_sizes: Sequence[int] = KERNEL_SIZES
   initial: bool = False
-  precision: Precision = lax.Precision.HIGHEST
 
   @nn.compact
   def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -122,11 +118,11 @@ class XuConv(nn.Module):
     k = self.kernel_size
     kernel = self.param("kernel", torch_uniform(in_channels * k * k),
                         (k, k, in_channels, self.features))
-    kernels = xu_kernels(kernel, self.kernel_sizes, self.precision)
+    kernels = xu_kernels(kernel, self.kernel_sizes)
     pad = max(self.kernel_sizes) // 2
     y = lax.conv_general_dilated(x, kernels, (1, 1), ((pad, pad), (pad, pad)),
                                  dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                 feature_group_count=groups, precision=self.precision)
+                                 feature_group_count=groups, precision=_HIGHEST)
     return y, kernels
 
 
@@ -139,13 +135,11 @@ class XuModel(nn.Module):
     kernel_size: side of the trained kernels.
     interpolation: unused (kept for a uniform model signature).
     kernel_sizes: column kernel sizes.
-    precision: conv/dense precision.
   """
   num_classes: int
   kernel_size: int = 7
   interpolation: str = "bicubic"
   kernel_sizes: Sequence[int] = KERNEL_SIZES
-  precision: Precision = lax.Precision.HIGHEST
 
   @nn.compact
   def __call__(self, x: jax.Array, with_aux: bool = False):
@@ -160,15 +154,13 @@ class XuModel(nn.Module):
       ``conv1_kernel`` (11, 11, C, 80) and ``conv2_kernel`` (11, 11, 16, 160) (HWIO column kernels).
     """
     columns = len(self.kernel_sizes)
-    y, kernel1 = XuConv(16, self.kernel_size, self.kernel_sizes, True, self.precision,
-                        name="conv1")(x)
+    y, kernel1 = XuConv(16, self.kernel_size, self.kernel_sizes, True, name="conv1")(x)
     y = nn.relu(y)
-    y, kernel2 = XuConv(32, self.kernel_size, self.kernel_sizes, False, self.precision,
-                        name="conv2")(y)
+    y, kernel2 = XuConv(32, self.kernel_size, self.kernel_sizes, False, name="conv2")(y)
     y = nn.relu(y)
     y = jnp.max(y.reshape(*y.shape[:3], columns, 32), axis=3)
-    features = jnp.max(y, axis=(1, 2))
-    logits = torch_dense(self.num_classes, 32, "lin", self.precision)(features)
+    features = common.global_max(y)
+    logits = common.Dense(self.num_classes, name="lin")(features)
     if not with_aux:
       return logits
     return logits, {"features": features, "conv1_kernel": kernel1, "conv2_kernel": kernel2}
@@ -176,8 +168,8 @@ class XuModel(nn.Module):
   @staticmethod
   def from_torch(state: dict[str, np.ndarray]) -> dict:
     """Reference state_dict (``conv1.weight``, ``conv2.weight``, ``lin.*``) to ``params``."""
-    return {"conv1": conv_from_torch(state, "conv1"), "conv2": conv_from_torch(state, "conv2"),
-            "lin": dense_from_torch(state, "lin")}
+    return {"conv1": common.torch_conv(state, "conv1"), "conv2": common.torch_conv(state, "conv2"),
+            "lin": common.torch_dense(state, "lin")}
 
 
 from_torch = XuModel.from_torch
