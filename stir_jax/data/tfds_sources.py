@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import io
 import os
-from typing import Any, Sequence, Union
+from typing import Any, Union
 
 import numpy as np
 
