@@ -29,6 +29,8 @@ import jax.numpy as jnp
 from jax import lax
 import numpy as np
 
+from stir_jax.layers.interpolation import interpolation_matrix
+
 Precision = Any
 
 _HIGHEST = lax.Precision.HIGHEST
@@ -40,18 +42,10 @@ _HIGHEST = lax.Precision.HIGHEST
 
 
 @functools.lru_cache(maxsize=None)
-def _linear_matrix_cached(in_size: int, out_size: int, align_corners: bool,
-                          scale: float | None) -> np.ndarray:
-  """Cached body of `linear_resize_matrix` (a read-only array)."""
-  out = np.arange(out_size, dtype=np.float64)
-  if align_corners:
-    # PyTorch ignores any given scale factor when corners are aligned.
-    step = (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
-    src = out * step
-  else:
-    step = in_size / out_size if scale is None else scale
-    # Half-pixel centres, clamped below at zero as PyTorch does for linear modes.
-    src = np.maximum((out + 0.5) * step - 0.5, 0.0)
+def _aligned_linear_matrix(in_size: int, out_size: int) -> np.ndarray:
+  """Linear interpolation with aligned corners, ``src = o * (in - 1) / (out - 1)`` (read-only)."""
+  step = (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
+  src = np.arange(out_size) * step
   lo = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
   hi = np.minimum(lo + 1, in_size - 1)
   frac = src - lo
@@ -63,40 +57,25 @@ def _linear_matrix_cached(in_size: int, out_size: int, align_corners: bool,
   return mat
 
 
-def linear_resize_matrix(in_size: int, out_size: int, align_corners: bool,
-                         scale: float | None = None) -> np.ndarray:
-  """1-D linear interpolation as a matrix, following ``F.interpolate(mode='bilinear')``.
+def linear_resize_matrix(in_size: int, out_size: int, align_corners: bool) -> np.ndarray:
+  """1-D linear interpolation to a given size as a matrix, following ``F.interpolate(size=...,
+  mode='bilinear')``.
 
   Args:
     in_size: input length.
     out_size: output length.
     align_corners: PyTorch's flag. True maps the end samples onto each other
       (``src = o * (in - 1) / (out - 1)``); False uses half-pixel centres
-      (``src = (o + 0.5) * step - 0.5``, clamped below at 0).
-    scale: the source step for ``align_corners=False``: PyTorch uses ``1 / scale_factor`` when
-      ``interpolate`` is called with a scale factor and ``in / out`` when called with a size.
-      Ignored when ``align_corners`` is True.
+      (``src = (o + 0.5) * in / out - 0.5``, clamped below at 0; this is
+      `stir_jax.layers.interpolation.interpolation_matrix` in "bilinear" mode).
 
   Returns:
-    ``(out_size, in_size)`` float64 matrix ``A`` with ``y = A @ x``. The upper neighbour is clamped
-    to ``in_size - 1``; no antialiasing.
+    ``(out_size, in_size)`` float64 matrix ``A`` (read-only) with ``y = A @ x``. The upper neighbour
+    is clamped to ``in_size - 1``; no antialiasing.
   """
-  return _linear_matrix_cached(int(in_size), int(out_size), bool(align_corners),
-                               None if scale is None else float(scale))
-
-
-@functools.lru_cache(maxsize=None)
-def nearest_resize_matrix(in_size: int, out_size: int) -> np.ndarray:
-  """1-D legacy nearest-neighbour resize (PyTorch ``mode='nearest'``) as a matrix.
-
-  Output index ``o`` reads input ``floor(o * in / out)``. Returns ``(out_size, in_size)`` float64.
-  """
-  src = np.minimum(np.floor(np.arange(out_size) * (in_size / out_size)).astype(np.int64),
-                   in_size - 1)
-  mat = np.zeros((out_size, in_size), np.float64)
-  mat[np.arange(out_size), src] = 1.0
-  mat.setflags(write=False)
-  return mat
+  if not align_corners:
+    return interpolation_matrix(in_size, out_size, "bilinear")
+  return _aligned_linear_matrix(int(in_size), int(out_size))
 
 
 def center_pad_crop_matrix(in_size: int, out_size: int) -> np.ndarray:
@@ -151,7 +130,6 @@ def apply_separable(x: jax.Array, mat_h: np.ndarray | jax.Array, mat_w: np.ndarr
 
 
 def resize_bilinear(x: jax.Array, size: tuple[int, int], align_corners: bool,
-                    scale: tuple[float, float] | None = None,
                     precision: Precision = _HIGHEST) -> jax.Array:
   """``F.interpolate(x, size, mode='bilinear', align_corners=...)`` on ``(B, H, W, C)``.
 
@@ -159,16 +137,14 @@ def resize_bilinear(x: jax.Array, size: tuple[int, int], align_corners: bool,
     x: ``(batch, height, width, channels)``.
     size: output ``(height, width)``.
     align_corners: PyTorch's flag.
-    scale: optional per-axis source step (``1 / scale_factor``) for ``align_corners=False``.
     precision: matmul precision.
 
   Returns:
     ``(batch, size[0], size[1], channels)``.
   """
   _, h, w, _ = x.shape
-  sh, sw = (None, None) if scale is None else scale
-  mat_h = linear_resize_matrix(h, size[0], align_corners, sh)
-  mat_w = linear_resize_matrix(w, size[1], align_corners, sw)
+  mat_h = linear_resize_matrix(h, size[0], align_corners)
+  mat_w = linear_resize_matrix(w, size[1], align_corners)
   return apply_separable(x, mat_h, mat_w, precision=precision)
 
 

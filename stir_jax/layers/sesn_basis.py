@@ -37,6 +37,9 @@ import jax.numpy as jnp
 from jax import lax
 import numpy as np
 
+# PyTorch's bicubic Keys weights (a = -0.75), shared with the kernel interpolation layer.
+from stir_jax.layers.interpolation import _cubic_weights
+
 HERMITE_SCALES = (2.0, 2.52, 3.17, 4.0)
 DISCO_SCALES = (1.0, 1.26, 1.59, 2.0)
 
@@ -261,17 +264,6 @@ def dilated_standard_basis(size: int, effective_size: int, scale: int) -> np.nda
       row, col = size // 2 + (r - half) * scale, size // 2 + (c - half) * scale
       out[r * effective_size + c, row, col] = 1
   return out
-
-
-def _cubic_weights(t: np.ndarray, a: float = -0.75) -> np.ndarray:
-  """Keys cubic weights for the taps at offsets -1, 0, 1, 2 from ``floor(src)``."""
-  def near(x):
-    return ((a + 2) * x - (a + 3)) * x * x + 1
-
-  def far(x):
-    return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
-
-  return np.stack([far(t + 1), near(t), near(1 - t), far(2 - t)], axis=-1)
 
 
 def bicubic_scale_matrix(in_size: int, scale_factor: float) -> np.ndarray:

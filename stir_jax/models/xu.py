@@ -34,8 +34,8 @@ from jax import lax
 import numpy as np
 
 from stir_jax.layers.initializers import torch_uniform
-from stir_jax.layers.resample import (center_pad_crop_matrix, linear_resize_matrix,
-                                      nearest_resize_matrix)
+from stir_jax.layers.interpolation import interpolation_matrix
+from stir_jax.layers.resample import center_pad_crop_matrix, linear_resize_matrix
 from stir_jax.models import common
 
 _HIGHEST = lax.Precision.HIGHEST
@@ -56,7 +56,7 @@ def xu_resize_matrix(kernel_size: int, max_size: int, size: int) -> np.ndarray:
   if size == kernel_size:
     return np.eye(max_size)
   if size > kernel_size:
-    resize = nearest_resize_matrix(max_size, size)
+    resize = interpolation_matrix(max_size, size, "nearest")
   else:
     resize = linear_resize_matrix(max_size, size, True)
   return center_pad_crop_matrix(size, max_size) @ resize

@@ -26,14 +26,6 @@ def test_bilinear_align_corners_keeps_ends_and_ramps():
   np.testing.assert_array_equal(mat @ np.arange(11.0), [0, 5, 10])
   ramp = resample.linear_resize_matrix(5, 9, align_corners=True) @ np.arange(5.0)
   np.testing.assert_allclose(ramp, np.arange(9) / 2)
-  # A given scale is ignored when corners are aligned.
-  np.testing.assert_array_equal(resample.linear_resize_matrix(7, 4, True, 3.0),
-                                resample.linear_resize_matrix(7, 4, True))
-
-
-def test_nearest_is_legacy_floor():
-  mat = resample.nearest_resize_matrix(11, 9)
-  np.testing.assert_array_equal(mat @ np.arange(11.0), [0, 1, 2, 3, 4, 6, 7, 8, 9])
 
 
 def test_center_pad_crop():

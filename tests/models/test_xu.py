@@ -55,6 +55,10 @@ def test_column_kernel_rules():
   # Sizes 7 and 11 are the padded kernel itself (11 is a nearest 11 -> 11 identity).
   np.testing.assert_allclose(cols[:, :, :, 2], padded, rtol=1e-6)
   np.testing.assert_allclose(cols[:, :, :, 4], padded, rtol=1e-6)
+  # Size 9: legacy nearest 11 -> 9 (rows floor(o * 11 / 9)), zero-padded by 1.
+  rows = [0, 1, 2, 3, 4, 6, 7, 8, 9]
+  np.testing.assert_allclose(cols[1:10, 1:10, :, 3] * np.abs(padded[np.ix_(rows, rows)]).sum((0, 1))
+                             / np.abs(padded).sum((0, 1)), padded[np.ix_(rows, rows)], rtol=1e-5)
   # Size 3 lives in the central 3x3 and keeps the L1 norm of the original.
   assert np.all(cols[:4, :, :, 0] == 0) and np.all(cols[7:, :, :, 0] == 0)
   np.testing.assert_allclose(np.abs(cols[:, :, :, 0]).sum((0, 1)), np.abs(padded).sum((0, 1)),
