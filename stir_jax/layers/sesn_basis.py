@@ -39,6 +39,7 @@ import numpy as np
 
 # PyTorch's bicubic Keys weights (a = -0.75), shared with the kernel interpolation layer.
 from stir_jax.layers.interpolation import _cubic_weights
+from stir_jax.layers.resample import scaled_size
 
 HERMITE_SCALES = (2.0, 2.52, 3.17, 4.0)
 DISCO_SCALES = (1.0, 1.26, 1.59, 2.0)
@@ -275,7 +276,7 @@ def bicubic_scale_matrix(in_size: int, scale_factor: float) -> np.ndarray:
   Returns:
     ``(out, in)`` float64.
   """
-  out_size = int(math.floor(in_size * scale_factor))
+  out_size = scaled_size(in_size, scale_factor)
   src = (np.arange(out_size) + 0.5) / scale_factor - 0.5
   lo = np.floor(src)
   weights = _cubic_weights(src - lo)
