@@ -70,9 +70,6 @@ class DataParallel:
     n = self.num_devices
     return -(-wanted // n) * n
 
-  def local_batch_size(self, global_batch: int) -> int:
-    return global_batch // self.process_count
-
   # -- placement ----------------------------------------------------------------------------
   def put_state(self, tree: Any) -> Any:
     if self.mode == "jit":
