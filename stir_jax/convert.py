@@ -20,13 +20,8 @@ def from_torch_state_dict(name: str, state: dict, num_channels: int, num_classes
   model = models.get_model(name, num_channels, num_classes)
   expected = jax.eval_shape(
       model.init, jax.random.PRNGKey(0), jax.ShapeDtypeStruct((1, 64, 64, num_channels), np.float32))
-  want = jax.tree_util.tree_flatten_with_path(expected["params"])[0]
-  got = dict(jax.tree_util.tree_flatten_with_path(params)[0])
-  for path, leaf in want:
-    key = jax.tree_util.keystr(path)
-    if path not in got:
-      raise ValueError(f"{name}: state dict gives no value for parameter {key}")
-    if tuple(got[path].shape) != tuple(leaf.shape):
-      raise ValueError(f"{name}: parameter {key} has shape {got[path].shape}, expected {leaf.shape}")
-  variables = {"params": params}
-  return variables
+  try:
+    models.check_params(expected["params"], params)
+  except ValueError as e:
+    raise ValueError(f"{name}: {e}") from None
+  return {"params": params}

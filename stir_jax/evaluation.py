@@ -44,17 +44,21 @@ def restore_model(workdir: pathlib.Path, config, data):
                           jnp.zeros((1, 64, 64, data.num_channels), jnp.float32))["params"]
   if not (workdir / "checkpoints" / "best").is_dir():
     raise RunError(f"{workdir} has no best checkpoint (checkpoints/best); train it first")
+  misfit = (f"the checkpoint in {workdir} does not fit model {config.model!r} with "
+            f"{data.num_channels} channels and {data.num_classes} classes")
   ckpt = training.Checkpoints(workdir)
   try:
     params, _ = ckpt.restore_best(target)
   except RunError:
     raise
-  except Exception as e:  # orbax reports shape/structure mismatches in many exception types
-    raise RunError(f"the checkpoint in {workdir} does not fit model {config.model!r} with "
-                   f"{data.num_channels} channels and {data.num_classes} classes: "
-                   f"{str(e).splitlines()[0][:200]}") from None
+  except Exception as e:  # orbax reports structure mismatches in many exception types
+    raise RunError(f"{misfit}: {str(e).splitlines()[0][:200]}") from None
   finally:
     ckpt.close()
+  try:
+    models.check_params(target, params)
+  except ValueError as e:
+    raise RunError(f"{misfit}: {e}") from None
   return model, params
 
 

@@ -150,3 +150,44 @@ def test_non_finite_loss_stops_with_a_clear_error(tiny_data, tmp_path):
       training.train_and_evaluate(config, tmp_path / "run", progress=False)
   assert not (tmp_path / "run" / "results.json").exists()
   assert training.read_metrics(tmp_path / "run") == []  # the bad epoch is not logged
+
+
+def test_eval_refuses_a_checkpoint_that_does_not_fit(tiny_data, tmp_path):
+  run = tmp_path / "run"
+  training.train_and_evaluate(_config(tiny_data), run, progress=False)
+  # the same run directory, but its config now names a data set with 3 classes instead of 4
+  other = tmp_path / "three.npz"
+  stir_file.save_stir(other, emoji.generate_emoji(emoji.EMOJI_NAMES[:3], progress=False))
+  cfg = json.loads((run / "config.json").read_text())
+  cfg["dataset"] = str(other)
+  (run / "config.json").write_text(json.dumps(cfg))
+  before = sorted(p.name for p in run.iterdir())
+  proc = _cli("eval.py", f"--workdir={run}")
+  assert proc.returncode == 2
+  assert proc.stderr.startswith("error: the checkpoint") and "3 classes" in proc.stderr
+  assert len(proc.stderr.strip().splitlines()) == 1
+  assert sorted(p.name for p in run.iterdir()) == before  # nothing written
+
+
+@pytest.mark.slow
+def test_sigkill_then_rerun_equals_uninterrupted(tiny_data, tmp_path):
+  import signal
+  import time
+  args = ["train.py", "--config=configs/tiny.py", f"--config.dataset={tiny_data}",
+          "--config.num_epochs=4"]
+  assert _cli(*args, f"--workdir={tmp_path / 'full'}").returncode == 0
+  proc = subprocess.Popen([sys.executable, *args, f"--workdir={tmp_path / 'killed'}"], cwd=REPO,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  metrics_file = tmp_path / "killed" / "metrics.jsonl"
+  deadline = time.time() + 300
+  while time.time() < deadline and not (metrics_file.exists() and metrics_file.read_text().count("\n") >= 2):
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert not (tmp_path / "killed" / "results.json").exists()
+  assert _cli(*args, f"--workdir={tmp_path / 'killed'}").returncode == 0
+  full = json.loads((tmp_path / "full" / "results.json").read_text())
+  resumed = json.loads((tmp_path / "killed" / "results.json").read_text())
+  for key in ("test_accuracy", "test_loss", "best_val_accuracy", "best_epoch", "per_scale",
+              "epochs_run"):
+    assert resumed[key] == full[key], key

@@ -13,6 +13,7 @@ import importlib
 from typing import Any, Callable
 
 import flax.linen as nn
+import jax
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,3 +75,16 @@ def get_model(name: str, num_channels: int, num_classes: int, kernel_size: int =
 def is_pooling(name: str) -> bool:
   """Whether the model reports scale-pool indices (pool1_indices, pool2_indices) in aux."""
   return _spec(name).pooling
+
+
+def check_params(expected, params) -> None:
+  """Raises ValueError naming the first parameter of `expected` (a tree of arrays or shape
+  structs) that `params` lacks or holds with another shape."""
+  got = {jax.tree_util.keystr(p): tuple(l.shape)
+         for p, l in jax.tree_util.tree_flatten_with_path(params)[0]}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(expected)[0]:
+    key = jax.tree_util.keystr(path)
+    if key not in got:
+      raise ValueError(f"no value for parameter {key}")
+    if got[key] != tuple(leaf.shape):
+      raise ValueError(f"parameter {key} has shape {got[key]}, expected {tuple(leaf.shape)}")
