@@ -1,0 +1,33 @@
+"""The FFT convolution equals XLA's, forward and gradients, for every padding the models use."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from stir_jax.layers.conv import conv2d
+
+
+def _rel(a, b):
+  return float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
+
+
+@pytest.mark.parametrize("padding", ["VALID", "SAME", 3, ((1, 2), (0, 3))])
+def test_fft_equals_xla(padding):
+  r = np.random.default_rng(0)
+  x = jnp.asarray(r.random((3, 21, 18, 4)), jnp.float32)
+  w = jnp.asarray(r.normal(size=(7, 7, 4, 5)), jnp.float32)
+  b = jnp.asarray(r.normal(size=(5,)), jnp.float32)
+  ref = conv2d(x, w, b, padding, impl="xla")
+  out = conv2d(x, w, b, padding, impl="fft")
+  assert out.shape == ref.shape
+  assert _rel(out, ref) <= 1e-5
+  loss = lambda impl: lambda x, w, b: jnp.sum(jnp.sin(conv2d(x, w, b, padding, impl=impl)))
+  g_ref = jax.grad(loss("xla"), argnums=(0, 1, 2))(x, w, b)
+  g_fft = jax.grad(loss("fft"), argnums=(0, 1, 2))(x, w, b)
+  for a, c in zip(g_fft, g_ref):
+    assert _rel(a, c) <= 1e-5
+
+
+def test_unknown_impl():
+  with pytest.raises(ValueError, match="valid: auto, xla, fft"):
+    conv2d(jnp.zeros((1, 8, 8, 1)), jnp.zeros((3, 3, 1, 1)), impl="winograd")
