@@ -34,6 +34,7 @@ import numpy as np
 
 from stir_jax.layers.initializers import torch_uniform
 from stir_jax.layers.interpolation import MODES, interpolation_matrix, resize_kernel
+from stir_jax.layers.scale_pool import scale_pool
 
 IMPLS = ("auto", "direct", "fft")
 
@@ -119,8 +120,196 @@ def _siconv_direct(x: jax.Array, weight: jax.Array, bias: jax.Array, num_scales:
   return jnp.stack(outs, axis=1)
 
 
+@functools.lru_cache(maxsize=None)
+def _spectrum_operators(n: int, k: int, num_scales: int, mode: str) -> tuple[np.ndarray, ...]:
+  """Real-stacked forms of ``_fft_operators`` for ``_siconv_fft``.
+
+  Returns:
+    g2: (S, 2, N, 2k): ``[[g_re, -g_im], [g_im, g_re]]`` so that ``g2[s] @ [t_re; t_im]`` gives
+      ``[re; im]`` of ``g_s t`` for a complex ``t = t_re + i t_im`` (rows stacked over the 2k axis).
+    h_re, h_im: (S, N//2+1, k) as in ``_fft_operators``.
+  """
+  g_re, g_im, h_re, h_im = _fft_operators(n, k, num_scales, mode)
+  g2 = np.stack([np.concatenate([g_re, -g_im], -1), np.concatenate([g_im, g_re], -1)], 1)
+  g2 = np.ascontiguousarray(g2, dtype=np.float32)
+  g2.setflags(write=False)
+  return g2, h_re, h_im
+
+
+@functools.lru_cache(maxsize=None)
+def _inverse_operator(n: int, out_size: int, i: int) -> tuple[np.ndarray, np.ndarray]:
+  """Scale i's inverse real DFT matrices with the crop to ``[i, o0 - i)`` folded in.
+
+  With m = o0 - 2i kept rows/columns p, q in [i, o0 - i):
+    e2: (2, m, 2, N) float32, stage 1 (u -> p, complex, real-stacked): ``e2[x, p, r, u]`` maps
+      the r (re, im) part of Y[u] to the x part of ``sum_u exp(2 pi i u p / N) Y[u]``.
+    f2: (m, V, 2) float32, stage 2 (v -> q, real part of the Hermitian half-spectrum sum):
+      ``y[q] = sum_v f2[q, v, 0] Z_re[v] + f2[q, v, 1] Z_im[v]``, the 1/N^2 and the Hermitian
+      weights (1 for v = 0 and v = N/2, else 2) included.
+  Exact for spectra of real signals, as ``irfft2`` is.
+  """
+  v_size = n // 2 + 1
+  weights = np.full(v_size, 2.0)
+  weights[0] = 1.0
+  if n % 2 == 0:
+    weights[-1] = 1.0
+  p = np.arange(i, out_size - i)
+  e = np.exp(2j * np.pi * np.outer(p, np.arange(n)) / n)  # (m, N)
+  e2 = np.stack([np.stack([e.real, -e.imag], 1), np.stack([e.imag, e.real], 1)], 0)
+  f = np.exp(2j * np.pi * np.outer(p, np.arange(v_size)) / n) * weights / (n * n)  # (m, V)
+  f2 = np.stack([f.real, -f.imag], -1)
+  pair = tuple(np.ascontiguousarray(z, dtype=np.float32) for z in (e2, f2))
+  for z in pair:
+    z.setflags(write=False)
+  return pair
+
+
+def _fft_prepare(x: jax.Array, weight: jax.Array, num_scales: int, mode: str
+                 ) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Input spectrum (re, im), each (N, V, B, Cin), and kernel spectra (S, 2, N, V, Cin, Cout).
+
+  Linear in x (the first two) and in weight (the third).
+  """
+  n = x.shape[1]
+  k = weight.shape[0]
+  dt = x.dtype
+  g2, h_re, h_im = (jnp.asarray(z, dtype=dt) for z in _spectrum_operators(n, k, num_scales, mode))
+  # Input spectrum, shared by all scales: (B, Cin, N, V) -> (N, V, B, Cin).
+  xf = jnp.fft.rfft2(jnp.transpose(x, (0, 3, 1, 2)))
+  xr = jnp.transpose(xf.real, (2, 3, 0, 1))
+  xi = jnp.transpose(xf.imag, (2, 3, 0, 1))
+  # Conjugate kernel spectra: W is real, so the rDFT side is two real contractions
+  # (S, k, V, Cin, Cout); the complex DFT side is one real-stacked matmul per scale, which leaves
+  # each scale's real and imaginary parts as contiguous slices.
+  w = weight.astype(dt)
+  t_re = jnp.einsum("svb,abio->savio", h_re, w, precision=_HIGHEST)
+  t_im = jnp.einsum("svb,abio->savio", h_im, w, precision=_HIGHEST)
+  t2 = jnp.concatenate([t_re, t_im], axis=1)  # (S, 2k, V, Cin, Cout)
+  kf = jnp.einsum("sxua,savio->sxuvio", g2, t2, precision=_HIGHEST)  # (S, 2, N, V, Cin, Cout)
+  return xr, xi, kf
+
+
+def _fft_scale(i: int, xr: jax.Array, xi: jax.Array, kr: jax.Array, ki: jax.Array,
+               bias: jax.Array, out_size: int, precision) -> jax.Array:
+  """Scale i on its valid region: (B, m, m, Cout), m = o0 - 2i, bias included.
+
+  xr, xi: (N, V, B, Cin) input spectrum; kr, ki: (N, V, Cin, Cout) that scale's kernel spectrum.
+  """
+  n, v_size, b, cin = xr.shape
+  cout = kr.shape[-1]
+  dt = xr.dtype
+  if cin == 1:
+    # A single input map: broadcast products (N, V, B, Cout).
+    re = xr * kr - xi * ki
+    im = xr * ki + xi * kr
+    yf = jnp.stack([re, im], axis=2)  # (N, V, 2, B, Cout)
+  else:
+    # Per-frequency (B, Cin) x (Cin, Cout) complex matmul as two real batched matmuls with
+    # [re; im] stacked along the rows.
+    x1 = jnp.concatenate([xr, xi], axis=2)  # (N, V, 2B, Cin)
+    x2 = jnp.concatenate([-xi, xr], axis=2)
+    yf = (jnp.einsum("uvbi,uvio->uvbo", x1, kr, precision=precision)
+          + jnp.einsum("uvbi,uvio->uvbo", x2, ki, precision=precision))
+    yf = yf.reshape(n, v_size, 2, b, cout)
+  e2, f2 = (jnp.asarray(z, dt) for z in _inverse_operator(n, out_size, i))
+  z = jnp.einsum("xpru,uvrbo->xpvbo", e2, yf, precision=_HIGHEST)
+  return jnp.einsum("xpvbo,qvx->bpqo", z, f2, precision=_HIGHEST) + bias
+
+
 def _siconv_fft(x: jax.Array, weight: jax.Array, bias: jax.Array, num_scales: int, mode: str,
                 precision) -> jax.Array:
+  """Exact FFT form; everything after the input ``rfft2`` is real matmuls, one scale at a time.
+
+  Layouts: the input spectrum is (N, V, B, Cin) (frequencies as batch dimensions of the
+  per-frequency matmuls); the kernel spectra are computed for all scales at once as
+  (S, re/im, N, V, Cin, Cout); each scale's output spectrum is (N, V, re/im, B, Cout) and goes
+  back to space with two real matmuls (inverse DFT along u, then the real part of the inverse
+  half-spectrum DFT along v) that only produce the rows and columns of that scale's valid
+  region, already in (B, p, q, Cout) order. The zero ring is a pad.
+  """
+  o0 = x.shape[1] - weight.shape[0] + 1
+  xr, xi, kf = _fft_prepare(x, weight, num_scales, mode)
+  outs = []
+  for i in range(num_scales):
+    y = _fft_scale(i, xr, xi, kf[i, 0], kf[i, 1], bias, o0, precision)
+    outs.append(jnp.pad(y, ((0, 0), (i, i), (i, i), (0, 0))))
+  return jnp.stack(outs, axis=1)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
+def _siconv_fft_pixel_pool(x, weight, bias, num_scales, mode, precision):
+  return _fft_pixel_pool_fwd(x, weight, bias, num_scales, mode, precision)[0]
+
+
+def _fft_pixel_pool_fwd(x, weight, bias, num_scales, mode, precision):
+  o0 = x.shape[1] - weight.shape[0] + 1
+  xr, xi, kf = _fft_prepare(x, weight, num_scales, mode)
+  best = idx = None
+  for i in range(num_scales):
+    y = _fft_scale(i, xr, xi, kf[i, 0], kf[i, 1], bias, o0, precision)
+    y = jnp.pad(y, ((0, 0), (i, i), (i, i), (0, 0)))  # the zero ring takes part in the max
+    if best is None:
+      best, idx = y, jnp.zeros(y.shape, jnp.int32)
+    else:
+      better = y > best  # strict: ties keep the lowest scale, as jnp.argmax
+      best = jnp.where(better, y, best)
+      idx = jnp.where(better, jnp.int32(i), idx)
+  return (best, idx), (x, weight, xr, xi, kf, idx)
+
+
+def _fft_pixel_pool_bwd(num_scales, mode, precision, res, cts):
+  x, weight, xr, xi, kf, idx = res
+  g = cts[0]  # the indices' cotangent is a symbolic zero (integer output)
+  n, v_size, b, cin = xr.shape
+  cout = kf.shape[-1]
+  o0 = x.shape[1] - weight.shape[0] + 1
+  dt = xr.dtype
+  if cin > 1:
+    x12 = jnp.concatenate([jnp.concatenate([xr, xi], axis=2),
+                           jnp.concatenate([-xi, xr], axis=2)], axis=3)  # (N, V, 2B, 2Cin)
+  dxr = jnp.zeros_like(xr)
+  dxi = jnp.zeros_like(xi)
+  dx12 = jnp.zeros((n, v_size, 2 * b, 2 * cin), dt)
+  dkf = []
+  dbias = jnp.zeros((cout,), g.dtype)
+  for i in range(num_scales):
+    # The pooled gradient goes to the winning scale; a win on the zero ring reaches nothing.
+    gi = jnp.where(idx == i, g, jnp.zeros((), g.dtype))[:, i:o0 - i, i:o0 - i, :]
+    dbias = dbias + jnp.sum(gi, axis=(0, 1, 2))
+    # Adjoint of the two inverse-DFT stages (hand-written layouts; XLA's own transposes of
+    # these dots were about 2x slower).
+    e2, f2 = (jnp.asarray(z, dt) for z in _inverse_operator(n, o0, i))
+    dz = jnp.einsum("bpqo,qvx->xpvbo", gi, f2, precision=_HIGHEST)
+    dyf = jnp.einsum("xpru,xpvbo->uvrbo", e2, dz, precision=_HIGHEST)  # (N, V, 2, B, Cout)
+    kr, ki = kf[i, 0], kf[i, 1]
+    if cin == 1:
+      dre, dim = dyf[:, :, 0], dyf[:, :, 1]  # (N, V, B, Cout)
+      dkr = jnp.sum(xr * dre + xi * dim, axis=2, keepdims=True)  # (N, V, 1, Cout)
+      dki = jnp.sum(xr * dim - xi * dre, axis=2, keepdims=True)
+      dxr = dxr + jnp.sum(kr * dre + ki * dim, axis=3, keepdims=True)
+      dxi = dxi + jnp.sum(kr * dim - ki * dre, axis=3, keepdims=True)
+      dkf.append(jnp.stack([dkr, dki]))
+    else:
+      dy = dyf.reshape(n, v_size, 2 * b, cout)
+      dk = jnp.einsum("uvbi,uvbo->uvio", x12, dy, precision=precision)  # (N, V, 2Cin, Cout)
+      dkf.append(jnp.stack([dk[:, :, :cin], dk[:, :, cin:]]))
+      k12 = jnp.concatenate([kr, ki], axis=2)  # (N, V, 2Cin, Cout)
+      dx12 = dx12 + jnp.einsum("uvbo,uvio->uvbi", dy, k12, precision=precision)
+  if cin > 1:
+    dx1, dx2 = dx12[..., :cin], dx12[..., cin:]
+    dxr = dx1[:, :, :b] + dx2[:, :, b:]
+    dxi = dx1[:, :, b:] - dx2[:, :, :b]
+  prep_t = jax.linear_transpose(lambda x, w: _fft_prepare(x, w, num_scales, mode), x, weight)
+  dx, dw = prep_t((dxr, dxi, jnp.stack(dkf)))
+  return dx, dw, dbias
+
+
+_siconv_fft_pixel_pool.defvjp(_fft_pixel_pool_fwd, _fft_pixel_pool_bwd)
+
+
+def _siconv_fft_reference(x: jax.Array, weight: jax.Array, bias: jax.Array, num_scales: int, mode: str,
+                precision) -> jax.Array:
+  """The previous FFT form (irfft2 + crop + mask); kept for benchmarks."""
   b, n, _, cin = x.shape
   k, _, _, cout = weight.shape
   o0 = n - k + 1
@@ -190,6 +379,46 @@ def siconv2d(x: jax.Array, weight: jax.Array, bias: jax.Array, *, num_scales: in
                        "use impl='direct' or 'auto'")
     return _siconv_fft(x, weight, bias, num_scales, mode, precision)
   return _siconv_direct(x, weight, bias, num_scales, mode, precision)
+
+
+POOL_MODES_FUSED = ("pixel",)
+
+
+def siconv2d_pool(x: jax.Array, weight: jax.Array, bias: jax.Array, *, num_scales: int,
+                  mode: str = "bicubic", pool: str = "pixel", impl: str = "auto",
+                  precision=None) -> tuple[jax.Array, jax.Array]:
+  """``scale_pool(siconv2d(x, ...), pool)`` without materialising the (B, S, H, W, C) output.
+
+  The FFT path runs scale by scale, keeping the running maximum and its scale index (the zero
+  ring of every scale takes part in the max; ties go to the lowest scale, as ``jnp.argmax``). Its
+  custom VJP routes the pooled gradient to the winning scale and back through that scale's FFT
+  correlation, again one scale at a time. Outputs, indices and gradients equal those of
+  ``scale_pool(siconv2d(...), pool)`` (to float rounding).
+
+  Args:
+    x, weight, bias, num_scales, mode, impl, precision: as for ``siconv2d``.
+    pool: scale pooling mode; only ``"pixel"`` is fused.
+
+  Returns:
+    ``(pooled, indices)``: pooled (B, H-k+1, W-k+1, Cout) and int32 scale indices of the same
+    shape.
+
+  Raises:
+    ValueError: as ``siconv2d``, or a pool mode other than ``"pixel"``.
+  """
+  if pool not in POOL_MODES_FUSED:
+    raise ValueError(f"siconv2d_pool fuses only {POOL_MODES_FUSED}, not {pool!r}; use "
+                     "scale_pool(siconv2d(...), pool)")
+  _check_args(x, weight, bias, num_scales, mode, impl)
+  square = x.shape[1] == x.shape[2]
+  if impl == "auto":
+    impl = "fft" if square else "direct"
+  if impl == "fft":
+    if not square:
+      raise ValueError(f"impl='fft' needs a square input, got {x.shape[1]}x{x.shape[2]}; "
+                       "use impl='direct' or 'auto'")
+    return _siconv_fft_pixel_pool(x, weight, bias, num_scales, mode, precision)
+  return scale_pool(_siconv_direct(x, weight, bias, num_scales, mode, precision), pool)
 
 
 class SiConv2d(nn.Module):

@@ -113,3 +113,77 @@ def test_module(rng, load_fixture):
   out = layer.apply({"params": {"kernel": fw, "bias": fb}}, fx)
   assert out.shape == (2, 13, 26, 26, 4)
   assert rel_err(out, ref) <= 1e-5
+
+
+# --- Fused SiConv + pixel pool (siconv2d_pool) against scale_pool(siconv2d(...), "pixel").
+
+def _pool_reference(x, w, b, s, mode, impl="direct"):
+  from stir_jax.layers.scale_pool import scale_pool
+  return scale_pool(siconv2d(x, w, b, num_scales=s, mode=mode, impl=impl), "pixel")
+
+
+@pytest.mark.parametrize("mode", ["bicubic", "area"])
+@pytest.mark.parametrize("cin", [1, 3])
+def test_siconv2d_pool_matches_unfused(mode, cin, rng):
+  from stir_jax.layers.siconv import siconv2d_pool
+  kx, kw, kb, kr = jax.random.split(rng, 4)
+  x = jax.random.normal(kx, (2, 15, 15, cin))
+  w = jax.random.normal(kw, (5, 5, cin, 4)) * 0.2
+  b = jax.random.normal(kb, (4,))
+  s = num_scales_for(15, 5)
+  r = jax.random.normal(kr, (2, 11, 11, 4))
+  fused = jax.jit(lambda x, w, b: siconv2d_pool(x, w, b, num_scales=s, mode=mode))
+  p_ref, i_ref = _pool_reference(x, w, b, s, mode)
+  p, i = fused(x, w, b)
+  assert p.shape == i.shape == (2, 11, 11, 4) and i.dtype == jnp.int32
+  assert rel_err(p, p_ref) <= 1e-5
+  np.testing.assert_array_equal(i, i_ref)
+
+  def loss(f):
+    return lambda x, w, b: jnp.sum(f(x, w, b)[0] * r)
+
+  g_ref = jax.grad(loss(lambda x, w, b: _pool_reference(x, w, b, s, mode)), (0, 1, 2))(x, w, b)
+  g = jax.jit(jax.grad(loss(fused), (0, 1, 2)))(x, w, b)
+  for name, gr, gf in zip(("x", "weight", "bias"), g_ref, g):
+    assert rel_err(gf, gr) <= 1e-5, name
+
+
+def test_siconv2d_pool_zero_ring_and_ties(rng):
+  """All-negative responses: the zero ring of scale 1 wins near the border (lowest scale on a tie
+  of zeros), and ring wins carry no gradient to weight or bias."""
+  from stir_jax.layers.siconv import siconv2d_pool
+  x = jnp.abs(jax.random.normal(rng, (1, 13, 13, 2))) + 0.1
+  w = -jnp.ones((5, 5, 2, 3)) * 0.1
+  b = -jnp.ones((3,))
+  s = num_scales_for(13, 5)
+  p, i = jax.jit(lambda x, w, b: siconv2d_pool(x, w, b, num_scales=s))(x, w, b)
+  p_ref, i_ref = _pool_reference(x, w, b, s, "bicubic", impl="fft")
+  np.testing.assert_array_equal(i, i_ref)
+  np.testing.assert_allclose(p, p_ref, rtol=1e-6, atol=0)
+  i = np.asarray(i)
+  assert np.all(i[:, 0, :] == 1) and np.all(i[:, :, 0] == 1)  # outer ring: scale 1's zero ring
+  assert np.all(np.asarray(p)[:, 0, :] == 0.0)
+  assert np.all(i[:, 1, 1:-1] == 2)  # ring of scale 2 (scale 1 is valid there and negative)
+  g = jax.grad(lambda w, b: jnp.sum(siconv2d_pool(x, w, b, num_scales=s)[0]), (0, 1))(w, b)
+  g_ref = jax.grad(lambda w, b: jnp.sum(_pool_reference(x, w, b, s, "bicubic")[0]), (0, 1))(w, b)
+  for gf, gr in zip(g, g_ref):
+    np.testing.assert_allclose(gf, gr, rtol=1e-5, atol=1e-6)
+
+
+def test_siconv2d_pool_rejects_other_pools(rng):
+  from stir_jax.layers.siconv import siconv2d_pool
+  x = jnp.zeros((1, 13, 13, 1))
+  with pytest.raises(ValueError, match="fuses only"):
+    siconv2d_pool(x, jnp.zeros((5, 5, 1, 2)), jnp.zeros(2), num_scales=5, pool="slice")
+
+
+def test_siconv2d_pool_non_square_uses_direct(rng):
+  from stir_jax.layers.siconv import siconv2d_pool
+  x = jax.random.normal(rng, (1, 16, 14, 2))
+  w = jax.random.normal(rng, (5, 5, 2, 3))
+  b = jnp.zeros(3)
+  s = num_scales_for(14, 5)
+  p, i = siconv2d_pool(x, w, b, num_scales=s)
+  p_ref, i_ref = _pool_reference(x, w, b, s, "bicubic")
+  np.testing.assert_array_equal(p, p_ref)
+  np.testing.assert_array_equal(i, i_ref)
