@@ -9,6 +9,7 @@ import flax.linen as nn
 
 from stir_jax.layers.scale_pool import ScalePool
 from stir_jax.layers.siconv import SiConv2d
+from stir_jax.layers.conv import conv3d
 from stir_jax.layers.initializers import torch_uniform
 from stir_jax.models import common
 
@@ -75,9 +76,7 @@ class Conv3dCNN(nn.Module):
     init = torch_uniform(cin * k ** 3)
     kernel = self.param("conv2_kernel", init, (k, k, k, cin, 32))
     bias = self.param("conv2_bias", init, (32,))
-    y = jax.lax.conv_general_dilated(
-        stage1, kernel, (1, 1, 1), "VALID", dimension_numbers=("NDHWC", "DHWIO", "NDHWC"))
-    stage2 = nn.relu(y + bias)
+    stage2 = nn.relu(conv3d(stage1, kernel, bias, impl="xla" if self.impl == "direct" else "auto"))
     features = common.global_max(stage2)
     logits = common.Dense(self.num_classes, name="lin")(features)
     if with_aux:

@@ -31,3 +31,16 @@ def test_fft_equals_xla(padding):
 def test_unknown_impl():
   with pytest.raises(ValueError, match="valid: auto, xla, fft"):
     conv2d(jnp.zeros((1, 8, 8, 1)), jnp.zeros((3, 3, 1, 1)), impl="winograd")
+
+
+def test_conv3d_fft_equals_xla():
+  from stir_jax.layers.conv import conv3d
+  r = np.random.default_rng(1)
+  x = jnp.asarray(r.random((2, 9, 12, 11, 3)), jnp.float32)
+  w = jnp.asarray(r.normal(size=(3, 5, 5, 3, 4)), jnp.float32)
+  b = jnp.asarray(r.normal(size=(4,)), jnp.float32)
+  assert _rel(conv3d(x, w, b, impl="fft"), conv3d(x, w, b, impl="xla")) <= 1e-5
+  loss = lambda impl: lambda x, w: jnp.sum(jnp.sin(conv3d(x, w, b, impl=impl)))
+  for a, c in zip(jax.grad(loss("fft"), argnums=(0, 1))(x, w),
+                  jax.grad(loss("xla"), argnums=(0, 1))(x, w)):
+    assert _rel(a, c) <= 1e-5
