@@ -1,0 +1,502 @@
+"""Sweeps: a grid of runs (models x datasets x scenarios x learning rates x seeds) in one directory.
+
+  python -m stir_jax.sweep --out runs/sweep --models standard,pixel_pool \\
+      --datasets data/emoji.npz --scenarios 1,2,3,4 --seeds 1-5 [--lrs 1e-3,1e-2] \\
+      [--config configs/paper.py] [--set field=value ...] [--num-seeds-per-program N] [--dry-run]
+
+Every setting gets an ordinary run directory
+
+  OUT/<model>/<data>/s<scenario>/lr<lr>/seed_<seed>/
+
+(config.json, metrics.jsonl, checkpoints, results.json: see stir_jax.training), so any one of them
+can be trained, resumed or evaluated on its own with train.py / eval.py. Finished settings are
+skipped, interrupted ones resumed; rerunning the same command continues the sweep. At the end the
+aggregation (stir_jax.report, eval.py --runs) writes OUT/report/.
+
+--num-seeds-per-program N trains up to N seeds of a model x data x scenario x lr together in one
+program (stir_jax.multiseed) into the same seed directories. --dry-run prints the plan (which
+settings are done, partial or new) and an estimate of its cost from a short timing probe of each
+model's train and evaluation steps (compilation timed separately). Errors are one line
+`error: ...` with exit status 2; runs that fail (e.g. a diverging learning rate) are reported and
+the others go on.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import json
+import math
+import pathlib
+import sys
+import time
+from typing import NoReturn, Sequence
+
+import ml_collections
+import numpy as np
+
+DEFAULT_CONFIG = "configs/paper.py"
+REPO = pathlib.Path(__file__).resolve().parents[1]
+GRID_FIELDS = ("model", "dataset", "scenario", "seed", "num_seeds")  # --lrs overrides learning_rate
+OPTIONAL_FIELDS = {"seed_batching": str}  # read with config.get, may be absent from the config
+STATUSES = ("done", "partial", "new")
+
+
+class SweepError(RuntimeError):
+  """A user error in the sweep's arguments or directory (printed as one line)."""
+
+
+# --- arguments -------------------------------------------------------------------------------
+
+def parse_int_list(spec: str, what: str) -> list[int]:
+  """'1-5', '1,3,7', '1-3,10' -> sorted distinct non-negative ints."""
+  out = set()
+  for part in (p.strip() for p in spec.split(",")):
+    if not part:
+      continue
+    try:
+      lo, dash, hi = part.partition("-")
+      lo, hi = int(lo), int(hi if dash else lo)
+      if lo < 0 or hi < lo:
+        raise ValueError
+    except ValueError:
+      raise SweepError(f"bad {what} {part!r} in {spec!r}; use e.g. 1-5 or 1,3,7") from None
+    out.update(range(lo, hi + 1))
+  if not out:
+    raise SweepError(f"no {what} in {spec!r}")
+  return sorted(out)
+
+
+def parse_list(spec: str, what: str) -> list[str]:
+  items = [s.strip() for s in spec.split(",") if s.strip()]
+  if not items:
+    raise SweepError(f"no {what} in {spec!r}")
+  if len(set(items)) != len(items):
+    raise SweepError(f"repeated {what} in {spec!r}")
+  return items
+
+
+def parse_lrs(spec: str) -> list[float]:
+  out = []
+  for s in parse_list(spec, "learning rates"):
+    try:
+      lr = float(s)
+    except ValueError:
+      raise SweepError(f"bad learning rate {s!r}") from None
+    if not lr > 0 or not math.isfinite(lr):
+      raise SweepError(f"learning rates must be positive, got {s}")
+    out.append(lr)
+  return out
+
+
+def load_config(path: str) -> ml_collections.ConfigDict:
+  """get_config() of a config file (its repository's `configs` package importable)."""
+  p = pathlib.Path(path)
+  if not p.exists() and not p.is_absolute() and (REPO / p).exists():
+    p = REPO / p
+  if not p.is_file():
+    raise SweepError(f"config file {path} not found")
+  for root in (str(p.resolve().parent.parent), str(pathlib.Path.cwd())):
+    if root not in sys.path:
+      sys.path.insert(0, root)
+  spec = importlib.util.spec_from_file_location(f"_sweep_config_{p.stem}", p)
+  module = importlib.util.module_from_spec(spec)
+  try:
+    spec.loader.exec_module(module)
+    config = module.get_config()
+  except Exception as e:  # any error in a user's config file is reported in one line
+    raise SweepError(f"could not load {path}: {type(e).__name__}: {e}") from None
+  return ml_collections.ConfigDict(json.loads(config.to_json()))  # unlocked, plain copy
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str]) -> None:
+  """--set field=value: the value is converted to the field's type (bool, int, float, str)."""
+  for item in overrides:
+    if "=" not in item:
+      raise SweepError(f"--set takes field=value, got {item!r}")
+    field, value = (s.strip() for s in item.split("=", 1))
+    if field in GRID_FIELDS:
+      raise SweepError(f"--set {field} is not allowed: the grid sets it (--models, --datasets, "
+                       "--scenarios, --seeds, --num-seeds-per-program)")
+    if field in config:
+      current = config[field]
+    elif field in OPTIONAL_FIELDS:
+      current = OPTIONAL_FIELDS[field]()
+    else:
+      raise SweepError(f"--set {field}: no such field in the config")
+    try:
+      if isinstance(current, bool):
+        if value.lower() not in ("true", "false", "1", "0"):
+          raise ValueError
+        converted = value.lower() in ("true", "1")
+      elif isinstance(current, int):
+        converted = int(value)
+      elif isinstance(current, float):
+        converted = float(value)
+      else:
+        converted = value
+    except ValueError:
+      raise SweepError(f"--set {field}={value}: not a {type(current).__name__}") from None
+    config[field] = converted
+
+
+# --- the plan --------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+  """One model x dataset x scenario x learning rate; its seeds live in <dir>/seed_<s>."""
+  model: str
+  dataset: str
+  scenario: int
+  lr: float
+
+  def dir(self, out: pathlib.Path) -> pathlib.Path:
+    data = pathlib.Path(self.dataset).stem
+    return out / self.model / data / f"s{self.scenario}" / f"lr{self.lr:g}"
+
+  def config(self, base: ml_collections.ConfigDict, seed: int) -> ml_collections.ConfigDict:
+    """The run config of one seed: the base config with the grid's fields, num_seeds = 1."""
+    c = ml_collections.ConfigDict(json.loads(base.to_json()))
+    c.model, c.dataset, c.scenario = self.model, self.dataset, self.scenario
+    c.learning_rate, c.seed, c.num_seeds = self.lr, seed, 1
+    return c
+
+
+@dataclasses.dataclass
+class Run:
+  group: Group
+  seed: int
+  config: ml_collections.ConfigDict
+  dir: pathlib.Path
+  status: str = "new"      # done, partial or new
+  epochs_done: int = 0
+  stopped: bool = False    # early stopping (or num_epochs) already ended its training
+
+
+def run_status(run: Run) -> None:
+  """Fills run.status/epochs_done/stopped from its directory; SweepError on a conflict."""
+  from stir_jax import training  # pylint: disable=g-import-not-at-top
+  d, cfg = run.dir, run.dir / "config.json"
+  if not cfg.exists():
+    if d.exists() and any(d.iterdir()):
+      raise SweepError(f"{d} is not empty and holds no stir_jax run (no config.json)")
+    return
+  try:
+    found = json.loads(cfg.read_text())
+  except json.JSONDecodeError:
+    raise SweepError(f"{cfg} is not valid JSON") from None
+  wanted = training.config_dict(run.config)
+  if found != wanted:
+    diff = sorted(k for k in set(found) | set(wanted) if found.get(k) != wanted.get(k))
+    raise SweepError(f"{d} holds a run with a different config (fields: {', '.join(diff)}); "
+                     "use another --out or the same --config/--set as before")
+  if (d / "results.json").exists():
+    run.status = "done"
+    return
+  run.status = "partial"
+  meta = {"epoch": 0, "best_val_accuracy": -1.0, "best_epoch": 0, "bad_epochs": 0}
+  for row in training.read_metrics(d):  # replay early stopping over the logged epochs
+    meta, _ = training.early_stopping_update(meta, row["epoch"], row["val_accuracy"])
+  run.epochs_done = meta["epoch"]
+  run.stopped = (meta["epoch"] >= run.config.num_epochs
+                 or training.should_stop(meta, run.config.patience))
+
+
+def make_plan(args, base: ml_collections.ConfigDict) -> list[Run]:
+  from stir_jax import models  # pylint: disable=g-import-not-at-top
+  names = parse_list(args.models, "models")
+  unknown = [m for m in names if m not in models.model_names()]
+  if unknown:
+    raise SweepError(f"unknown model {unknown[0]!r}; valid models: "
+                     f"{', '.join(models.model_names())}")
+  datasets = parse_list(args.datasets, "datasets")
+  for ds in datasets:
+    if not pathlib.Path(ds).exists() and not pathlib.Path(ds).name.startswith("emoji"):
+      raise SweepError(f"dataset {ds} does not exist")  # emoji files are generated on first use
+  stems = [pathlib.Path(d).stem for d in datasets]
+  if len(set(stems)) != len(stems):
+    raise SweepError(f"two datasets share a file name ({', '.join(datasets)}); the run "
+                     "directories are named by it")
+  scenarios = parse_int_list(args.scenarios, "scenarios")
+  if any(s not in (1, 2, 3, 4) for s in scenarios):
+    raise SweepError(f"scenarios are 1..4, got {args.scenarios}")
+  seeds = parse_int_list(args.seeds, "seeds")
+  lrs = parse_lrs(args.lrs) if args.lrs else [float(base.learning_rate)]
+  out = pathlib.Path(args.out)
+  runs = []
+  for model in names:
+    for dataset in datasets:
+      for scenario in scenarios:
+        for lr in lrs:
+          group = Group(model, dataset, scenario, lr)
+          for seed in seeds:
+            run = Run(group, seed, group.config(base, seed), group.dir(out) / f"seed_{seed}")
+            run_status(run)
+            runs.append(run)
+  return runs
+
+
+def ranges(values: Sequence[int]) -> str:
+  """[1, 2, 3, 5] -> '1-3,5'; [] -> '-'."""
+  values = sorted(values)
+  if not values:
+    return "-"
+  parts, start, prev = [], values[0], values[0]
+  for v in values[1:] + [None]:
+    if v is not None and v == prev + 1:
+      prev = v
+      continue
+    parts.append(f"{start}-{prev}" if prev > start else f"{start}")
+    if v is not None:
+      start = prev = v
+  return ",".join(parts)
+
+
+def groups_of(runs: list[Run]) -> dict[Group, list[Run]]:
+  out: dict[Group, list[Run]] = {}
+  for r in runs:
+    out.setdefault(r.group, []).append(r)
+  return out
+
+
+def plan_table(runs: list[Run]) -> str:
+  rows = [("model", "data", "scenario", "lr", "seeds", "done", "partial", "new")]
+  for g, rs in groups_of(runs).items():
+    by = {st: [r.seed for r in rs if r.status == st] for st in STATUSES}
+    rows.append((g.model, pathlib.Path(g.dataset).stem, str(g.scenario), f"{g.lr:g}",
+                 ranges([r.seed for r in rs]), ranges(by["done"]), ranges(by["partial"]),
+                 ranges(by["new"])))
+  widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+  return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+# --- the estimate ----------------------------------------------------------------------------
+
+def probe(config: ml_collections.ConfigDict, data, seeds_per_program: int,
+          steps: int) -> dict[str, float]:
+  """Seconds per train step and per evaluation batch of config.model on data's shapes (random
+  inputs, after one compiling call), for one run or a program of seeds_per_program seeds."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from stir_jax import multiseed, training  # pylint: disable=g-import-not-at-top
+  model = training.build_model(config, data)
+  tx = training.make_optimizer(config)
+  rng = np.random.default_rng(0)
+  c, k = data.num_channels, data.num_classes
+
+  def batch(b):
+    return {"image": rng.random((b, 64, 64, c), dtype=np.float32),
+            "label": rng.integers(0, k, b).astype(np.int32),
+            "scale": rng.integers(17, 65, b).astype(np.int32), "mask": np.ones(b, bool)}
+
+  init = jax.device_get(training.create_train_state(model, tx, jax.random.PRNGKey(0), c))
+  if seeds_per_program > 1:
+    mesh = multiseed.SeedMesh(seeds_per_program, config.get("seed_batching", "auto"))
+    mesh.check_global_batch(config.batch_size)
+    state = mesh.put_state(multiseed.stack([init] * seeds_per_program))
+    train = mesh.train_step(training.train_step_fn(model, tx))
+    evaluate = mesh.eval_step(training.eval_step_fn(model))
+    tb = multiseed.stack([batch(config.batch_size)] * seeds_per_program)
+    eb = batch(mesh.eval_batch_size(config.eval_batch_size))
+  else:
+    par = training.make_parallel(config)
+    state = par.put_state(init)
+    train = par.train_step(training.train_step_fn(model, tx))
+    evaluate = par.eval_step(training.eval_step_fn(model))
+    tb, eb = batch(config.batch_size), batch(par.eval_batch_size(config.eval_batch_size))
+
+  def timed(fn, n):
+    t = time.perf_counter()
+    for _ in range(n):
+      jax.block_until_ready(fn())
+    return (time.perf_counter() - t) / n
+
+  holder = [state]
+
+  def train_once():
+    holder[0], stats = train(holder[0], tb)
+    return stats
+
+  first_train = timed(train_once, 1)
+  train_s = timed(train_once, steps)
+  first_eval = timed(lambda: evaluate(holder[0].params, eb), 1)
+  eval_s = timed(lambda: evaluate(holder[0].params, eb), steps)
+  return {"train_step": train_s, "eval_batch": eval_s,
+          "compile": max(first_train - train_s, 0.0) + max(first_eval - eval_s, 0.0)}
+
+
+def estimate(runs: list[Run], base: ml_collections.ConfigDict, seeds_per_program: int,
+             steps: int) -> tuple[float, list[str]]:
+  """(seconds, probe lines) for the runs not yet done: remaining epochs x (train steps + valid
+  batches) + one test pass + compilation, per run or per program of seeds."""
+  from stir_jax import training  # pylint: disable=g-import-not-at-top
+  from stir_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  todo = [r for r in runs if r.status != "done"]
+  timings: dict[tuple[str, str, int], dict] = {}
+  lines, total = [], 0.0
+  datas = {}
+  for g, rs in groups_of(todo).items():
+    if g.dataset not in datas:
+      datas[g.dataset] = load_data(g.dataset)
+    data = datas[g.dataset]
+    config = rs[0].config
+    k = min(seeds_per_program, len(rs))
+    key = (g.model, g.dataset, k)
+    if key not in timings:
+      timings[key] = probe(config, data, k, steps)
+      t = timings[key]
+      lines.append(f"  {g.model} on {pathlib.Path(g.dataset).stem}: "
+                   f"{t['train_step'] * 1e3:.1f} ms per train step, "
+                   f"{t['eval_batch'] * 1e3:.1f} ms per evaluation batch, compile "
+                   f"{t['compile']:.1f} s" + (f" ({k} seeds per program)" if k > 1 else ""))
+    t = timings[key]
+    steps_per_epoch = math.ceil(pipeline.num_examples(data, "train", g.scenario)
+                                / config.batch_size)
+    valid = math.ceil(pipeline.num_examples(data, "valid", g.scenario) / config.eval_batch_size)
+    test = math.ceil(pipeline.num_examples(data, "test", scales=pipeline.ALL_SCALES)
+                     / config.eval_batch_size)
+    per_epoch = steps_per_epoch * t["train_step"] + valid * t["eval_batch"]
+    programs = [rs[i:i + k] for i in range(0, len(rs), k)]
+    for prog in programs:
+      left = max(0 if r.stopped else config.num_epochs - r.epochs_done for r in prog)
+      total += t["compile"] + left * per_epoch + test * t["eval_batch"]
+  return total, lines
+
+
+def load_data(dataset: str):
+  """A dataset for the estimate (which never generates one)."""
+  from stir_jax import training  # pylint: disable=g-import-not-at-top
+  path = pathlib.Path(dataset)
+  if not path.exists():
+    hint = (f"; a real sweep generates STIR-emoji first, or run: python -m stir_jax.data "
+            f"generate --domain emoji --out {dataset}" if path.name.startswith("emoji") else "")
+    raise SweepError(f"dataset {dataset} does not exist{hint}")
+  try:
+    return training.load_dataset(ml_collections.ConfigDict({"dataset": dataset}))
+  except training.RunError as e:
+    raise SweepError(str(e)) from None
+
+
+def format_seconds(s: float) -> str:
+  if s < 120:
+    return f"{s:.0f} s"
+  if s < 7200:
+    return f"{s / 60:.1f} min"
+  return f"{s / 3600:.1f} h"
+
+
+# --- running ---------------------------------------------------------------------------------
+
+def run_sweep(args, base: ml_collections.ConfigDict, runs: list[Run]) -> int:
+  """Trains every run not done; returns the number of failed runs."""
+  from tqdm.auto import tqdm  # pylint: disable=g-import-not-at-top
+  from stir_jax import multiseed, training  # pylint: disable=g-import-not-at-top
+  out = pathlib.Path(args.out)
+  k = args.num_seeds_per_program
+  done = sum(r.status == "done" for r in runs)
+  failures: list[str] = []
+  bar = tqdm(total=len(runs), initial=done, desc="sweep", unit="run", dynamic_ncols=True)
+  for g, rs in groups_of(runs).items():
+    todo = [r for r in rs if r.status != "done"]
+    if not todo:
+      continue
+    programs = [todo[i:i + k] for i in range(0, len(todo), k)] if k > 1 else [[r] for r in todo]
+    for prog in programs:
+      names = f"{g.dir(out).relative_to(out)}/seed_{ranges([r.seed for r in prog])}"
+      bar.set_postfix_str(names)
+      try:
+        if len(prog) == 1:
+          res = [training.train_and_evaluate(prog[0].config, prog[0].dir, progress=False)]
+        else:
+          res = multiseed.train_seeds(prog[0].config, g.dir(out), [r.seed for r in prog],
+                                      progress=False)["runs"]
+        accs = ", ".join(f"{r['test_accuracy']:.3f}" for r in res)
+        bar.write(f"{names}: test accuracy {accs}")
+      except training.RunError as e:
+        failures.append(f"{names}: {e}")
+        bar.write(f"failed: {names}: {e}")
+      bar.update(len(prog))
+  bar.close()
+  for f in failures:
+    print(f"failed: {f}", file=sys.stderr)
+  return len(failures)
+
+
+def _fail(message: str) -> NoReturn:
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(2)
+
+
+class _Parser(argparse.ArgumentParser):
+  def error(self, message):  # one line, exit 2 (not argparse's usage text)
+    _fail(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+  p = _Parser(prog="python -m stir_jax.sweep",
+              description="Run a grid of STIR runs into one directory, then aggregate them.")
+  p.add_argument("--out", required=True, help="the sweep directory")
+  p.add_argument("--models", required=True, help="comma-separated model names")
+  p.add_argument("--datasets", required=True, help="comma-separated STIR files")
+  p.add_argument("--scenarios", default="1,2,3,4", help="e.g. 1,2,3,4 or 2 (default: all)")
+  p.add_argument("--seeds", required=True, help="e.g. 1-50 or 1,2,5")
+  p.add_argument("--lrs", default=None, help="comma-separated learning rates (default: the "
+                 "config's)")
+  p.add_argument("--config", default=DEFAULT_CONFIG, help=f"base config file ({DEFAULT_CONFIG})")
+  p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                 help="override a config field (repeatable)")
+  p.add_argument("--num-seeds-per-program", type=int, default=1,
+                 help="train up to N seeds of a setting together (stir_jax.multiseed)")
+  p.add_argument("--dry-run", action="store_true", help="print the plan and an estimate only")
+  p.add_argument("--probe-steps", type=int, default=3,
+                 help="timed steps per model for the estimate (0: no estimate)")
+  p.add_argument("--no-report", action="store_true", help="skip the aggregation at the end")
+  return p
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+  args = build_parser().parse_args(argv)
+  from stir_jax import report, training  # pylint: disable=g-import-not-at-top
+  try:
+    if args.num_seeds_per_program < 1:
+      raise SweepError("--num-seeds-per-program must be at least 1")
+    if args.probe_steps < 0:
+      raise SweepError("--probe-steps must be 0 or more")
+    base = load_config(args.config)
+    apply_overrides(base, args.set)
+    runs = make_plan(args, base)
+    counts = {st: sum(r.status == st for r in runs) for st in STATUSES}
+    n_groups = len(groups_of(runs))
+    print(f"plan: {len(runs)} runs in {args.out} ({n_groups} settings x "
+          f"{len(runs) // n_groups} seed(s)): "
+          f"{counts['done']} done, {counts['partial']} partial, {counts['new']} new")
+    print(plan_table(runs))
+    if args.dry_run:
+      if counts["done"] == len(runs):
+        print("estimate: nothing left to train")
+      elif args.probe_steps:
+        seconds, lines = estimate(runs, base, args.num_seeds_per_program, args.probe_steps)
+        import jax  # pylint: disable=g-import-not-at-top
+        print(f"timing probe ({jax.devices()[0].platform}, {len(jax.devices())} device(s); "
+              "random inputs, compilation timed separately):")
+        print("\n".join(lines))
+        print(f"estimate: up to {format_seconds(seconds)} for the {len(runs) - counts['done']} "
+              f"runs left (num_epochs {base.num_epochs} each; early stopping with patience "
+              f"{base.patience} usually ends runs sooner; input pipeline not timed)")
+      return
+    failed = run_sweep(args, base, runs) if counts["done"] < len(runs) else 0
+    if counts["done"] == len(runs):
+      print("every run is finished; nothing to train")
+    if not args.no_report:
+      out = report.aggregate(args.out, pathlib.Path(args.out) / "report")
+      print(f"aggregated {out['runs']} runs into {pathlib.Path(args.out) / 'report' / 'report.md'}")
+    if failed:
+      raise SweepError(f"{failed} of {len(runs)} runs failed (listed above); rerun the same "
+                       "command to retry them")
+  except (SweepError, training.RunError, FileNotFoundError, PermissionError) as e:
+    _fail(str(e))
+  except KeyboardInterrupt:
+    _fail("interrupted; rerun the same command to resume")
+
+
+if __name__ == "__main__":
+  main()
