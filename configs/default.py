@@ -36,4 +36,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.seed = 1
   # Data parallelism over all devices: "jit" (mesh + NamedSharding, recommended) or "pmap".
   config.parallelism = "jit"
+  # Seeds trained together in one program (seed, seed + 1, ...), one run directory
+  # workdir/seed_<s> each (stir_jax.multiseed); 1: a single run in workdir itself.
+  config.num_seeds = 1
   return config

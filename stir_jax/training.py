@@ -290,6 +290,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   results.json exists is not retrained. `on_epoch_end(epoch)` is called after each epoch's
   checkpoint is written (hooks for schedulers; tests use it to simulate a crash).
   """
+  if config.get("num_seeds", 1) > 1:  # several seeds in one program: workdir/seed_<s>/ each
+    from stir_jax import multiseed  # pylint: disable=g-import-not-at-top
+    return multiseed.train_many(config, workdir, progress=progress, on_epoch_end=on_epoch_end)
   workdir = pathlib.Path(workdir)
   main = jax.process_index() == 0
   if (workdir / "results.json").exists() and (workdir / "config.json").exists():
