@@ -17,7 +17,11 @@ def main(argv):
   config = cli.loaded_config()
   workdir = flags.FLAGS.workdir or cli.default_workdir(flags.FLAGS["config"].config_filename)
   results = cli.run(training.train_and_evaluate, config, workdir)
-  print(f"test accuracy {results['test_accuracy']:.4f}; results in {workdir}/results.json")
+  if "seeds" in results:  # config.num_seeds > 1: one run directory per seed
+    print(f"mean test accuracy {results['test_accuracy']:.4f} over seeds {results['seeds']}; "
+          f"results in {workdir}/seed_<s>/results.json")
+  else:
+    print(f"test accuracy {results['test_accuracy']:.4f}; results in {workdir}/results.json")
 
 
 if __name__ == "__main__":

@@ -31,8 +31,10 @@ def scale_equivariance_error(features: Callable[[np.ndarray], np.ndarray],
 
 def model_equivariance_errors(model, variables, data: stir_file.StirData, split: str = "test",
                               stages=("stage1", "stage2"), batch_size: int = 48) -> dict[str, np.ndarray]:
-  """Errors of the model's intermediate maps (aux[stage], (B, H, W, C)) for every object of a split.
+  """Errors of the model's intermediate maps for every object of a split.
 
+  aux[stage] is (B, H, W, C), or (B, S, H, W, C) for models with a scale axis (SESN/DISCO), whose
+  S maps per channel are compared together as S * C channels.
   Returns {stage: (num_classes, num_instances, 6)} in metrics.EQUIVARIANCE_PAIRS order.
   """
   s = SPLITS[split]
@@ -50,12 +52,15 @@ def model_equivariance_errors(model, variables, data: stir_file.StirData, split:
     for st in stages:
       if st not in aux:
         raise ValueError(f"the model reports no {st!r} (it has {sorted(aux)})")
-      maps[st].append(np.asarray(aux[st]))
+      fmap = np.asarray(aux[st])
+      if fmap.ndim == 5:                                # (B, S, H, W, C) -> (B, H, W, S * C)
+        fmap = np.moveaxis(fmap, 1, 3).reshape(*fmap.shape[:1], *fmap.shape[2:4], -1)
+      maps[st].append(fmap)
   out = {}
   for st in stages:
     fm = np.concatenate(maps[st]).reshape(n, m, 6, *maps[st][0].shape[1:])
     if fm.ndim != 6:
-      raise ValueError(f"{st} has shape {fm.shape[3:]}; expected (H, W, C) maps")
+      raise ValueError(f"{st} has shape {fm.shape[3:]}; expected (H, W, C) or (S, H, W, C) maps")
     errs = np.empty((n, m, 6))
     for c in range(n):
       for i in range(m):

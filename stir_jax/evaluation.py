@@ -96,7 +96,7 @@ def evaluate(workdir: str | pathlib.Path) -> dict:
   training.write_json(workdir / "consistency.json", consistency)
 
   errors = {}
-  stages = [st for st in ("stage1", "stage2") if _map_ndim(model, variables, data, st) == 4]
+  stages = [st for st in ("stage1", "stage2") if _map_ndim(model, variables, data, st) in (4, 5)]
   if stages:
     errors = equivariance.model_equivariance_errors(model, variables, data, stages=stages,
                                                     batch_size=config.eval_batch_size)

@@ -57,3 +57,15 @@ def test_restrict_to_scales_matches_direct_computation():
 
 def test_empty_split_is_nan_not_zero():
   assert math.isnan(metrics.accuracy(0, 0))
+
+
+def test_prediction_consistency_and_index_correlation_known_answers():
+  from stir_jax import evaluation
+  # 3 sizes x 2 objects: object 0 always class 1, object 1 changes its mind
+  pred = np.array([[[1], [0]], [[1], [2]], [[1], [0]]])
+  assert evaluation.prediction_consistency(pred) == 0.5
+  scales = np.broadcast_to(np.array([17, 40, 64])[:, None, None], (3, 2, 1))
+  rising = np.broadcast_to(np.array([0, 5, 9])[:, None, None, None], (3, 2, 1, 4))
+  assert evaluation.index_size_correlation(rising, scales) == pytest.approx(1.0)
+  assert evaluation.index_size_correlation(rising[::-1], scales) == pytest.approx(-1.0)
+  assert math.isnan(evaluation.index_size_correlation(np.zeros((3, 2, 1, 4)), scales))
