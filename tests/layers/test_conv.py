@@ -5,10 +5,7 @@ import numpy as np
 import pytest
 
 from stir_jax.layers.conv import conv2d
-
-
-def _rel(a, b):
-  return float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
+from tests.helpers import rel_err
 
 
 @pytest.mark.parametrize("padding", ["VALID", "SAME", 3, ((1, 2), (0, 3))])
@@ -20,12 +17,12 @@ def test_fft_equals_xla(padding):
   ref = conv2d(x, w, b, padding, impl="xla")
   out = conv2d(x, w, b, padding, impl="fft")
   assert out.shape == ref.shape
-  assert _rel(out, ref) <= 1e-5
+  assert rel_err(out, ref) <= 1e-5
   loss = lambda impl: lambda x, w, b: jnp.sum(jnp.sin(conv2d(x, w, b, padding, impl=impl)))
   g_ref = jax.grad(loss("xla"), argnums=(0, 1, 2))(x, w, b)
   g_fft = jax.grad(loss("fft"), argnums=(0, 1, 2))(x, w, b)
   for a, c in zip(g_fft, g_ref):
-    assert _rel(a, c) <= 1e-5
+    assert rel_err(a, c) <= 1e-5
 
 
 def test_unknown_impl():
@@ -39,8 +36,8 @@ def test_conv3d_fft_equals_xla():
   x = jnp.asarray(r.random((2, 9, 12, 11, 3)), jnp.float32)
   w = jnp.asarray(r.normal(size=(3, 5, 5, 3, 4)), jnp.float32)
   b = jnp.asarray(r.normal(size=(4,)), jnp.float32)
-  assert _rel(conv3d(x, w, b, impl="fft"), conv3d(x, w, b, impl="xla")) <= 1e-5
+  assert rel_err(conv3d(x, w, b, impl="fft"), conv3d(x, w, b, impl="xla")) <= 1e-5
   loss = lambda impl: lambda x, w: jnp.sum(jnp.sin(conv3d(x, w, b, impl=impl)))
   for a, c in zip(jax.grad(loss("fft"), argnums=(0, 1))(x, w),
                   jax.grad(loss("xla"), argnums=(0, 1))(x, w)):
-    assert _rel(a, c) <= 1e-5
+    assert rel_err(a, c) <= 1e-5

@@ -5,10 +5,7 @@ import numpy as np
 import pytest
 
 from stir_jax.layers.interpolation import MODES, interpolation_matrix, resize_kernel
-
-
-def rel_err(a, b) -> float:
-  return float(np.max(np.abs(np.asarray(a) - np.asarray(b))) / np.max(np.abs(np.asarray(b))))
+from tests.helpers import rel_err
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -5,10 +5,7 @@ import numpy as np
 import pytest
 
 from stir_jax.layers.scale_pool import POOL_MODES, ScalePool, scale_pool
-
-
-def rel_err(a, b) -> float:
-  return float(np.max(np.abs(np.asarray(a) - np.asarray(b))) / np.max(np.abs(np.asarray(b))))
+from tests.helpers import rel_err
 
 
 @pytest.mark.parametrize("mode", ["pixel", "slice", "energy"])

@@ -5,11 +5,7 @@ import numpy as np
 import pytest
 
 from stir_jax.layers import sesn_basis
-
-
-def rel_err(ours, ref) -> float:
-  ref = np.asarray(ref)
-  return float(np.max(np.abs(np.asarray(ours) - ref)) / np.max(np.abs(ref)))
+from tests.helpers import rel_err
 
 
 @pytest.fixture(scope="module")

@@ -6,14 +6,11 @@ import pytest
 
 from stir_jax.layers.interpolation import MODES
 from stir_jax.layers.siconv import SiConv2d, num_scales_for, siconv2d
+from tests.helpers import rel_err
 
 
 # Jitted once per static configuration: far faster than eager per-scale dispatch.
 jit_siconv2d = jax.jit(siconv2d, static_argnames=("num_scales", "mode", "impl"))
-
-
-def rel_err(a, b) -> float:
-  return float(np.max(np.abs(np.asarray(a) - np.asarray(b))) / np.max(np.abs(np.asarray(b))))
 
 
 def _fixture_args(f):

@@ -7,15 +7,7 @@ import pytest
 from stir_jax.layers.resample import scaled_size
 from stir_jax.models import kanazawa
 from stir_jax.models.kanazawa import SCALES, KanazawaModel
-
-
-def rel_err(ours, ref) -> float:
-  ref = np.asarray(ref)
-  return float(np.max(np.abs(np.asarray(ours) - ref)) / np.max(np.abs(ref)))
-
-
-def num_state_params(state: dict) -> int:
-  return sum(v.size for k, v in state.items() if "." in k and not k.endswith("basis.basis"))
+from tests.helpers import num_state_params, rel_err
 
 
 @pytest.fixture(scope="module")

@@ -6,14 +6,11 @@ import numpy as np
 import pytest
 
 from stir_jax import convert, models
+from tests.helpers import rel_err
 
 
 def _count(params):
   return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))
-
-
-def _rel(a, b):
-  return float(np.max(np.abs(np.asarray(a) - b)) / np.max(np.abs(b)))
 
 
 def test_unknown_model_lists_valid_names():
@@ -50,11 +47,11 @@ def test_parity_with_reference(name, load_fixture):
   model = models.get_model(name, 1, 10)
   x = _nhwc(f["x"])
   logits, aux = jax.jit(lambda v, x: model.apply(v, x, with_aux=True))(variables, x)
-  assert _rel(logits, f["logits"]) <= 1e-4
-  assert _rel(aux["features"], f.get("trace_features")) <= 1e-4
+  assert rel_err(logits, f["logits"]) <= 1e-4
+  assert rel_err(aux["features"], f.get("trace_features")) <= 1e-4
   if "trace_stage1" in f:
-    assert _rel(aux["stage1"], _nhwc(f["trace_stage1"])) <= 1e-4
-    assert _rel(aux["stage2"], _nhwc(f["trace_stage2"])) <= 1e-4
+    assert rel_err(aux["stage1"], _nhwc(f["trace_stage1"])) <= 1e-4
+    assert rel_err(aux["stage2"], _nhwc(f["trace_stage2"])) <= 1e-4
   if name.endswith("_pool"):
     for i in (1, 2):
       ref = f[f"pool{i}_indices"]
@@ -80,5 +77,5 @@ def test_every_baseline_loads_reference_weights_through_convert(fixture, name, l
   state = {k: v for k, v in f.items() if "." in k}
   variables = convert.from_torch_state_dict(name, state, num_channels=1, num_classes=10)
   logits = jax.jit(models.get_model(name, 1, 10).apply)(variables, _nhwc(f["x"]))
-  assert _rel(logits, f["logits"]) <= 1e-4
+  assert rel_err(logits, f["logits"]) <= 1e-4
 

@@ -6,17 +6,9 @@ import pytest
 
 from stir_jax.models import sesn
 from stir_jax.models.sesn import DiscoModel, HermiteModel
+from tests.helpers import num_state_params, rel_err
 
 MODELS = {"hermite": HermiteModel, "disco": DiscoModel}
-
-
-def rel_err(ours, ref) -> float:
-  ref = np.asarray(ref)
-  return float(np.max(np.abs(np.asarray(ours) - ref)) / np.max(np.abs(ref)))
-
-
-def num_state_params(state: dict) -> int:
-  return sum(v.size for k, v in state.items() if "." in k and not k.endswith("basis.basis"))
 
 
 @pytest.fixture(scope="module", params=sorted(MODELS))

@@ -6,17 +6,9 @@ import pytest
 
 from stir_jax.models import spatial_transform
 from stir_jax.models.spatial_transform import SpatialTransformModel
+from tests.helpers import num_state_params, rel_err
 
 FIXTURES = ("model_spatial_transform", "model_spatial_transform_perturbed")
-
-
-def rel_err(ours, ref) -> float:
-  ref = np.asarray(ref)
-  return float(np.max(np.abs(np.asarray(ours) - ref)) / np.max(np.abs(ref)))
-
-
-def num_state_params(state: dict) -> int:
-  return sum(v.size for k, v in state.items() if "." in k and not k.endswith("basis.basis"))
 
 
 @pytest.fixture(scope="module")
