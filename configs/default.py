@@ -29,7 +29,7 @@ def get_config() -> ml_collections.ConfigDict:
   # Examples per evaluation step (memory only; results do not depend on it).
   config.eval_batch_size = 64
   # At most this many epochs (the paper: 200).
-  config.num_epochs = 12
+  config.num_epochs = 7
   # Stop after this many epochs without a better validation accuracy (the paper: 10).
   config.patience = 10
   # Seed of parameter init and data order.

@@ -311,19 +311,8 @@ def train_seeds(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
   tx = training.make_optimizer(config)
   host_states, metas, histories, ckpts = [], [], [], []
   for s in todo:
-    state = training.create_train_state(model, tx, jax.random.PRNGKey(s), data.num_channels)
-    ckpt = training.Checkpoints(dirs[s])
-    meta = {"epoch": 0, "best_val_accuracy": -1.0, "best_epoch": 0, "bad_epochs": 0}
-    history = training.read_metrics(dirs[s])
-    restored = ckpt.restore_latest(state)
-    if restored is not None:
-      state, meta = restored
-      history = [r for r in history if r["epoch"] <= meta["epoch"]]
-      print(f"resuming {dirs[s]} after epoch {meta['epoch']}")
-    else:
-      history = []
-    if main:
-      training.rewrite_metrics(dirs[s], history)
+    state, meta, history, ckpt = training.start_or_resume(model, tx, s, data.num_channels,
+                                                          dirs[s], write=main)
     host_states.append(jax.device_get(state))
     metas.append(meta)
     histories.append(history)

@@ -259,6 +259,27 @@ def should_stop(meta: dict, patience: int) -> bool:
 
 # --- the loop --------------------------------------------------------------------------------
 
+def start_or_resume(model, tx, seed: int, num_channels: int, workdir: pathlib.Path,
+                    write: bool = True) -> tuple[TrainState, dict, list[dict], Checkpoints]:
+  """The run's host state after its last saved epoch, or a fresh one for `seed`.
+
+  Returns (state, early-stopping meta, metrics history, checkpoints). metrics.jsonl lines past
+  the restored epoch (written by a run killed before its checkpoint) are dropped (when `write`).
+  """
+  state = create_train_state(model, tx, jax.random.PRNGKey(seed), num_channels)
+  ckpt = Checkpoints(workdir)
+  meta = {"epoch": 0, "best_val_accuracy": -1.0, "best_epoch": 0, "bad_epochs": 0}
+  history = []
+  restored = ckpt.restore_latest(state)
+  if restored is not None:
+    state, meta = restored
+    history = [r for r in read_metrics(workdir) if r["epoch"] <= meta["epoch"]]
+    print(f"resuming {workdir} after epoch {meta['epoch']}")
+  if write:
+    rewrite_metrics(workdir, history)
+  return state, meta, history, ckpt
+
+
 def build_model(config, data):
   """The config's model for the data's channel and class counts (RunError on a bad name)."""
   try:
@@ -308,19 +329,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     prepare_workdir(config, workdir)
 
   tx = make_optimizer(config)
-  state = create_train_state(model, tx, jax.random.PRNGKey(config.seed), data.num_channels)
-  ckpt = Checkpoints(workdir)
-  meta = {"epoch": 0, "best_val_accuracy": -1.0, "best_epoch": 0, "bad_epochs": 0}
-  restored = ckpt.restore_latest(state)
-  history = read_metrics(workdir)
-  if restored is not None:
-    state, meta = restored
-    history = [r for r in history if r["epoch"] <= meta["epoch"]]
-    print(f"resuming {workdir} after epoch {meta['epoch']}")
-  else:
-    history = []
-  if main:
-    rewrite_metrics(workdir, history)
+  state, meta, history, ckpt = start_or_resume(model, tx, config.seed, data.num_channels, workdir,
+                                               write=main)
 
   state = par.put_state(state)
   train_step = par.train_step(train_step_fn(model, tx))

@@ -191,3 +191,20 @@ def test_sigkill_then_rerun_equals_uninterrupted(tiny_data, tmp_path):
   for key in ("test_accuracy", "test_loss", "best_val_accuracy", "best_epoch", "per_scale",
               "epochs_run"):
     assert resumed[key] == full[key], key
+
+
+def test_pooling_model_eval_writes_indices(tmp_path):
+  data_path = tmp_path / "emoji2.npz"
+  stir_file.save_stir(data_path, emoji.generate_emoji(emoji.EMOJI_NAMES[:2], progress=False))
+  workdir = tmp_path / "pix"
+  training.train_and_evaluate(_config(data_path, model="pixel_pool", batch_size=16), workdir,
+                              progress=False)
+  evaluation.evaluate(workdir)
+  with np.load(workdir / "indices.npz") as idx:
+    assert idx["pool1"].shape == (48, 2, 1, 16) and idx["pool2"].shape == (48, 2, 1, 32)
+    assert idx["pool1"].min() >= 0 and idx["pool1"].max() <= 28   # 29 scales in layer 1
+    assert idx["pool2"].max() <= 25                               # 26 scales in layer 2
+    np.testing.assert_array_equal(idx["scale"][:, 0, 0], np.arange(64, 16, -1))
+  consistency = json.loads((workdir / "consistency.json").read_text())
+  assert -1.0 <= consistency["pool1_spearman"] <= 1.0
+  assert (workdir / "indices.png").stat().st_size > 10_000
