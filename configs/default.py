@@ -1,9 +1,9 @@
 """Quick start: pixel_pool on STIR-emoji, Mid2Rest (scenario 2), sized to finish on a laptop CPU.
 
 Command:  python train.py            (same as --config=configs/default.py --workdir=runs/default)
-Runtime:  see README.md (measured on a 2-core CPU).
-Result:   see README.md; the paper reports 76.6% mean test accuracy for pixel_pool on emoji Mid2Rest
-          (50 seeds, 200 epochs at most), one short run lands below that.
+Runtime:  11 min 43 s on a 2-core CPU (7 epochs of 72-103 s, data generation and the test pass).
+Result:   test accuracy 25.6% (validation 43.6% at epoch 7, still rising); the paper reports 76.6%
+          mean for pixel_pool on emoji Mid2Rest (50 seeds, up to 200 epochs: configs/paper.py).
 """
 import ml_collections
 

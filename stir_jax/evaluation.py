@@ -120,7 +120,8 @@ def predict_test_split(model, variables, data, batch_size: int) -> dict[str, np.
 
   For slice/energy pooling that index is the pool's own (one per channel); for pixel/soft pooling
   it is the index chosen at the position of the channel's strongest pooled response, the unit that
-  the global max (stage 2) reads.
+  the global max (stage 2) reads. A channel whose output is 0 everywhere on an image (no
+  response after the ReLU) gets -1: it chose no scale.
   """
   imgs = data.imgs[2]                                   # (48, n, m, 64, 64[, C])
   if imgs.ndim == 5:
@@ -136,11 +137,12 @@ def predict_test_split(model, variables, data, batch_size: int) -> dict[str, np.
       idx = aux.get(f"pool{i}_indices")
       if idx is None:
         continue
+      act = aux[f"stage{i}"].reshape(idx.shape[0], -1, idx.shape[-1])
       if idx.ndim == 4:                                 # (B, H, W, C): pick at each channel's max
-        act = aux[f"stage{i}"].reshape(idx.shape[0], -1, idx.shape[-1])
         where = jnp.argmax(act, axis=1)                 # (B, C)
         idx = jnp.take_along_axis(idx.reshape(act.shape), where[:, None, :], axis=1)[:, 0]
-      out[f"pool{i}"] = idx
+      # a channel silent on this image (ReLU output all 0) chose nothing: -1
+      out[f"pool{i}"] = jnp.where(jnp.max(act, axis=1) > 0, idx, -1)
     return out
 
   fn = jax.jit(summarize)
@@ -162,14 +164,17 @@ def prediction_consistency(pred: np.ndarray) -> float:
 
 def index_size_correlation(indices: np.ndarray, scales: np.ndarray) -> float:
   """Spearman rank correlation between object size and the chosen kernel scale index, over all
-  objects, sizes and channels. indices (S, n, m, C), scales (S, n, m). 1: the chosen kernel grows
-  exactly in step with the object; 0: unrelated. NaN when the indices never vary."""
+  objects, sizes and channels that chose a scale (index >= 0). indices (S, n, m, C), scales
+  (S, n, m). 1: the chosen kernel grows exactly in step with the object; 0: unrelated. NaN when
+  the indices never vary."""
   from scipy import stats
   idx = np.asarray(indices, np.float64)
   size = np.broadcast_to(np.asarray(scales)[..., None], idx.shape)
-  if np.all(idx == idx.flat[0]):
+  keep = idx >= 0                                       # -1: the channel chose no scale
+  idx, size = idx[keep], size[keep]
+  if idx.size == 0 or np.all(idx == idx[0]):
     return float("nan")
-  return float(stats.spearmanr(size.ravel(), idx.ravel()).statistic)
+  return float(stats.spearmanr(size, idx).statistic)
 
 
 def write_generalization_csv(path: pathlib.Path, rows: list[dict]) -> None:
@@ -227,8 +232,9 @@ def plot_indices(path: pathlib.Path, per_object: dict, title: str) -> None:
   sizes = np.asarray(metrics.SCALES)
   fig, axes = plt.subplots(1, 2, figsize=(8, 3.4), dpi=120, sharey=False)
   for ax, pool in zip(axes, ("pool1", "pool2")):
-    kernel = 7 + 2 * per_object[pool].astype(np.float64)          # (S, n, m, C)
+    kernel = 7 + 2 * per_object[pool].astype(np.float64)          # (S, n, m, C); -1 -> 5
     by_size = {int(s): kernel[per_object["scale"] == s].ravel() for s in sizes}
+    by_size = {s: v[v >= 7] if np.any(v >= 7) else np.array([np.nan]) for s, v in by_size.items()}
     q = np.array([np.percentile(by_size[s], [25, 50, 75]) for s in sizes])
     ax.fill_between(sizes, q[:, 0], q[:, 2], alpha=0.25, color="tab:orange", lw=0,
                     label="25-75%")

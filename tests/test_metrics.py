@@ -69,3 +69,11 @@ def test_prediction_consistency_and_index_correlation_known_answers():
   assert evaluation.index_size_correlation(rising, scales) == pytest.approx(1.0)
   assert evaluation.index_size_correlation(rising[::-1], scales) == pytest.approx(-1.0)
   assert math.isnan(evaluation.index_size_correlation(np.zeros((3, 2, 1, 4)), scales))
+
+
+def test_index_correlation_ignores_channels_that_chose_nothing():
+  from stir_jax import evaluation
+  scales = np.broadcast_to(np.array([17, 40, 64])[:, None, None], (3, 1, 1))
+  idx = np.array([0, 5, 9])[:, None, None, None] * np.ones((3, 1, 1, 2), int)
+  idx[:, 0, 0, 1] = -1                                   # a silent channel
+  assert evaluation.index_size_correlation(idx, scales) == pytest.approx(1.0)
