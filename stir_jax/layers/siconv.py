@@ -373,6 +373,18 @@ def _siconv_fft_reference(x: jax.Array, weight: jax.Array, bias: jax.Array, num_
   return y * mask[None, :, :, :, None]
 
 
+def _resolve_impl(x: jax.Array, impl: str) -> str:
+  """Which path to take, "fft" or "direct", for an input (B, H, W, C): auto takes fft on square inputs; an explicit
+  fft on a non-square input is a ValueError."""
+  square = x.shape[1] == x.shape[2]
+  if impl == "auto":
+    return "fft" if square else "direct"
+  if impl == "fft" and not square:
+    raise ValueError(f"impl='fft' needs a square input, got {x.shape[1]}x{x.shape[2]}; "
+                     "use impl='direct' or 'auto'")
+  return impl
+
+
 def siconv2d(x: jax.Array, weight: jax.Array, bias: jax.Array, *, num_scales: int,
              mode: str = "bicubic", impl: str = "auto", precision=None) -> jax.Array:
   """Scale-invariant convolution: the kernel at every size ``k + 2i``, valid, then zero-padded.
@@ -400,13 +412,7 @@ def siconv2d(x: jax.Array, weight: jax.Array, bias: jax.Array, *, num_scales: in
       non-square input with ``impl="fft"``.
   """
   _check_args(x, weight, bias, num_scales, mode, impl)
-  square = x.shape[1] == x.shape[2]
-  if impl == "auto":
-    impl = "fft" if square else "direct"
-  if impl == "fft":
-    if not square:
-      raise ValueError(f"impl='fft' needs a square input, got {x.shape[1]}x{x.shape[2]}; "
-                       "use impl='direct' or 'auto'")
+  if _resolve_impl(x, impl) == "fft":
     return _siconv_fft(x, weight, bias, num_scales, mode, precision)
   return _siconv_direct(x, weight, bias, num_scales, mode, precision)
 
@@ -440,13 +446,7 @@ def siconv2d_pool(x: jax.Array, weight: jax.Array, bias: jax.Array, *, num_scale
     raise ValueError(f"siconv2d_pool fuses only {POOL_MODES_FUSED}, not {pool!r}; use "
                      "scale_pool(siconv2d(...), pool)")
   _check_args(x, weight, bias, num_scales, mode, impl)
-  square = x.shape[1] == x.shape[2]
-  if impl == "auto":
-    impl = "fft" if square else "direct"
-  if impl == "fft":
-    if not square:
-      raise ValueError(f"impl='fft' needs a square input, got {x.shape[1]}x{x.shape[2]}; "
-                       "use impl='direct' or 'auto'")
+  if _resolve_impl(x, impl) == "fft":
     return _siconv_fft_pixel_pool(x, weight, bias, num_scales, mode, precision)
   return scale_pool(_siconv_direct(x, weight, bias, num_scales, mode, precision), pool)
 
