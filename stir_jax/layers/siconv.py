@@ -374,8 +374,8 @@ def _siconv_fft_reference(x: jax.Array, weight: jax.Array, bias: jax.Array, num_
 
 
 def _resolve_impl(x: jax.Array, impl: str) -> str:
-  """Which path to take, "fft" or "direct", for an input (B, H, W, C): auto takes fft on square inputs; an explicit
-  fft on a non-square input is a ValueError."""
+  """The path, "fft" or "direct", for an input (B, H, W, C): auto takes fft on square inputs;
+  an explicit fft on a non-square input is a ValueError."""
   square = x.shape[1] == x.shape[2]
   if impl == "auto":
     return "fft" if square else "direct"
