@@ -37,6 +37,7 @@ from jax import lax
 import numpy as np
 
 from stir_jax.layers import sesn_basis
+from stir_jax.layers.conv import conv2d
 from stir_jax.layers.initializers import torch_uniform
 from stir_jax.models import common
 
@@ -52,9 +53,11 @@ class SESConvZ2H(nn.Module):
   Attributes:
     features: output channels ``O``.
     basis: ``(F, S, size, size)`` basis (a NumPy constant).
+    impl: convolution algorithm, see `stir_jax.layers.conv.conv2d`.
   """
   features: int
   basis: np.ndarray
+  impl: str = "auto"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -74,8 +77,7 @@ class SESConvZ2H(nn.Module):
     # HWIO kernel, output channel s * O + o.
     kernel = jnp.einsum("ocf,fshw->hwcso", weight, basis, precision=_HIGHEST)
     kernel = kernel.reshape(size, size, c, num_scales * self.features)
-    y = lax.conv_general_dilated(x, kernel, (1, 1), "VALID",
-                                 dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=_HIGHEST)
+    y = conv2d(x, kernel, impl=self.impl, precision=_HIGHEST)
     b, h, w, _ = y.shape
     y = y.reshape(b, h, w, num_scales, self.features).transpose(0, 3, 1, 2, 4)
     return y + bias
@@ -92,9 +94,11 @@ class SESConvHH(nn.Module):
   Attributes:
     features: output channels ``O``.
     basis: ``(F, S, size, size)`` basis (a NumPy constant).
+    impl: convolution algorithm, see `stir_jax.layers.conv.conv2d`.
   """
   features: int
   basis: np.ndarray
+  impl: str = "auto"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -117,9 +121,7 @@ class SESConvHH(nn.Module):
     kernel = jnp.einsum("ocf,fshw->hwcso", weight[:, :, 0], basis, precision=_HIGHEST)
     kernel = kernel.reshape(size, size, c, num_scales * self.features)
     x = x.transpose(0, 2, 3, 1, 4).reshape(b, h, w, s * c)
-    y = lax.conv_general_dilated(x, kernel, (1, 1), "VALID",
-                                 dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                 feature_group_count=num_scales, precision=_HIGHEST)
+    y = conv2d(x, kernel, impl=self.impl, feature_group_count=num_scales, precision=_HIGHEST)
     _, ho, wo, _ = y.shape
     y = y.reshape(b, ho, wo, num_scales, self.features).transpose(0, 3, 1, 2, 4)
     return y + bias
@@ -133,6 +135,7 @@ class _SESNModel(nn.Module):
   num_classes: int
   kernel_size: int = 7
   interpolation: str = "bicubic"
+  impl: str = "auto"  # convolution algorithm, see stir_jax.layers.conv.conv2d
 
   def _basis(self) -> np.ndarray:
     raise NotImplementedError
@@ -150,8 +153,8 @@ class _SESNModel(nn.Module):
       ``stage2`` (B, 4, 36, 36, 32) and ``features`` (B, 32) (sizes for the default kernel).
     """
     basis = self._basis()
-    stage1 = nn.relu(SESConvZ2H(16, basis, name="conv1")(x))
-    stage2 = nn.relu(SESConvHH(32, basis, name="conv2")(stage1))
+    stage1 = nn.relu(SESConvZ2H(16, basis, self.impl, name="conv1")(x))
+    stage2 = nn.relu(SESConvHH(32, basis, self.impl, name="conv2")(stage1))
     features = common.global_max(stage2)
     logits = common.Dense(self.num_classes, name="lin")(features)
     if not with_aux:

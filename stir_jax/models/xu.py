@@ -33,6 +33,7 @@ import jax.numpy as jnp
 from jax import lax
 import numpy as np
 
+from stir_jax.layers.conv import conv2d
 from stir_jax.layers.initializers import torch_uniform
 from stir_jax.layers.interpolation import interpolation_matrix
 from stir_jax.layers.resample import center_pad_crop_matrix, linear_resize_matrix
@@ -96,11 +97,14 @@ class XuConv(nn.Module):
     kernel_sizes: column kernel sizes.
     initial: True for the first layer (all columns read the whole input); otherwise the input holds
       one block of channels per column and each column reads only its own (grouped conv).
+    impl: convolution algorithm, see `stir_jax.layers.conv.conv2d` (auto: FFT for the grouped
+      layer on CPU).
   """
   features: int
   kernel_size: int = 7
   kernel_sizes: Sequence[int] = KERNEL_SIZES
   initial: bool = False
+  impl: str = "auto"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -120,9 +124,8 @@ class XuConv(nn.Module):
                         (k, k, in_channels, self.features))
     kernels = xu_kernels(kernel, self.kernel_sizes)
     pad = max(self.kernel_sizes) // 2
-    y = lax.conv_general_dilated(x, kernels, (1, 1), ((pad, pad), (pad, pad)),
-                                 dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                 feature_group_count=groups, precision=_HIGHEST)
+    y = conv2d(x, kernels, padding=pad, impl=self.impl, feature_group_count=groups,
+               precision=_HIGHEST)
     return y, kernels
 
 
@@ -135,11 +138,13 @@ class XuModel(nn.Module):
     kernel_size: side of the trained kernels.
     interpolation: unused (kept for a uniform model signature).
     kernel_sizes: column kernel sizes.
+    impl: convolution algorithm of both layers, see `stir_jax.layers.conv.conv2d`.
   """
   num_classes: int
   kernel_size: int = 7
   interpolation: str = "bicubic"
   kernel_sizes: Sequence[int] = KERNEL_SIZES
+  impl: str = "auto"
 
   @nn.compact
   def __call__(self, x: jax.Array, with_aux: bool = False):
@@ -154,9 +159,9 @@ class XuModel(nn.Module):
       ``conv1_kernel`` (11, 11, C, 80) and ``conv2_kernel`` (11, 11, 16, 160) (HWIO column kernels).
     """
     columns = len(self.kernel_sizes)
-    y, kernel1 = XuConv(16, self.kernel_size, self.kernel_sizes, True, name="conv1")(x)
+    y, kernel1 = XuConv(16, self.kernel_size, self.kernel_sizes, True, self.impl, name="conv1")(x)
     y = nn.relu(y)
-    y, kernel2 = XuConv(32, self.kernel_size, self.kernel_sizes, False, name="conv2")(y)
+    y, kernel2 = XuConv(32, self.kernel_size, self.kernel_sizes, False, self.impl, name="conv2")(y)
     y = nn.relu(y)
     y = jnp.max(y.reshape(*y.shape[:3], columns, 32), axis=3)
     features = common.global_max(y)

@@ -25,6 +25,33 @@ def test_fft_equals_xla(padding):
     assert rel_err(a, c) <= 1e-5
 
 
+@pytest.mark.parametrize("groups,padding", [(3, "VALID"), (2, 5), (4, ((2, 0), (1, 1)))])
+def test_grouped_fft_equals_xla(groups, padding):
+  r = np.random.default_rng(2)
+  x = jnp.asarray(r.random((2, 19, 23, 2 * groups)), jnp.float32)
+  w = jnp.asarray(r.normal(size=(9, 9, 2, 3 * groups)), jnp.float32)
+  kw = dict(padding=padding, feature_group_count=groups)
+  ref = conv2d(x, w, impl="xla", **kw)
+  assert rel_err(conv2d(x, w, impl="fft", **kw), ref) <= 1e-5
+  loss = lambda impl: lambda x, w: jnp.sum(jnp.sin(conv2d(x, w, impl=impl, **kw)))
+  for a, c in zip(jax.grad(loss("fft"), argnums=(0, 1))(x, w),
+                  jax.grad(loss("xla"), argnums=(0, 1))(x, w)):
+    assert rel_err(a, c) <= 1e-5
+
+
+def test_grouped_shape_mismatch():
+  with pytest.raises(ValueError, match="groups does not fit"):
+    conv2d(jnp.zeros((1, 8, 8, 5)), jnp.zeros((3, 3, 2, 4)), impl="fft", feature_group_count=2)
+
+
+def test_fft_size_and_auto_choice():
+  from stir_jax.layers.conv import fft_size, pick_impl
+  assert [fft_size(n) for n in (29, 58, 64, 74, 97)] == [30, 60, 64, 75, 98]
+  cpu = jax.default_backend() == "cpu"
+  assert pick_impl((11, 11, 16, 160), 5) == ("fft" if cpu else "xla")
+  assert pick_impl((7, 7, 16, 32), 1) == "xla"
+
+
 def test_unknown_impl():
   with pytest.raises(ValueError, match="valid: auto, xla, fft"):
     conv2d(jnp.zeros((1, 8, 8, 1)), jnp.zeros((3, 3, 1, 1)), impl="winograd")
