@@ -253,39 +253,6 @@ def _siconv_fft_bwd(num_scales, mode, precision, res, g):
 _siconv_fft.defvjp(_siconv_fft_fwd, _siconv_fft_bwd)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
-def _siconv_fft_pixel_pool(x, weight, bias, num_scales, mode, precision):
-  return _fft_pixel_pool_fwd(x, weight, bias, num_scales, mode, precision)[0]
-
-
-def _fft_pixel_pool_fwd(x, weight, bias, num_scales, mode, precision):
-  o0 = x.shape[1] - weight.shape[0] + 1
-  xr, xi, kf = _fft_prepare(x, weight, num_scales, mode)
-  best = idx = None
-  for i in range(num_scales):
-    y = _fft_scale(i, xr, xi, kf[i, 0], kf[i, 1], bias, o0, precision)
-    y = jnp.pad(y, ((0, 0), (i, i), (i, i), (0, 0)))  # the zero ring takes part in the max
-    if best is None:
-      best, idx = y, jnp.zeros(y.shape, jnp.int32)
-    else:
-      better = y > best  # strict: ties keep the lowest scale, as jnp.argmax
-      best = jnp.where(better, y, best)
-      idx = jnp.where(better, jnp.int32(i), idx)
-  return (best, idx), (x, weight, xr, xi, kf, idx)
-
-
-def _fft_pixel_pool_bwd(num_scales, mode, precision, res, cts):
-  x, weight, xr, xi, kf, idx = res
-  g = cts[0]  # the indices' cotangent is a symbolic zero (integer output)
-  o0 = x.shape[1] - weight.shape[0] + 1
-
-  def scale_cotangent(i):
-    # The pooled gradient goes to the winning scale; a win on the zero ring reaches nothing.
-    return jnp.where(idx == i, g, jnp.zeros((), g.dtype))[:, i:o0 - i, i:o0 - i, :]
-
-  return _fft_backward(x, weight, xr, xi, kf, scale_cotangent, num_scales, mode, precision)
-
-
 def _fft_backward(x, weight, xr, xi, kf, scale_cotangent, num_scales, mode, precision):
   """Cotangents (x, weight, bias) of the per-scale FFT form, one scale at a time.
 
@@ -332,9 +299,6 @@ def _fft_backward(x, weight, xr, xi, kf, scale_cotangent, num_scales, mode, prec
   prep_t = jax.linear_transpose(lambda x, w: _fft_prepare(x, w, num_scales, mode), x, weight)
   dx, dw = prep_t((dxr, dxi, jnp.stack(dkf)))
   return dx, dw, dbias
-
-
-_siconv_fft_pixel_pool.defvjp(_fft_pixel_pool_fwd, _fft_pixel_pool_bwd)
 
 
 def _siconv_fft_reference(x: jax.Array, weight: jax.Array, bias: jax.Array, num_scales: int, mode: str,
@@ -425,14 +389,15 @@ def siconv2d_pool(x: jax.Array, weight: jax.Array, bias: jax.Array, *, num_scale
                   precision=None) -> tuple[jax.Array, jax.Array]:
   """``scale_pool(siconv2d(x, ...), pool)`` without materialising the (B, S, H, W, C) output.
 
-  The FFT path runs scale by scale, keeping the running maximum and its scale index (the zero
-  ring of every scale takes part in the max; ties go to the lowest scale, as ``jnp.argmax``). Its
-  custom VJP routes the pooled gradient to the winning scale and back through that scale's FFT
-  correlation, again one scale at a time. Outputs, indices and gradients equal those of
-  ``scale_pool(siconv2d(...), pool)`` (to float rounding).
+  The FFT path is `siconv_pool.siconv2d_pixel_pool`: scale by scale, keeping the running maximum
+  and its scale index (the zero ring of every scale takes part in the max; ties go to the lowest
+  scale, as ``jnp.argmax``), with a custom VJP that routes the pooled gradient to the winning
+  scale. Outputs, indices and gradients equal those of ``scale_pool(siconv2d(...), pool)`` (to
+  float rounding).
 
   Args:
-    x, weight, bias, num_scales, mode, impl, precision: as for ``siconv2d``.
+    x, weight, bias, num_scales, mode, impl, precision: as for ``siconv2d`` (the FFT path computes
+      its matmuls at full float32 precision whatever ``precision`` says).
     pool: scale pooling mode; only ``"pixel"`` is fused.
 
   Returns:
@@ -447,7 +412,8 @@ def siconv2d_pool(x: jax.Array, weight: jax.Array, bias: jax.Array, *, num_scale
                      "scale_pool(siconv2d(...), pool)")
   _check_args(x, weight, bias, num_scales, mode, impl)
   if _resolve_impl(x, impl) == "fft":
-    return _siconv_fft_pixel_pool(x, weight, bias, num_scales, mode, precision)
+    from stir_jax.layers.siconv_pool import siconv2d_pixel_pool  # pylint: disable=g-import-not-at-top
+    return siconv2d_pixel_pool(x, weight, bias, num_scales=num_scales, mode=mode)
   return scale_pool(_siconv_direct(x, weight, bias, num_scales, mode, precision), pool)
 
 
@@ -465,12 +431,15 @@ class SiConv2d(nn.Module):
       of a different size is an error.
     mode: kernel interpolation mode (``interpolation.MODES``).
     impl: ``"auto"``, ``"direct"`` or ``"fft"`` (see ``siconv2d``).
+    pool: None, or "pixel" to return ``siconv2d_pool``'s (pooled, indices) instead of the stack of
+      scales (same parameters, much less memory and time).
   """
   features: int
   kernel_size: int = 7
   num_scales: Optional[int] = None
   mode: str = "bicubic"
   impl: str = "auto"
+  pool: Optional[str] = None
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -482,4 +451,7 @@ class SiConv2d(nn.Module):
     num_scales = self.num_scales
     if num_scales is None:
       num_scales = num_scales_for(min(x.shape[1], x.shape[2]), k)
+    if self.pool is not None:
+      return siconv2d_pool(x, kernel, bias, num_scales=num_scales, mode=self.mode, pool=self.pool,
+                           impl=self.impl)
     return siconv2d(x, kernel, bias, num_scales=num_scales, mode=self.mode, impl=self.impl)

@@ -38,10 +38,16 @@ class ScalePoolCNN(nn.Module):
   def __call__(self, x: jax.Array, with_aux: bool = False):
     conv = functools.partial(SiConv2d, kernel_size=self.kernel_size, mode=self.interpolation,
                              impl=self.impl)
-    pool = functools.partial(ScalePool, self.pool, learnable_temperature=self.learnable_temperature)
-    y, idx1 = pool(name="pool1")(conv(16, name="conv1")(x))
+    if self.pool == "pixel":
+      # SiConv fused with the pixel pool (siconv2d_pool); the pool has no parameters.
+      conv_pool = lambda c, name: conv(c, pool="pixel", name=name)
+    else:
+      pool = functools.partial(ScalePool, self.pool,
+                               learnable_temperature=self.learnable_temperature)
+      conv_pool = lambda c, name: lambda x: pool(name="pool" + name[-1])(conv(c, name=name)(x))
+    y, idx1 = conv_pool(16, "conv1")(x)
     stage1 = nn.relu(y)
-    y, idx2 = pool(name="pool2")(conv(32, name="conv2")(stage1))
+    y, idx2 = conv_pool(32, "conv2")(stage1)
     stage2 = nn.relu(y)
     features = common.global_max(stage2)
     logits = common.Dense(self.num_classes, name="lin")(features)

@@ -119,20 +119,21 @@ def _pool_reference(x, w, b, s, mode, impl="direct"):
   return scale_pool(siconv2d(x, w, b, num_scales=s, mode=mode, impl=impl), "pixel")
 
 
-@pytest.mark.parametrize("mode", ["bicubic", "area"])
+@pytest.mark.parametrize("mode,size", [("bicubic", 15), ("area", 15), ("bicubic", 16)])
 @pytest.mark.parametrize("cin", [1, 3])
-def test_siconv2d_pool_matches_unfused(mode, cin, rng):
+def test_siconv2d_pool_matches_unfused(mode, size, cin, rng):
   from stir_jax.layers.siconv import siconv2d_pool
   kx, kw, kb, kr = jax.random.split(rng, 4)
-  x = jax.random.normal(kx, (2, 15, 15, cin))
+  x = jax.random.normal(kx, (2, size, size, cin))
   w = jax.random.normal(kw, (5, 5, cin, 4)) * 0.2
   b = jax.random.normal(kb, (4,))
-  s = num_scales_for(15, 5)
-  r = jax.random.normal(kr, (2, 11, 11, 4))
+  s = num_scales_for(size, 5)
+  o0 = size - 4
+  r = jax.random.normal(kr, (2, o0, o0, 4))
   fused = jax.jit(lambda x, w, b: siconv2d_pool(x, w, b, num_scales=s, mode=mode))
   p_ref, i_ref = _pool_reference(x, w, b, s, mode)
   p, i = fused(x, w, b)
-  assert p.shape == i.shape == (2, 11, 11, 4) and i.dtype == jnp.int32
+  assert p.shape == i.shape == (2, o0, o0, 4) and i.dtype == jnp.int32
   assert rel_err(p, p_ref) <= 1e-5
   np.testing.assert_array_equal(i, i_ref)
 
