@@ -82,7 +82,9 @@ def _prepare(x, weight, num_scales, mode):
   xf = jnp.fft.rfft2(jnp.transpose(x, (1, 2, 0, 3)), axes=(0, 1))      # (N, V, B, C)
   xr, xi = xf.real, xf.imag
   a = jnp.stack([jnp.concatenate([xr, -xi], -1), jnp.concatenate([xi, xr], -1)])
-  a = jax.lax.optimization_barrier(a)  # materialised once; fused, it is recomputed per scale
+  # A hint to materialise A once rather than recompute it in every scale's product (XLA:CPU drops
+  # optimisation barriers before fusion, so on CPU this is a no-op).
+  a = jax.lax.optimization_barrier(a)
   w = weight.astype(dt)
   t_re = jnp.einsum("svb,abio->savio", jnp.asarray(h_re, dt), w, precision=_HIGHEST)
   t_im = jnp.einsum("svb,abio->savio", jnp.asarray(h_im, dt), w, precision=_HIGHEST)
