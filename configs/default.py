@@ -1,7 +1,7 @@
 """Quick start: pixel_pool on STIR-emoji, Mid2Rest (scenario 2), sized to finish on a laptop CPU.
 
 Command:  python train.py            (same as --config=configs/default.py --workdir=runs/default)
-Runtime:  9 min 39 s on a 2-core CPU (7 epochs of 53-62 s after a first of 123 s with compilation,
+Runtime:  7 min 12 s on a 2-core CPU (7 epochs of 46-52 s after a first of 62 s with compilation,
           data generation and the test pass included).
 Result:   test accuracy 25.4% (validation 42.4% at epoch 7, still rising); the paper reports 76.6%
           mean for pixel_pool on emoji Mid2Rest (50 seeds, up to 200 epochs: configs/paper.py).
