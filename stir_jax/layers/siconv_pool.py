@@ -73,33 +73,31 @@ def _ring_indices(o0: int, num_scales: int) -> tuple[np.ndarray, np.ndarray]:
   return (d2 + 1).astype(np.int32), d2 + 1 < num_scales
 
 
-def _prepare(x, weight, num_scales, mode):
-  """A (2, N, V, B, 2C) input spectrum and t2 (S, 2k, V C O) half-transformed kernels."""
+def _dims(x, weight):
+  """(B, N, C, k, O, o0, V) of an input (B, N, N, C) and kernels (k, k, C, O)."""
   b, n, _, c = x.shape
   k, _, _, o = weight.shape
-  dt = x.dtype
-  g2, h_re, h_im, _ = _operators(n, k, num_scales, mode)
+  return b, n, c, k, o, n - k + 1, n // 2 + 1
+
+
+def _half_kernels(w, num_scales, n, mode):
+  """t2 (S, 2k, V * I * J): the rDFT side (re; im) of every scale's kernel, for w (k, k, I, J)."""
+  k = w.shape[0]
+  _, h_re, h_im, _ = _operators(n, k, num_scales, mode)
+  t_re = jnp.einsum("svb,abio->savio", jnp.asarray(h_re, w.dtype), w, precision=_HIGHEST)
+  t_im = jnp.einsum("svb,abio->savio", jnp.asarray(h_im, w.dtype), w, precision=_HIGHEST)
+  return jnp.concatenate([t_re, t_im], axis=1).reshape(num_scales, 2 * k, -1)
+
+
+def _prepare(x, weight, num_scales, mode):
+  """A (2, N, V, B, 2C) input spectrum and t2 (S, 2k, V C O) half-transformed kernels."""
   xf = jnp.fft.rfft2(jnp.transpose(x, (1, 2, 0, 3)), axes=(0, 1))      # (N, V, B, C)
   xr, xi = xf.real, xf.imag
   a = jnp.stack([jnp.concatenate([xr, -xi], -1), jnp.concatenate([xi, xr], -1)])
   # A hint to materialise A once rather than recompute it in every scale's product (XLA:CPU drops
   # optimisation barriers before fusion, so on CPU this is a no-op).
   a = jax.lax.optimization_barrier(a)
-  w = weight.astype(dt)
-  t_re = jnp.einsum("svb,abio->savio", jnp.asarray(h_re, dt), w, precision=_HIGHEST)
-  t_im = jnp.einsum("svb,abio->savio", jnp.asarray(h_im, dt), w, precision=_HIGHEST)
-  t2 = jnp.concatenate([t_re, t_im], axis=1)                              # (S, 2k, V, C, O)
-  return a, t2.reshape(num_scales, 2 * k, -1)
-
-
-def _half_kernels_t(weight, num_scales, n, mode):
-  """t2 of `_prepare` with its (C, O) axes swapped: (S, 2k, V O C)."""
-  k = weight.shape[0]
-  _, h_re, h_im, _ = _operators(n, k, num_scales, mode)
-  w = jnp.transpose(weight, (0, 1, 3, 2))
-  t_re = jnp.einsum("svb,abio->savio", jnp.asarray(h_re, w.dtype), w, precision=_HIGHEST)
-  t_im = jnp.einsum("svb,abio->savio", jnp.asarray(h_im, w.dtype), w, precision=_HIGHEST)
-  return jnp.concatenate([t_re, t_im], axis=1).reshape(num_scales, 2 * k, -1)
+  return a, _half_kernels(weight.astype(x.dtype), num_scales, x.shape[1], mode)
 
 
 def _kernel_spectrum(g2_i, t2_i, n, v, c, o):
@@ -159,10 +157,7 @@ def _exact_zero_from(y_spec):
 
 
 def _forward(x, weight, bias, num_scales, mode):
-  b, n, _, c = x.shape
-  k, _, _, o = weight.shape
-  o0 = n - k + 1
-  v = n // 2 + 1
+  b, n, c, k, o, o0, v = _dims(x, weight)
   dt = x.dtype
   g2, _, _, inverse = _operators(n, k, num_scales, mode)
   a, t2 = _prepare(x, weight, num_scales, mode)
@@ -202,13 +197,11 @@ def _pool_fwd(x, weight, bias, num_scales, mode):
 def _pool_bwd(num_scales, mode, res, cts):
   x, weight, a, idx = res
   g = cts[0]                                                              # (o0, o0, B, O)
-  b, n, _, c = x.shape
-  k, _, _, o = weight.shape
-  o0 = n - k + 1
-  v = n // 2 + 1
+  b, n, c, k, o, o0, v = _dims(x, weight)
   dt = a.dtype
   g2, _, _, inverse = _operators(n, k, num_scales, mode)
-  t2_t = _half_kernels_t(weight.astype(dt), num_scales, n, mode)
+  # The kernels with (C, O) swapped: the spectra for dA come out as (2, N, V, O, C).
+  t2_t = _half_kernels(jnp.transpose(weight, (0, 1, 3, 2)).astype(dt), num_scales, n, mode)
   da = [jnp.zeros(a.shape[:-1] + (c,), dt)] * 2  # the two halves of A's last axis
   dt2 = []
   dbias = jnp.zeros((o,), dt)
