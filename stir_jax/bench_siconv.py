@@ -1,10 +1,11 @@
-"""Side-by-side timings of SiConv2d FFT variants: `python -m stir_jax.bench_siconv [--repeats N]`.
+"""Side-by-side timings of SiConv2d + scale pooling on the FFT path: stacked, then pooled, against
+fused (``siconv2d_pool``). `python -m stir_jax.bench_siconv [--repeats N] [--pools pixel,slice]`.
 
-Times, for the pixel_pool model's two layer shapes (batch 16: 64x64 1->16 with 29 scales, 58x58
-16->32 with 26 scales), the forward and forward+backward (loss: sum of squares of the pixel-pooled output) of each
-variant, (layer 1: weight and bias gradients only, as in the model),
-alternating the variants within every repeat so that a shared, loaded machine affects them
-alike; prints medians and ratios to the first variant.
+For the pixel_pool model's two layer shapes (batch 16: 64x64 1->16 with 29 scales, 58x58 16->32
+with 26 scales) it times the forward and forward+backward (loss: sum of squares of the pooled
+output; layer 1: weight and bias gradients only, as in the model) of each variant, alternating the
+variants within every repeat so that a shared, loaded machine affects them alike, and prints
+medians and ratios to the first variant.
 """
 from __future__ import annotations
 
@@ -20,24 +21,21 @@ from stir_jax.layers import siconv
 from stir_jax.layers.scale_pool import scale_pool
 
 
-def _variants(num_scales):
-  out = {
-      "fft_reference": lambda x, w, b: siconv._siconv_fft_reference(x, w, b, num_scales,
-                                                                      "bicubic", None),
-      "fft": lambda x, w, b: siconv._siconv_fft(x, w, b, num_scales, "bicubic", None),
-  }
-  return out
+def _variants(num_scales, pool):
+  def stacked(x, w, b):
+    return scale_pool(siconv.siconv2d(x, w, b, num_scales=num_scales, impl="fft"), pool)
 
+  def fused(x, w, b):
+    return siconv.siconv2d_pool(x, w, b, num_scales=num_scales, impl="fft", pool=pool)
 
-def _pooled_variants(num_scales):
-  return {"fused_pool": lambda x, w, b: siconv.siconv2d_pool(x, w, b, num_scales=num_scales,
-                                                             impl="fft")}
+  return {f"{pool}:stacked": stacked, f"{pool}:fused": fused}
 
 
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(prog="python -m stir_jax.bench_siconv")
   p.add_argument("--repeats", type=int, default=3)
   p.add_argument("--layers", default="1,2")
+  p.add_argument("--pools", default="pixel,slice,energy")
   args = p.parse_args(argv)
   rng = np.random.default_rng(0)
   shapes = {"1": (64, 1, 16), "2": (58, 16, 32)}
@@ -50,21 +48,14 @@ def main(argv=None) -> int:
     # As in the model: layer 1's input is data (no input gradient), layer 2's is not.
     argnums = (1, 2) if layer == "1" else (0, 1, 2)
     fns = {}
-    for name, f in _variants(s).items():
-      fns[name + " fwd"] = jax.jit(f)
+    for pool in args.pools.split(","):
+      for name, f in _variants(s, pool).items():
+        fns[name + " fwd"] = jax.jit(f)
 
-      def loss(x, w, b, f=f):
-        pooled, _ = scale_pool(f(x, w, b), "pixel")
-        return jnp.sum(jnp.square(pooled))
+        def loss(x, w, b, f=f):
+          return jnp.sum(jnp.square(f(x, w, b)[0]))
 
-      fns[name + " fwd+bwd"] = jax.jit(jax.grad(loss, argnums=argnums))
-    for name, f in _pooled_variants(s).items():
-      fns[name + " fwd"] = jax.jit(f)
-
-      def loss(x, w, b, f=f):
-        return jnp.sum(jnp.square(f(x, w, b)[0]))
-
-      fns[name + " fwd+bwd"] = jax.jit(jax.grad(loss, argnums=argnums))
+        fns[name + " fwd+bwd"] = jax.jit(jax.grad(loss, argnums=argnums))
     for f in fns.values():
       jax.block_until_ready(f(x, w, bias))
     times = {k: [] for k in fns}
@@ -77,9 +68,10 @@ def main(argv=None) -> int:
     base = {}
     for k, v in times.items():
       name, kind = k.split(" ")
+      group = (name.split(":")[0], kind)  # (pool, fwd or fwd+bwd)
       med = statistics.median(v)
-      base.setdefault(kind, med)
-      print(f"  {k:<28}{med:>9.0f} ms  x{med / base[kind]:.2f}", flush=True)
+      base.setdefault(group, med)
+      print(f"  {k:<28}{med:>9.0f} ms  x{med / base[group]:.2f}", flush=True)
   return 0
 
 

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import flax.linen as nn
 
 from stir_jax.layers.scale_pool import ScalePool
-from stir_jax.layers.siconv import SiConv2d
+from stir_jax.layers.siconv import POOL_MODES_FUSED, SiConv2d
 from stir_jax.layers.conv import conv3d
 from stir_jax.layers.initializers import torch_uniform
 from stir_jax.models import common
@@ -38,9 +38,9 @@ class ScalePoolCNN(nn.Module):
   def __call__(self, x: jax.Array, with_aux: bool = False):
     conv = functools.partial(SiConv2d, kernel_size=self.kernel_size, mode=self.interpolation,
                              impl=self.impl)
-    if self.pool == "pixel":
-      # SiConv fused with the pixel pool (siconv2d_pool); the pool has no parameters.
-      conv_pool = lambda c, name: conv(c, pool="pixel", name=name)
+    if self.pool in POOL_MODES_FUSED:
+      # SiConv fused with the scale pool (siconv2d_pool); these pools have no parameters.
+      conv_pool = lambda c, name: conv(c, pool=self.pool, name=name)
     else:
       pool = functools.partial(ScalePool, self.pool,
                                learnable_temperature=self.learnable_temperature)

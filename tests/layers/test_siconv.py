@@ -112,35 +112,42 @@ def test_module(rng, load_fixture):
   assert rel_err(out, ref) <= 1e-5
 
 
-# --- Fused SiConv + pixel pool (siconv2d_pool) against scale_pool(siconv2d(...), "pixel").
+# --- Fused SiConv + scale pool (siconv2d_pool) against scale_pool(siconv2d(...), pool).
 
-def _pool_reference(x, w, b, s, mode, impl="direct"):
+def _pool_reference(x, w, b, s, mode, impl="direct", pool="pixel"):
   from stir_jax.layers.scale_pool import scale_pool
-  return scale_pool(siconv2d(x, w, b, num_scales=s, mode=mode, impl=impl), "pixel")
+  return scale_pool(siconv2d(x, w, b, num_scales=s, mode=mode, impl=impl), pool)
 
 
+@pytest.mark.parametrize("pool", ["pixel", "slice", "energy"])
 @pytest.mark.parametrize("mode,size", [("bicubic", 15), ("area", 15), ("bicubic", 16)])
 @pytest.mark.parametrize("cin", [1, 3])
-def test_siconv2d_pool_matches_unfused(mode, size, cin, rng):
+def test_siconv2d_pool_matches_unfused(pool, mode, size, cin, rng):
   from stir_jax.layers.siconv import siconv2d_pool
   kx, kw, kb, kr = jax.random.split(rng, 4)
   x = jax.random.normal(kx, (2, size, size, cin))
   w = jax.random.normal(kw, (5, 5, cin, 4)) * 0.2
-  b = jax.random.normal(kb, (4,))
+  # Biases of both signs, one far below the responses: zero rings win there (pixel, slice) and
+  # energy pooling prefers the smallest square (the largest scale) where the bias is negative.
+  b = jnp.array([-5.0, 1.0, -0.3, 0.3]) + 0.01 * jax.random.normal(kb, (4,))
   s = num_scales_for(size, 5)
   o0 = size - 4
   r = jax.random.normal(kr, (2, o0, o0, 4))
-  fused = jax.jit(lambda x, w, b: siconv2d_pool(x, w, b, num_scales=s, mode=mode))
-  p_ref, i_ref = _pool_reference(x, w, b, s, mode)
+  fused = jax.jit(lambda x, w, b: siconv2d_pool(x, w, b, num_scales=s, mode=mode, pool=pool))
+  p_ref, i_ref = _pool_reference(x, w, b, s, mode, pool=pool)
   p, i = fused(x, w, b)
-  assert p.shape == i.shape == (2, o0, o0, 4) and i.dtype == jnp.int32
+  assert p.shape == (2, o0, o0, 4) and i.dtype == jnp.int32
+  assert i.shape == ((2, o0, o0, 4) if pool == "pixel" else (2, 4))
   assert rel_err(p, p_ref) <= 1e-5
   np.testing.assert_array_equal(i, i_ref)
+  if pool != "pixel":
+    assert len(np.unique(np.asarray(i))) > 1  # the choice differs between slices
 
   def loss(f):
     return lambda x, w, b: jnp.sum(f(x, w, b)[0] * r)
 
-  g_ref = jax.grad(loss(lambda x, w, b: _pool_reference(x, w, b, s, mode)), (0, 1, 2))(x, w, b)
+  g_ref = jax.grad(loss(lambda x, w, b: _pool_reference(x, w, b, s, mode, pool=pool)),
+                   (0, 1, 2))(x, w, b)
   g = jax.jit(jax.grad(loss(fused), (0, 1, 2)))(x, w, b)
   for name, gr, gf in zip(("x", "weight", "bias"), g_ref, g):
     assert rel_err(gf, gr) <= 1e-5, name
@@ -168,11 +175,27 @@ def test_siconv2d_pool_zero_ring_and_ties(rng):
     np.testing.assert_allclose(gf, gr, rtol=1e-5, atol=1e-6)
 
 
+def test_siconv2d_slice_pool_zero_ring_wins(rng):
+  """All-negative responses: every slice's largest value is a zero of scale 1's ring, so slice
+  pooling picks scale 1 (the lowest scale holding that zero) for every (b, c)."""
+  from stir_jax.layers.siconv import siconv2d_pool
+  x = jnp.abs(jax.random.normal(rng, (2, 13, 13, 2))) + 0.1
+  w = -jnp.ones((5, 5, 2, 3)) * 0.1
+  b = -jnp.ones((3,))
+  s = num_scales_for(13, 5)
+  p, i = jax.jit(lambda x, w, b: siconv2d_pool(x, w, b, num_scales=s, pool="slice"))(x, w, b)
+  p_ref, i_ref = _pool_reference(x, w, b, s, "bicubic", pool="slice")
+  np.testing.assert_array_equal(i, np.ones((2, 3), np.int32))
+  np.testing.assert_array_equal(i, i_ref)
+  np.testing.assert_allclose(p, p_ref, rtol=1e-6, atol=0)
+  assert np.all(np.asarray(p)[:, 0, :] == 0.0) and np.all(np.asarray(p)[:, 1:-1, 1:-1] < 0)
+
+
 def test_siconv2d_pool_rejects_other_pools(rng):
   from stir_jax.layers.siconv import siconv2d_pool
   x = jnp.zeros((1, 13, 13, 1))
   with pytest.raises(ValueError, match="fuses only"):
-    siconv2d_pool(x, jnp.zeros((5, 5, 1, 2)), jnp.zeros(2), num_scales=5, pool="slice")
+    siconv2d_pool(x, jnp.zeros((5, 5, 1, 2)), jnp.zeros(2), num_scales=5, pool="soft")
 
 
 def test_siconv2d_pool_non_square_uses_direct(rng):

@@ -1,0 +1,344 @@
+"""The exact FFT form of SiConv2d, laid out for CPU matmuls, with scale pooling fused in.
+
+The maths. With N = H = W, a circular cross-correlation equals the valid one on the valid region.
+Scale i's resized kernel ``A_i W A_i^T`` (A_i: (k + 2i, k), see ``interpolation_matrix``, with the
+``k / t`` factor on each side) is embedded at offset ``-i (mod N)``, so that its valid outputs land
+at ``[i, o0 - i)``, exactly where the reference pads them (o0 = N - k + 1). Its conjugate spectrum is
+``G_i W H_i^T`` with the constant matrices ``G_i = conj(DFT_N(P_i A_i))`` (N x k) and ``H_i``, the
+first V = N//2 + 1 rows of ``G_i``. One input spectrum is shared by all scales; per scale, a
+contraction over input channels at every frequency gives the output spectrum, and a cropped inverse
+DFT (two real matmuls) gives the valid square.
+
+The layout. Every matmul is a plain GEMM and nothing is transposed per scale:
+
+* the input spectrum is kept as ``A[r, u, v, b, (x, c)]`` with ``A[0] = [X_re, -X_im]`` and
+  ``A[1] = [X_im, X_re]``, so that ``Y[r] = sum_(x,c) A[r, ..., (x, c)] K[x, ..., c, o]`` gives the real
+  (r = 0) and imaginary (r = 1) part of the output spectrum, already in the (r, u) row order the
+  inverse DFT along u consumes;
+* that per-frequency contraction is a broadcast multiply-and-sum, which XLA:CPU runs several times
+  faster than a batched matmul of N V (2B x C) @ (C x O) products;
+* scale i's kernel spectrum is one (2N x 2k) @ (2k x V C O) GEMM inside the loop, instead of a
+  (S, 2, N, V, C, O) tensor for all scales;
+* outputs are (H, W, B, C) inside; each scale's valid square is computed once and then reduced:
+  stacked (``siconv2d_fft``) or pooled on the fly (``siconv2d_pool_fft``: a running maximum per
+  pixel, or a running choice of one scale per (b, c) for slice and energy pooling), so the pooled
+  forms never build the (B, S, H, W, C) stack. The backward pass is written by hand, scale by scale.
+
+Callers check shapes (see `stir_jax.layers.siconv`, whose ``siconv2d`` and ``siconv2d_pool`` take
+this path for square inputs).
+
+Equivariance: as ``siconv2d`` (exact for translations on the valid region, approximate for
+rescaling), followed by the chosen scale pool.
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from stir_jax.layers.interpolation import interpolation_matrix
+
+POOLS = ("pixel", "slice", "energy")
+
+_HIGHEST = jax.lax.Precision.HIGHEST
+
+
+def _frozen(z: np.ndarray) -> np.ndarray:
+  z = np.ascontiguousarray(z, dtype=np.float32)
+  z.setflags(write=False)
+  return z
+
+
+@functools.lru_cache(maxsize=None)
+def _operators(n: int, k: int, num_scales: int, mode: str):
+  """Constants: the kernel-spectrum factors and each scale's cropped inverse DFT, as GEMM operands.
+
+  Returns (g2, h_re, h_im, inverse), float32:
+    g2: (S, 2N, 2k), ``[[g_re, -g_im], [g_im, g_re]]`` with rows (x, u): ``g2[i] @ [t_re; t_im]``
+      is ``[re; im]`` of ``G_i t`` for a complex ``t``.
+    h_re, h_im: (S, V, k), the rDFT side ``H_i``.
+    inverse: per scale, (e, f) with m = o0 - 2i kept rows and columns p, q in [i, o0 - i):
+      e (2m, 2N), rows (p, x), columns (r, u): the r part of Y[u] to the x part of
+      ``sum_u exp(2 pi i u p / N) Y[u]``;
+      f (m, 2V), columns (x, v): ``y[q] = sum_(x, v) f[q, (x, v)] Z_x[v]``, the real part of the
+      inverse half-spectrum sum with its 1/N^2 and Hermitian weights (1 for v = 0 and v = N/2,
+      else 2). Exact for spectra of real signals, as ``irfft2`` is.
+  """
+  rows = np.arange(n)
+  dft = np.exp(-2j * np.pi * np.outer(rows, rows) / n)
+  g = np.empty((num_scales, n, k), np.complex128)
+  for i in range(num_scales):
+    t = k + 2 * i
+    a = interpolation_matrix(k, t, mode) * (k / t)       # (t, k)
+    embedded = np.zeros((n, k))
+    np.add.at(embedded, (np.arange(t) - i) % n, a)       # kernel tap a sits at (a - i) mod N
+    g[i] = np.conj(dft @ embedded)
+  g2 = np.concatenate([np.concatenate([g.real, -g.imag], -1),
+                       np.concatenate([g.imag, g.real], -1)], 1)
+  v = n // 2 + 1
+  h = g[:, :v]
+  weights = np.full(v, 2.0)
+  weights[0] = 1.0
+  if n % 2 == 0:
+    weights[-1] = 1.0
+  o0 = n - k + 1
+  inverse = []
+  for i in range(num_scales):
+    p = np.arange(i, o0 - i)
+    e = np.exp(2j * np.pi * np.outer(p, rows) / n)                                   # (m, N)
+    e = np.stack([np.stack([e.real, -e.imag], 1), np.stack([e.imag, e.real], 1)], 1)  # (m, x, r, N)
+    f = np.exp(2j * np.pi * np.outer(p, np.arange(v)) / n) * weights / (n * n)        # (m, V)
+    inverse.append((_frozen(e.reshape(2 * len(p), 2 * n)),
+                    _frozen(np.concatenate([f.real, -f.imag], 1))))
+  return _frozen(g2), _frozen(h.real), _frozen(h.imag), tuple(inverse)
+
+
+@functools.lru_cache(maxsize=None)
+def _border_distance(o0: int) -> np.ndarray:
+  """(o0, o0) int32: each output pixel's distance d to the border. It is valid (inside
+  ``[i, o0 - i)^2``) for scales 0..d; scale d + 1, if it exists, pads it with zero."""
+  idx = np.arange(o0)
+  d = np.minimum(idx, o0 - 1 - idx)
+  d2 = np.minimum(d[:, None], d[None, :]).astype(np.int32)
+  d2.setflags(write=False)
+  return d2
+
+
+def _dims(x, weight):
+  """(B, N, C, k, O, o0, V) of an input (B, N, N, C) and kernels (k, k, C, O)."""
+  b, n, _, c = x.shape
+  k, _, _, o = weight.shape
+  return b, n, c, k, o, n - k + 1, n // 2 + 1
+
+
+def _half_kernels(w, num_scales, n, mode):
+  """t2 (S, 2k, V * I * J): the rDFT side (re; im) of every scale's kernel, for w (k, k, I, J)."""
+  k = w.shape[0]
+  _, h_re, h_im, _ = _operators(n, k, num_scales, mode)
+  t_re = jnp.einsum("svb,abio->savio", jnp.asarray(h_re, w.dtype), w, precision=_HIGHEST)
+  t_im = jnp.einsum("svb,abio->savio", jnp.asarray(h_im, w.dtype), w, precision=_HIGHEST)
+  return jnp.concatenate([t_re, t_im], axis=1).reshape(num_scales, 2 * k, -1)
+
+
+def _prepare(x, weight, num_scales, mode):
+  """A (2, N, V, B, 2C) input spectrum and t2 (S, 2k, V C O) half-transformed kernels."""
+  xf = jnp.fft.rfft2(jnp.transpose(x, (1, 2, 0, 3)), axes=(0, 1))      # (N, V, B, C)
+  xr, xi = xf.real, xf.imag
+  a = jnp.stack([jnp.concatenate([xr, -xi], -1), jnp.concatenate([xi, xr], -1)])
+  # A hint to materialise A once rather than recompute it in every scale's product (XLA:CPU drops
+  # optimisation barriers before fusion, so on CPU this is a no-op).
+  a = jax.lax.optimization_barrier(a)
+  return a, _half_kernels(weight.astype(x.dtype), num_scales, x.shape[1], mode)
+
+
+def _kernel_spectrum(g2_i, t2_i, n, v, c, o):
+  """Scale i's conjugate kernel spectrum (2, N, V, C, O): one GEMM."""
+  return jnp.dot(g2_i, t2_i, precision=_HIGHEST).reshape(2, n, v, c, o)
+
+
+def _product(a, kf):
+  """Y[r, u, v, b, o] = sum_(x, c) A[r, u, v, b, (x, c)] K[x, u, v, c, o].
+
+  Two broadcast multiply-and-sums over the second-to-last axis, one per x, on the contiguous halves
+  of K: on CPU several times faster than a batched matmul over (u, v) or a sum over the
+  transposed (x, c) pair (which XLA fuses into a strided read).
+  """
+  c = kf.shape[3]
+  return (jnp.sum(a[..., :c, None] * kf[0][None, :, :, None], axis=-2)
+          + jnp.sum(a[..., c:, None] * kf[1][None, :, :, None], axis=-2))
+
+
+def _product_transpose(a, kf_t, dy):
+  """Cotangents of `_product` given K with its last two axes swapped, kf_t (2, N, V, O, C).
+
+  Returns dA as its two halves along the last axis, each (2, N, V, B, C), and dK (2, N, V, C, O).
+  """
+  two, n, v, b, c2 = a.shape
+  da = tuple(jnp.sum(dy[..., :, None] * kf_t[x][None, :, :, None], axis=-2) for x in range(2))
+  # dK[x, u, v, c, o] = sum_(r, b) A[r, u, v, b, (x, c)] dY[r, u, v, b, o], written as 2B
+  # broadcast products: a reduction over (r, b) runs about 4x slower here.
+  dk = None
+  for r in range(two):
+    for bb in range(b):
+      term = a[r, :, :, bb, :, None] * dy[r, :, :, bb, None, :]
+      dk = term if dk is None else dk + term
+  c = c2 // 2
+  return da, jnp.stack([dk[:, :, :c], dk[:, :, c:]])
+
+
+def _scale_output(e, f, y_spec, n, v, b, o):
+  """Scale i on its valid square, (m, m, B, O), from its spectrum Y (2, N, V, B, O)."""
+  m = f.shape[0]
+  z = jnp.dot(e, y_spec.reshape(2 * n, v * b * o), precision=_HIGHEST)   # (p, x) x (v, b, o)
+  z = z.reshape(m, 2 * v, b * o)
+  fb = jnp.broadcast_to(f, (m, m, 2 * v))
+  y = jax.lax.dot_general(fb, z, (((2,), (1,)), ((0,), (0,))), precision=_HIGHEST)
+  return y.reshape(m, m, b, o)                                            # (p, q, b, o)
+
+
+def _exact_zero_from(y_spec):
+  """+0.0 or -0.0, picked by one element of y_spec: adding it leaves any value unchanged.
+
+  It gives the spectrum a second, 5-D consumer. Otherwise XLA:CPU fuses the reshape that feeds the
+  inverse-DFT GEMM into the product's loop, which then runs over a 2-D shape about 3-4x slower
+  (measured: product + GEMM 22.7 ms alone against 6.3 ms with this consumer).
+  """
+  zero = jnp.zeros((), y_spec.dtype)
+  return jnp.where(y_spec[(0,) * y_spec.ndim] > 0, zero, -zero)
+
+
+def _pixel_max(scales, o0, num_scales):
+  """Running per-pixel maximum and its scale (ties: the lower scale), zero rings included."""
+  best = idx = None
+  for i, y in enumerate(scales):
+    if best is None:
+      best, idx = y, jnp.zeros(y.shape, jnp.int32)
+      continue
+    region = (slice(i, o0 - i), slice(i, o0 - i))
+    old, old_idx = best[region], idx[region]
+    better = y > old  # strict: ties keep the lower scale, as argmax
+    best = best.at[region].set(jnp.where(better, y, old))
+    idx = idx.at[region].set(jnp.where(better, jnp.int32(i), old_idx))
+  # The zero rings: pixel (p, q) first meets a zero at scale d + 1, if there is one.
+  first_ring = jnp.asarray(_border_distance(o0) + 1)[:, :, None, None]
+  ring_wins = (first_ring < num_scales) & (best < 0)
+  best = jnp.where(ring_wins, jnp.zeros((), best.dtype), best)
+  idx = jnp.where(ring_wins, first_ring, idx)
+  return best, idx
+
+
+def _slice_choice(scales, o0, pool):
+  """Running choice of one whole (zero-padded) scale per (b, o), as ``scale_pool`` slice/energy.
+
+  slice: the scale holding the largest value (a zero ring counts); energy: the largest sum.
+  Ties keep the lower scale, as argmax over the scale-major flattening does.
+  """
+  best = score = idx = None
+  for i, y in enumerate(scales):
+    if pool == "slice":
+      s = jnp.max(y, axis=(0, 1))
+      if i > 0:
+        s = jnp.maximum(s, jnp.zeros((), s.dtype))  # the ring's zeros
+    else:
+      s = jnp.sum(y, axis=(0, 1))
+    if best is None:
+      best, score, idx = y, s, jnp.zeros(s.shape, jnp.int32)
+      continue
+    better = s > score
+    score = jnp.where(better, s, score)
+    idx = jnp.where(better, jnp.int32(i), idx)
+    # Only the valid square is written; what a winner leaves outside it is zeroed below. (An
+    # elementwise select over the whole map here would chain all scales into one expression that
+    # XLA:CPU then re-evaluates in every consumer.)
+    region = (slice(i, o0 - i), slice(i, o0 - i))
+    best = best.at[region].set(jnp.where(better, y, best[region]))
+  # The chosen scale's zero ring: pixel (p, q) is valid for scale i when its distance to the border
+  # is at least i.
+  dist = jnp.asarray(_border_distance(o0))
+  return jnp.where(dist[:, :, None, None] >= idx, best, jnp.zeros((), best.dtype)), idx
+
+
+def _forward(x, weight, bias, num_scales, mode, pool):
+  """(out, idx, A): out (S, o0, o0, B, O) for pool None, else the pooled (o0, o0, B, O)."""
+  b, n, c, k, o, o0, v = _dims(x, weight)
+  dt = x.dtype
+  g2, _, _, inverse = _operators(n, k, num_scales, mode)
+  a, t2 = _prepare(x, weight, num_scales, mode)
+
+  def scales():
+    for i in range(num_scales):
+      kf = _kernel_spectrum(jnp.asarray(g2[i], dt), t2[i], n, v, c, o)
+      e, f = (jnp.asarray(z, dt) for z in inverse[i])
+      y_spec = _product(a, kf)
+      yield _scale_output(e, f, y_spec, n, v, b, o) + (bias.astype(dt) + _exact_zero_from(y_spec))
+
+  if pool is None:
+    pad = lambda i: ((i, i), (i, i), (0, 0), (0, 0))  # the zero ring of scale i
+    return jnp.stack([jnp.pad(y, pad(i)) for i, y in enumerate(scales())]), None, a
+  if pool == "pixel":
+    return (*_pixel_max(scales(), o0, num_scales), a)
+  return (*_slice_choice(scales(), o0, pool), a)
+
+
+def _backward(x, weight, a, num_scales, mode, scale_cotangent):
+  """Cotangents (x, weight, bias), given scale_cotangent(i, region) -> (m, m, B, O) on scale i's
+  valid square."""
+  b, n, c, k, o, o0, v = _dims(x, weight)
+  dt = a.dtype
+  g2, _, _, inverse = _operators(n, k, num_scales, mode)
+  # The kernels with (C, O) swapped: the spectra for dA come out as (2, N, V, O, C).
+  t2_t = _half_kernels(jnp.transpose(weight, (0, 1, 3, 2)).astype(dt), num_scales, n, mode)
+  da = [jnp.zeros(a.shape[:-1] + (c,), dt)] * 2  # the two halves of A's last axis
+  dt2 = []
+  dbias = jnp.zeros((o,), dt)
+  for i in range(num_scales):
+    gi = scale_cotangent(i, (slice(i, o0 - i), slice(i, o0 - i))).astype(dt)
+    m = gi.shape[0]
+    dbias = dbias + jnp.sum(gi, axis=(0, 1, 2))
+    e, f = (jnp.asarray(z, dt) for z in inverse[i])
+    fb = jnp.broadcast_to(f, (m, m, 2 * v))
+    dz = jax.lax.dot_general(fb, gi.reshape(m, m, b * o), (((1,), (1,)), ((0,), (0,))),
+                             precision=_HIGHEST)                          # (p, (x, v), (b, o))
+    dy = jnp.dot(e.T, dz.reshape(2 * m, v * b * o), precision=_HIGHEST)  # ((r, u), (v, b, o))
+    dy = dy.reshape(2, n, v, b, o)
+    kf_t = _kernel_spectrum(jnp.asarray(g2[i], dt), t2_t[i], n, v, o, c)
+    da_i, dk = _product_transpose(a, kf_t, dy)
+    da = [acc + d for acc, d in zip(da, da_i)]
+    dt2.append(jnp.dot(jnp.asarray(g2[i], dt).T, dk.reshape(2 * n, -1), precision=_HIGHEST)
+               + _exact_zero_from(dk))
+  _, prep_vjp = jax.vjp(lambda x, w: _prepare(x, w, num_scales, mode), x, weight)
+  dx, dw = prep_vjp((jnp.concatenate(da, axis=-1), jnp.stack(dt2)))
+  return dx, dw, dbias
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
+def _siconv_hwbc(x, weight, bias, num_scales, mode, pool):
+  """The stack (S, o0, o0, B, O) for pool None, else (pooled (o0, o0, B, O), indices)."""
+  out, idx, _ = _forward(x, weight, bias, num_scales, mode, pool)
+  return out if pool is None else (out, idx)
+
+
+def _siconv_hwbc_fwd(x, weight, bias, num_scales, mode, pool):
+  out, idx, a = _forward(x, weight, bias, num_scales, mode, pool)
+  return (out if pool is None else (out, idx)), (x, weight, a, idx)
+
+
+def _siconv_hwbc_bwd(num_scales, mode, pool, res, cts):
+  x, weight, a, idx = res
+  if pool is None:
+    cotangent = lambda i, region: cts[i][region]
+  else:
+    g = cts[0]
+    # Pixel: idx is (o0, o0, B, O), cropped to the region; slice/energy: (B, O), broadcast.
+    choice = (lambda region: idx[region]) if pool == "pixel" else (lambda region: idx)
+    cotangent = lambda i, region: jnp.where(choice(region) == i, g[region],
+                                            jnp.zeros((), g.dtype))
+  return _backward(x, weight, a, num_scales, mode, cotangent)
+
+
+_siconv_hwbc.defvjp(_siconv_hwbc_fwd, _siconv_hwbc_bwd)
+
+
+def siconv2d_fft(x: jax.Array, weight: jax.Array, bias: jax.Array, num_scales: int,
+                 mode: str) -> jax.Array:
+  """``siconv2d``'s FFT path: x (B, N, N, C), weight (k, k, C, O), bias (O,) -> (B, S, o0, o0, O).
+
+  Scale i holds its valid response plus bias on ``[i, o0 - i)^2`` and exactly 0 on the ring.
+  """
+  return jnp.transpose(_siconv_hwbc(x, weight, bias, num_scales, mode, None), (3, 0, 1, 2, 4))
+
+
+def siconv2d_pool_fft(x: jax.Array, weight: jax.Array, bias: jax.Array, num_scales: int,
+                      mode: str, pool: str) -> tuple[jax.Array, jax.Array]:
+  """``scale_pool(siconv2d_fft(x, ...), pool)`` for pool in `POOLS`, without the stack.
+
+  Returns pooled (B, o0, o0, O) and int32 indices: (B, o0, o0, O) for pixel, (B, O) for slice and
+  energy (ties: the lowest scale; a zero border ring counts as that scale's response).
+  """
+  if pool not in POOLS:
+    raise ValueError(f"fused pools are {POOLS}, not {pool!r}")
+  best, idx = _siconv_hwbc(x, weight, bias, num_scales, mode, pool)
+  best = jnp.transpose(best, (2, 0, 1, 3))
+  return best, (jnp.transpose(idx, (2, 0, 1, 3)) if pool == "pixel" else idx)
