@@ -1,8 +1,13 @@
 """Benchmarks: `python -m stir_jax.bench models [--impl fast|direct] [--models a,b] [--repeats N]`.
 
 Prints, per model: parameter count, forward ms and train-step ms (batch 16, 64x64 inputs, Adam),
-the ratio of the train step to the standard model's, and the JAX device. Timings are medians over
-repeats after a warm-up (compilation excluded). `siconv` times one SiConv layer's two paths.
+the ratio of the train step to the standard model's, the train step's floating-point operations as
+XLA's cost analysis of the compiled step counts them (GFLOP, and that count's ratio to the standard
+model's), the rate achieved (GFLOP/s), and the JAX device. Timings are medians over repeats after a
+warm-up (compilation excluded). `siconv` times one SiConv layer's two paths.
+
+The FLOP ratio is a floor for the time ratio unless a model runs its operations faster than the
+standard model runs its convolutions.
 """
 from __future__ import annotations
 
@@ -42,7 +47,7 @@ def time_model(name: str, impl: str, batch: int = 16, channels: int = 1, classes
   n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
   fwd = jax.jit(lambda p, x: model.apply({"params": p}, x))
   fwd_ms = _median_ms(lambda: fwd(state.params, x), repeats)
-  step = training.make_train_step(model, tx)
+  step = training.make_train_step(model, tx).lower(state, b).compile()
   holder = [state]
 
   def one_step():
@@ -50,24 +55,39 @@ def time_model(name: str, impl: str, batch: int = 16, channels: int = 1, classes
     return stats
 
   step_ms = _median_ms(one_step, repeats)
-  return {"model": name, "params": n_params, "forward_ms": fwd_ms, "train_step_ms": step_ms}
+  return {"model": name, "params": n_params, "forward_ms": fwd_ms, "train_step_ms": step_ms,
+          "train_step_gflop": _flops(step) / 1e9}
+
+
+def _flops(compiled) -> float:
+  """Floating-point operations of a compiled computation, as XLA's cost analysis counts them
+  (NaN where the backend gives none)."""
+  costs = compiled.cost_analysis()
+  if isinstance(costs, (list, tuple)):  # older jax: one dict per computation
+    costs = costs[0] if costs else {}
+  return float((costs or {}).get("flops", float("nan")))
 
 
 def bench_models(names, impl: str, repeats: int) -> list[dict]:
   rows = []
   print(f"device: {jax.devices()[0]} ({jax.default_backend()}), batch 16, 64x64x1, "
         f"SiConv path: {impl}", flush=True)
-  header = f"{'model':<18}{'params':>9}{'fwd ms':>10}{'step ms':>10}{'x std':>8}"
+  header = (f"{'model':<18}{'params':>9}{'fwd ms':>10}{'step ms':>10}{'x std':>8}"
+            f"{'GFLOP':>9}{'x std':>8}{'GFLOP/s':>9}")
   print(header)
   base = None
   for name in names:
     row = time_model(name, impl, repeats=repeats)
     if name == "standard":
-      base = row["train_step_ms"]
-    row["ratio"] = row["train_step_ms"] / base if base else float("nan")
+      base = row
+    row["ratio"] = row["train_step_ms"] / base["train_step_ms"] if base else float("nan")
+    row["flop_ratio"] = (row["train_step_gflop"] / base["train_step_gflop"] if base
+                         else float("nan"))
+    row["gflop_per_s"] = row["train_step_gflop"] / row["train_step_ms"] * 1e3
     rows.append(row)
     print(f"{name:<18}{row['params']:>9}{row['forward_ms']:>10.1f}{row['train_step_ms']:>10.1f}"
-          f"{row['ratio']:>8.2f}", flush=True)
+          f"{row['ratio']:>8.2f}{row['train_step_gflop']:>9.2f}{row['flop_ratio']:>8.2f}"
+          f"{row['gflop_per_s']:>9.1f}", flush=True)
   return rows
 
 
