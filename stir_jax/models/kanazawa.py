@@ -24,6 +24,7 @@ Example:
 """
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import flax.linen as nn
@@ -56,6 +57,10 @@ class KanazawaConv(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     """Applies the layer (without the ReLU).
 
+    The shared convolution runs once per distinct input window: for a factor below 1 the rescale
+    back reads only a central window of the convolution's output, so only that window (and the
+    input it needs) is computed (`_window_operators`); the copies of equal size share one call.
+
     Args:
       x: ``(batch, H, W, in)``.
 
@@ -65,18 +70,43 @@ class KanazawaConv(nn.Module):
     _, h, w, _ = x.shape
     k = self.kernel_size
     conv = common.Conv(self.features, k, impl=self.impl, name="conv")
-    ho, wo = h - k + 1, w - k + 1
-    inputs = []
-    for s in self.scales:
-      inputs.append(x if s == 1 else apply_separable(x, rescale_matrix(h, s), rescale_matrix(w, s)))
-    responses = conv(jnp.concatenate(inputs, axis=0))
-    responses = jnp.split(responses, len(self.scales), axis=0)
-    outputs = []
-    for s, y in zip(self.scales, responses):
-      inv = 1 / s
-      outputs.append(y if inv == 1 else apply_separable(y, rescale_matrix(ho, inv),
-                                                        rescale_matrix(wo, inv)))
+    by_window = {}  # input window (rows, cols) -> [(scale index, rescaled input, back matrices)]
+    for i, s in enumerate(self.scales):
+      if s == 1:
+        by_window.setdefault((h, w), []).append((i, x, None))
+        continue
+      in_h, in_w, back_h, back_w = _window_operators(h, w, k, s)
+      by_window.setdefault((len(in_h), len(in_w)), []).append(
+          (i, apply_separable(x, in_h, in_w), (back_h, back_w)))
+    outputs = [None] * len(self.scales)
+    for items in by_window.values():
+      responses = jnp.split(conv(jnp.concatenate([z for _, z, _ in items], axis=0)), len(items))
+      for (i, _, back), y in zip(items, responses):
+        outputs[i] = y if back is None else apply_separable(y, *back)
     return jnp.max(jnp.stack(outputs), axis=0)
+
+
+@functools.lru_cache(maxsize=None)
+def _window_operators(h: int, w: int, k: int, scale: float):
+  """Rescale matrices of one Kanazawa scale, restricted to the window its rescale back reads.
+
+  The layer computes ``back @ conv(rescale @ x)`` per axis, with ``rescale = rescale_matrix(n, s)``
+  and ``back = rescale_matrix(n - k + 1, 1 / s)``. Where ``back`` has all-zero columns (s < 1:
+  upsampling then a centred crop reads only the middle), the convolution outputs they would read
+  are not needed; output window ``[j0, j1)`` needs input rows ``[j0, j1 + k - 1)``.
+
+  Returns:
+    ``(in_h, in_w, back_h, back_w)``: ``in_*`` (window + k - 1, n) and ``back_*`` (n - k + 1, window),
+    float64 NumPy; the full matrices where every output is read.
+  """
+  ops = []
+  for n in (h, w):
+    back = rescale_matrix(n - k + 1, 1 / scale)
+    used = np.flatnonzero(np.any(back != 0, axis=0))
+    j0, j1 = int(used[0]), int(used[-1]) + 1
+    ops.append((rescale_matrix(n, scale)[j0:j1 + k - 1], back[:, j0:j1]))
+  (in_h, back_h), (in_w, back_w) = ops
+  return in_h, in_w, back_h, back_w
 
 
 class KanazawaModel(nn.Module):

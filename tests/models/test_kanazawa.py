@@ -55,3 +55,24 @@ def test_init_matches_reference_parameter_layout(fixture, rng):
   assert (jax.tree.map(lambda a: a.shape, variables["params"])
           == jax.tree.map(np.shape, kanazawa.from_torch(fixture)))
   assert sum(a.size for a in jax.tree.leaves(variables["params"])) == num_state_params(fixture)
+
+
+def test_windowed_layer_equals_full_computation(rng):
+  """Convolving only the window that the rescale back reads changes nothing."""
+  from stir_jax.layers.resample import apply_separable, rescale_matrix
+  kx, kw = jax.random.split(rng)
+  x = jax.random.normal(kx, (2, 40, 40, 3))
+  layer = kanazawa.KanazawaConv(features=4, kernel_size=5)
+  variables = layer.init(kw, x)
+  kernel = variables["params"]["conv"]["kernel"]
+  bias = variables["params"]["conv"]["bias"]
+  conv = lambda z: jax.lax.conv_general_dilated(
+      z, kernel, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"),
+      precision=jax.lax.Precision.HIGHEST) + bias
+  full = []
+  for s in SCALES:
+    y = conv(apply_separable(x, rescale_matrix(40, s), rescale_matrix(40, s)))
+    full.append(apply_separable(y, rescale_matrix(36, 1 / s), rescale_matrix(36, 1 / s)))
+  assert kanazawa._window_operators(40, 40, 5, SCALES[0])[0].shape[0] < 40  # a window is cut
+  np.testing.assert_allclose(layer.apply(variables, x), jnp.max(jnp.stack(full), axis=0),
+                             rtol=1e-5, atol=1e-5)
