@@ -19,6 +19,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 _DN = ("NHWC", "HWIO", "NHWC")
 
@@ -47,6 +48,32 @@ def fft_size(n: int) -> int:
     m += 1
 
 
+@functools.lru_cache(maxsize=None)
+def _tap_dft(n: int, taps: int, half: bool) -> np.ndarray:
+  """(F, taps) complex64 with F = n // 2 + 1 if half else n: the conjugated DFT of length n
+  restricted to the first ``taps`` samples (a correlation kernel zero-padded to n)."""
+  rows = np.arange(n // 2 + 1 if half else n)
+  mat = np.exp(2j * np.pi * np.outer(rows, np.arange(taps)) / n).astype(np.complex64)
+  mat.setflags(write=False)
+  return mat
+
+
+def _kernel_spectrum(kernel: jax.Array, sizes: tuple[int, ...]) -> jax.Array:
+  """``conj(rfftn(kernel, s=sizes))`` over the leading ``len(sizes)`` axes of ``kernel``.
+
+  One small matmul over the taps per axis (the last one a half spectrum). XLA's FFT of the
+  zero-padded kernel bank would cost as much as transforming the output, and so would the inverse
+  FFT that its gradient needs; these matmuls and their transposes are a few GEMMs over the taps.
+  """
+  spec = kernel.astype(jnp.complex64)
+  last = len(sizes) - 1
+  for ax in range(last, -1, -1):
+    mat = jnp.asarray(_tap_dft(sizes[ax], kernel.shape[ax], ax == last))
+    spec = jnp.moveaxis(jnp.tensordot(mat, spec, axes=([1], [ax]),
+                                      precision=jax.lax.Precision.HIGHEST), 0, ax)
+  return spec
+
+
 def conv2d_fft(x: jax.Array, kernel: jax.Array, padding="VALID",
                feature_group_count: int = 1) -> jax.Array:
   """Cross-correlation via real FFTs, exact up to float rounding.
@@ -66,7 +93,7 @@ def conv2d_fft(x: jax.Array, kernel: jax.Array, padding="VALID",
   b, n, m, _ = x.shape
   fn, fm = fft_size(n), fft_size(m)
   fx = jnp.fft.rfft2(x, s=(fn, fm), axes=(1, 2))                         # (B, fn, fm//2+1, Cin)
-  fk = jnp.conj(jnp.fft.rfft2(kernel, s=(fn, fm), axes=(0, 1)))          # (fn, fm//2+1, Ci/G, Co)
+  fk = _kernel_spectrum(kernel, (fn, fm))                                # (fn, fm//2+1, Ci/G, Co)
   if groups == 1:
     fy = jnp.einsum("buvi,uvio->buvo", fx, fk, precision=jax.lax.Precision.HIGHEST)
   else:
@@ -115,7 +142,8 @@ def conv3d(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None,
   """Valid 3-D cross-correlation: x (B, D, H, W, Cin), kernel (kd, kh, kw, Cin, Cout) ->
   (B, D-kd+1, H-kh+1, W-kw+1, Cout), plus bias.
 
-  impl: "xla", "fft" (circular correlation at the input size, exact on the valid region) or
+  impl: "xla", "fft" (circular correlation at a fast FFT length of at least the input size, exact
+  on the valid region) or
   "auto" (fft on CPU, where XLA's 3-D convolution is far slower, xla elsewhere).
   """
   if impl == "auto":
@@ -126,10 +154,11 @@ def conv3d(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None,
   elif impl == "fft":
     d, n, m = x.shape[1:4]
     kd, kh, kw = kernel.shape[:3]
-    fx = jnp.fft.rfftn(x, axes=(1, 2, 3))
-    fk = jnp.fft.rfftn(kernel, s=(d, n, m), axes=(0, 1, 2))
-    fy = jnp.einsum("bduvi,duvio->bduvo", fx, jnp.conj(fk), precision=jax.lax.Precision.HIGHEST)
-    y = jnp.fft.irfftn(fy, s=(d, n, m), axes=(1, 2, 3))[:, : d - kd + 1, : n - kh + 1, : m - kw + 1]
+    sizes = tuple(fft_size(z) for z in (d, n, m))
+    fx = jnp.fft.rfftn(x, s=sizes, axes=(1, 2, 3))
+    fk = _kernel_spectrum(kernel, sizes)
+    fy = jnp.einsum("bduvi,duvio->bduvo", fx, fk, precision=jax.lax.Precision.HIGHEST)
+    y = jnp.fft.irfftn(fy, s=sizes, axes=(1, 2, 3))[:, : d - kd + 1, : n - kh + 1, : m - kw + 1]
   else:
     raise ValueError(f"unknown conv impl {impl!r}; valid: auto, xla, fft")
   return y if bias is None else y + bias

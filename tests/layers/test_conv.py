@@ -60,7 +60,7 @@ def test_unknown_impl():
 def test_conv3d_fft_equals_xla():
   from stir_jax.layers.conv import conv3d
   r = np.random.default_rng(1)
-  x = jnp.asarray(r.random((2, 9, 12, 11, 3)), jnp.float32)
+  x = jnp.asarray(r.random((2, 11, 12, 13, 3)), jnp.float32)  # FFT lengths 12, 12, 14
   w = jnp.asarray(r.normal(size=(3, 5, 5, 3, 4)), jnp.float32)
   b = jnp.asarray(r.normal(size=(4,)), jnp.float32)
   assert rel_err(conv3d(x, w, b, impl="fft"), conv3d(x, w, b, impl="xla")) <= 1e-5
@@ -68,3 +68,12 @@ def test_conv3d_fft_equals_xla():
   for a, c in zip(jax.grad(loss("fft"), argnums=(0, 1))(x, w),
                   jax.grad(loss("xla"), argnums=(0, 1))(x, w)):
     assert rel_err(a, c) <= 1e-5
+
+
+@pytest.mark.parametrize("sizes", [(12, 14), (11, 9, 10)])
+def test_kernel_spectrum_is_conjugate_rfftn(sizes):
+  from stir_jax.layers.conv import _kernel_spectrum
+  r = np.random.default_rng(2)
+  kernel = r.normal(size=(3, 4, 5)[:len(sizes)] + (2, 3)).astype(np.float32)
+  ref = np.conj(np.fft.rfftn(kernel, s=sizes, axes=tuple(range(len(sizes)))))
+  assert rel_err(_kernel_spectrum(jnp.asarray(kernel), sizes), ref) <= 1e-5
