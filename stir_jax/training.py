@@ -53,7 +53,8 @@ def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransform
 
 
 def create_train_state(model, tx, rng: jax.Array, num_channels: int) -> TrainState:
-  params = model.init(rng, jnp.zeros((1, 64, 64, num_channels), jnp.float32))["params"]
+  # Jitted: run eagerly, the SiConv models' unrolled scale loops take about a minute to initialise.
+  params = jax.jit(model.init)(rng, jnp.zeros((1, 64, 64, num_channels), jnp.float32))["params"]
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
 
 

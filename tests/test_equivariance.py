@@ -17,8 +17,8 @@ def test_pixel_pool_stage1_error_below_standard(two_icons):
   std = models.get_model("standard", 1, 2)
   pix = models.get_model("pixel_pool", 1, 2)
   x = jnp.zeros((1, 64, 64, 1))
-  v_std = std.init(jax.random.PRNGKey(3), x)
-  v_pix = pix.init(jax.random.PRNGKey(3), x)
+  v_std = jax.jit(std.init)(jax.random.PRNGKey(3), x)
+  v_pix = jax.jit(pix.init)(jax.random.PRNGKey(3), x)
   # the same 7x7 first-layer kernels in both, so only the architecture differs
   v_pix["params"]["conv1"] = v_std["params"]["conv1"]
   e_std = equivariance.model_equivariance_errors(std, v_std, two_icons, stages=("stage1",))
