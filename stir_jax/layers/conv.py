@@ -1,13 +1,14 @@
 """2-D and 3-D cross-correlation with a choice of algorithm: XLA's convolution or an exact FFT form.
 
 Measured on the 2-core CPU this project is developed on (jaxlib 0.10.2, YNNPACK fusions off, see
-`stir_jax.xla_flags`; batch 16, ms for forward / weight gradient / input gradient):
+`stir_jax.xla_flags`; batch 16; ms for the forward pass, and for the jitted gradient of a sum of
+squares with respect to the weights and to the input, each including its forward pass):
 
-  layer                                        xla               fft
-  7x7 16->32 on 58x58 (standard, layer 2)      12 / 24 / 22      51 / 50 / 46
-  11x11 16->32 x5 groups, 'same' on 64x64 (xu) 334 / 47349 / 819 406 / 472 / 427
-  15x15 16->32 x4 groups on 50x50 (SESN)       204 / 18057 / 497 146 / 129 / 130
-  15x15 1->64 on 64x64 (SESN, layer 1)         11 / 14 / -       57 / 58 / -
+  layer                                        xla                fft
+  7x7 16->32 on 58x58 (standard, layer 2)      16 / 41 / 42       33 / 48 / 56
+  11x11 16->32 x5 groups, 'same' on 64x64 (xu) 514 / 49681 / 1342 423 / 608 / 647
+  15x15 16->32 x4 groups on 50x50 (SESN)       215 / 17974 / 879  123 / 183 / 200
+  15x15 1->64 on 64x64 (SESN, layer 1)         8 / 20 / 153       38 / 61 / 60
 
 XLA:CPU's weight gradient of a *grouped* convolution is pathologically slow, so `impl="auto"` takes
 the FFT form for grouped convolutions on CPU and XLA everywhere else. Both forms compute the same
