@@ -1,8 +1,8 @@
 """Quick start: pixel_pool on STIR-emoji, Mid2Rest (scenario 2), sized to finish on a laptop CPU.
 
 Command:  python train.py            (same as --config=configs/default.py --workdir=runs/default)
-Runtime:  7 min 12 s on a 2-core CPU (7 epochs of 46-52 s after a first of 62 s with compilation,
-          data generation and the test pass included).
+Runtime:  8 min 54 s on a 2-core CPU (7 epochs: the first 93 s with compilation, then 48-62 s,
+          data generation and the test pass included; 7 min 12 s in an earlier session).
 Result:   test accuracy 25.4% (validation 42.4% at epoch 7, still rising); the paper reports 76.6%
           mean for pixel_pool on emoji Mid2Rest (50 seeds, up to 200 epochs: configs/paper.py).
 """
