@@ -107,11 +107,11 @@ def conv2d_fft(x: jax.Array, kernel: jax.Array, padding="VALID",
   return y[:, : n - kh + 1, : m - kw + 1, :]
 
 
-def pick_impl(kernel_shape, feature_group_count: int = 1) -> str:
+def pick_impl(feature_group_count: int = 1) -> str:
   """The `conv2d` algorithm that "auto" uses: "fft" for grouped convolutions on CPU, whose weight
   gradient XLA:CPU computes several hundred times slower than the forward pass; "xla" otherwise and
-  on every other backend (see the module docstring for the measurements)."""
-  del kernel_shape  # the choice depends on grouping alone on the shapes measured
+  on every other backend (see the module docstring for the measurements; on the shapes measured
+  the choice depends on grouping alone)."""
   return "fft" if (feature_group_count > 1 and jax.default_backend() == "cpu") else "xla"
 
 
@@ -126,7 +126,7 @@ def conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None, paddi
   Equivariant to integer translations (exactly, away from borders).
   """
   if impl == "auto":
-    impl = pick_impl(kernel.shape, feature_group_count)
+    impl = pick_impl(feature_group_count)
   if impl == "fft":
     y = conv2d_fft(x, kernel, padding, feature_group_count)
   elif impl == "xla":

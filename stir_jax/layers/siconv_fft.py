@@ -332,13 +332,12 @@ def siconv2d_fft(x: jax.Array, weight: jax.Array, bias: jax.Array, num_scales: i
 
 def siconv2d_pool_fft(x: jax.Array, weight: jax.Array, bias: jax.Array, num_scales: int,
                       mode: str, pool: str) -> tuple[jax.Array, jax.Array]:
-  """``scale_pool(siconv2d_fft(x, ...), pool)`` for pool in `POOLS`, without the stack.
+  """``scale_pool(siconv2d_fft(x, ...), pool)`` for pool in `POOLS` (the caller checks it), without
+  the stack.
 
   Returns pooled (B, o0, o0, O) and int32 indices: (B, o0, o0, O) for pixel, (B, O) for slice and
   energy (ties: the lowest scale; a zero border ring counts as that scale's response).
   """
-  if pool not in POOLS:
-    raise ValueError(f"fused pools are {POOLS}, not {pool!r}")
   best, idx = _siconv_hwbc(x, weight, bias, num_scales, mode, pool)
   best = jnp.transpose(best, (2, 0, 1, 3))
   return best, (jnp.transpose(idx, (2, 0, 1, 3)) if pool == "pixel" else idx)
