@@ -9,7 +9,7 @@
 """
 from absl import app, flags
 
-from stir_jax import cli, evaluation, report
+from stir_jax import cli
 
 flags.DEFINE_string("workdir", None, "Run directory written by train.py.")
 flags.DEFINE_string("runs", None, "Aggregate every run under this directory (with --out).")
@@ -22,15 +22,20 @@ def main(argv):
   if flags.FLAGS.runs:
     if not flags.FLAGS.out:
       cli.fail("--runs needs --out (the report directory)")
+    from stir_jax.eval import report  # pylint: disable=g-import-not-at-top
     out = cli.run(report.aggregate, flags.FLAGS.runs, flags.FLAGS.out)
     print(f"aggregated {out['runs']} runs into {flags.FLAGS.out}/report.md")
     return
   workdir = flags.FLAGS.workdir
   if not workdir:
     cli.fail("--workdir is required (a run directory written by train.py), or --runs with --out")
+  cli.start()
+  from stir_jax.eval import evaluation  # pylint: disable=g-import-not-at-top
+  from stir_jax.train import distributed  # pylint: disable=g-import-not-at-top
   out = cli.run(evaluation.evaluate, workdir)
-  print(f"test accuracy {out['test_accuracy']:.4f}; wrote {workdir}/generalization.csv "
-        f"and {workdir}/accuracy_vs_scale.png")
+  if distributed.is_main():
+    print(f"test accuracy {out['test_accuracy']:.4f}; wrote {workdir}/generalization.csv "
+          f"and {workdir}/accuracy_vs_scale.png")
 
 
 if __name__ == "__main__":

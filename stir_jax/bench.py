@@ -1,4 +1,11 @@
-"""Benchmarks: `python -m stir_jax.bench models [--impl fast|direct] [--models a,b] [--repeats N]`.
+"""Benchmarks: `python -m stir_jax.bench models|siconv|seeds|scaling [options]`.
+
+  models   per-model train step (below)
+  siconv   one SiConv layer's direct and FFT paths
+  seeds    N seeds in one program against N sequential runs (the engine's seed axis)
+  scaling  devices share the work: per-device FLOPs of the compiled step on D devices against one
+           device (XLA's cost analysis), step times, all-gathers in the compiled step, and
+           train.py epoch times on D fake CPU devices against one (subprocesses, --devices D)
 
 Prints, per model: parameter count, forward ms and train-step ms (batch 16, 64x64 inputs, Adam),
 the ratio of the train step to the standard model's, the train step's floating-point operations as
@@ -12,8 +19,13 @@ standard model runs its convolutions.
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import pathlib
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 
 import jax
@@ -21,7 +33,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from stir_jax import models, training
+from stir_jax import models
+from stir_jax.train import placement as placement_lib, state as state_lib, steps as steps_lib
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _median_ms(fn, repeats: int) -> float:
@@ -34,29 +49,54 @@ def _median_ms(fn, repeats: int) -> float:
   return statistics.median(times)
 
 
-def time_model(name: str, impl: str, batch: int = 16, channels: int = 1, classes: int = 36,
-               repeats: int = 5) -> dict:
-  kwargs = {"impl": "direct" if impl == "direct" else "auto"} if training.takes_impl(name) else {}
-  model = models.get_model(name, channels, classes, **kwargs)
-  tx = optax.adam(1e-3)
-  rng = np.random.default_rng(0)
-  x = rng.random((batch, 64, 64, channels), dtype=np.float32)
-  b = {"image": x, "label": rng.integers(0, classes, batch).astype(np.int32),
-       "mask": np.ones(batch, bool)}
-  state = training.create_train_state(model, tx, jax.random.PRNGKey(0), channels)
-  n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
-  fwd = jax.jit(lambda p, x: model.apply({"params": p}, x))
-  fwd_ms = _median_ms(lambda: fwd(state.params, x), repeats)
-  step = training.make_train_step(model, tx).lower(state, b).compile()
-  holder = [state]
+def compiled_step(model, tx, batch: int, channels: int, classes: int, devices=None,
+                  seed: int = 0):
+  """The engine's train step for one seed, compiled ahead of time on `devices` (all by default),
+  with a placed state, zero sums and a random placed batch: (compiled, state, sums, batch)."""
+  rng = np.random.default_rng(seed)
+  place = placement_lib.Placement(1, "jit", devices=devices)
+  place.check_global_batch(batch)
+  host = jax.device_get(state_lib.create_train_state(model, tx, jax.random.PRNGKey(0), channels))
+  state = place.put_state(placement_lib.stack([host]))
+  b = place.put_train_batch({
+      "image": rng.random((1, batch, 64, 64, channels), dtype=np.float32),
+      "label": rng.integers(0, classes, (1, batch)).astype(np.int32),
+      "scale": rng.integers(17, 65, (1, batch)).astype(np.int32),
+      "mask": np.ones((1, batch), bool)})
+  sums = place.zero_sums(per_scale=False)
+  step = place.train_step(steps_lib.train_step_fn(model, tx))
+  return step.lower(state, sums, b).compile(), state, sums, b
+
+
+def _timed_steps(compiled, state, sums, batch, repeats: int) -> float:
+  holder = [state, sums]
 
   def one_step():
-    holder[0], stats = step(holder[0], b)
-    return stats
+    holder[0], holder[1] = compiled(holder[0], holder[1], batch)
+    return holder[1]
 
-  step_ms = _median_ms(one_step, repeats)
+  return _median_ms(one_step, repeats)
+
+
+def _model(name: str, impl: str, channels: int, classes: int):
+  kwargs = {"impl": "direct" if impl == "direct" else "auto"} if state_lib.takes_impl(name) else {}
+  return models.get_model(name, channels, classes, **kwargs)
+
+
+def time_model(name: str, impl: str, batch: int = 16, channels: int = 1, classes: int = 36,
+               repeats: int = 5) -> dict:
+  model = _model(name, impl, channels, classes)
+  tx = optax.adam(1e-3)
+  x = np.random.default_rng(0).random((batch, 64, 64, channels), dtype=np.float32)
+  compiled, state, sums, b = compiled_step(model, tx, batch, channels, classes,
+                                           devices=jax.devices()[:1])
+  params = jax.tree.map(lambda p: p[0], state.params)
+  n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))
+  fwd = jax.jit(lambda p, x: model.apply({"params": p}, x))
+  fwd_ms = _median_ms(lambda: fwd(params, x), repeats)
+  step_ms = _timed_steps(compiled, state, sums, b, repeats)
   return {"model": name, "params": n_params, "forward_ms": fwd_ms, "train_step_ms": step_ms,
-          "train_step_gflop": _flops(step) / 1e9}
+          "train_step_gflop": _flops(compiled) / 1e9}
 
 
 def _flops(compiled) -> float:
@@ -109,24 +149,201 @@ def bench_siconv(repeats: int) -> None:
           f"fft {out['fft']:.0f} ms, speed-up {out['direct'] / out['fft']:.1f}x", flush=True)
 
 
+# --- seeds: N seeds in one program ------------------------------------------------------------
+
+def bench_seeds(model_name: str = "standard", num_seeds: int = 8, steps: int = 10,
+                batch_size: int = 16, batchings=("vmap", "unroll"), channels: int = 1,
+                classes: int = 36) -> dict:
+  """Train-step throughput of num_seeds seeds in one program (the engine's seed axis) against
+  num_seeds sequential single-seed runs sharing one compiled step, on random host batches."""
+  model = _model(model_name, "fast", channels, classes)
+  tx = optax.adam(1e-3)
+  rng = np.random.default_rng(0)
+  batches = [{"image": rng.random((batch_size, 64, 64, channels), dtype=np.float32),
+              "label": rng.integers(0, classes, batch_size).astype(np.int32),
+              "scale": rng.integers(17, 65, batch_size).astype(np.int32),
+              "mask": np.ones(batch_size, bool)} for _ in range(num_seeds)]
+  inits = [jax.device_get(state_lib.create_train_state(model, tx, jax.random.PRNGKey(s), channels))
+           for s in range(num_seeds)]
+  out = {"model": model_name, "seeds": num_seeds, "steps": steps, "batch_size": batch_size,
+         "device": f"{jax.devices()[0]} x{len(jax.devices())} ({jax.default_backend()})"}
+  examples = num_seeds * steps * batch_size
+
+  def run(n: int, batching: str, states: list, stacked_batches: list) -> tuple[float, float]:
+    place = placement_lib.Placement(n, "jit", batching)
+    step = place.train_step(steps_lib.train_step_fn(model, tx))
+    held = [place.put_state(placement_lib.stack(states)), place.zero_sums(False)]
+    placed = [place.put_train_batch(placement_lib.stack(bs)) for bs in stacked_batches]
+    t = time.perf_counter()
+    held[0], held[1] = step(held[0], held[1], placed[0])
+    jax.block_until_ready(held[1])
+    compile_s = time.perf_counter() - t
+    t = time.perf_counter()
+    for _ in range(steps):
+      for b in placed:
+        held[0], held[1] = step(held[0], held[1], b)
+    jax.block_until_ready(held)
+    return time.perf_counter() - t, compile_s
+
+  seconds, compile_s = run(1, "unroll", inits[:1], [[b] for b in batches])
+  out["sequential_seconds"], out["sequential_compile_seconds"] = seconds, compile_s
+  out["sequential_examples_per_second"] = examples / seconds
+  for batching in batchings:
+    seconds, compile_s = run(num_seeds, batching, inits, [batches])
+    place = placement_lib.Placement(num_seeds, "jit", batching)
+    out[batching] = {"seconds": seconds, "compile_seconds": compile_s,
+                     "examples_per_second": examples / seconds,
+                     "speedup": out["sequential_seconds"] / seconds, "mesh": place.describe()}
+  return out
+
+
+def print_seeds(out: dict, batchings) -> None:
+  print(f"device: {out['device']}; {out['model']}, batch {out['batch_size']}, "
+        f"{out['steps']} timed steps per seed after a warm-up step")
+  print(f"  {out['seeds']} sequential runs:       {out['sequential_examples_per_second']:8.1f} "
+        f"examples/s ({out['sequential_seconds']:.2f} s; compile "
+        f"{out['sequential_compile_seconds']:.1f} s, once)")
+  for batching in batchings:
+    r = out[batching]
+    print(f"  {out['seeds']} seeds together, {batching:<6}: {r['examples_per_second']:8.1f} "
+          f"examples/s ({r['seconds']:.2f} s; compile {r['compile_seconds']:.1f} s) "
+          f"speedup {r['speedup']:.2f}x [{r['mesh']}]")
+
+
+# --- scaling: devices share the work -----------------------------------------------------------
+
+def scaling_probe(names, repeats: int, batch: int = 16) -> list[dict]:
+  """In this process (its device count fixed at start): per model, the compiled train step's
+  per-device GFLOP (XLA's cost analysis of the SPMD program), its step ms, and the number of
+  all-gather operations in it."""
+  rows = []
+  for name in names:
+    model = _model(name, "fast", 1, 36)
+    compiled, state, sums, b = compiled_step(model, optax.adam(1e-3), batch, 1, 36)
+    text = compiled.as_text()
+    rows.append({"model": name, "devices": len(jax.devices()),
+                 "gflop_per_device": _flops(compiled) / 1e9,
+                 "all_gathers": text.count("all-gather-start") + text.count(" all-gather("),
+                 "step_ms": _timed_steps(compiled, state, sums, b, repeats)})
+  return rows
+
+
+def _subprocess_env(devices: int) -> dict:
+  env = dict(os.environ)
+  flags = [f for f in env.get("XLA_FLAGS", "").split()
+           if not f.startswith("--xla_force_host_platform_device_count")]
+  env["XLA_FLAGS"] = " ".join(flags + [f"--xla_force_host_platform_device_count={devices}"])
+  env["JAX_PLATFORMS"] = "cpu"
+  env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+  return env
+
+
+def _probe_in_subprocess(names, devices: int, repeats: int) -> list[dict]:
+  cmd = [sys.executable, "-m", "stir_jax.bench", "scaling-probe", "--models", ",".join(names),
+         "--repeats", str(repeats)]
+  proc = subprocess.run(cmd, env=_subprocess_env(devices), capture_output=True, text=True,
+                        cwd=REPO, check=False)
+  if proc.returncode:
+    raise RuntimeError(f"the {devices}-device probe failed: {proc.stderr.strip()[-2000:]}")
+  return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+
+
+def epoch_seconds(model: str, devices: int, dataset: str, epochs: int = 2) -> float:
+  """train.py's last epoch time (epoch 2: compilation excluded) of `model` on emoji Mid2Rest with
+  `devices` fake CPU devices, run in a subprocess into a temporary directory."""
+  with tempfile.TemporaryDirectory() as tmp:
+    cmd = [sys.executable, str(REPO / "train.py"), f"--config={REPO / 'configs' / 'paper.py'}",
+           f"--config.model={model}", f"--config.dataset={dataset}",
+           f"--config.num_epochs={epochs}", f"--workdir={tmp}/run"]
+    proc = subprocess.run(cmd, env=_subprocess_env(devices), capture_output=True, text=True,
+                          cwd=REPO, check=False)
+    if proc.returncode:
+      raise RuntimeError(f"train.py on {devices} devices failed: {proc.stderr.strip()[-2000:]}")
+    rows = [json.loads(line) for line in
+            (pathlib.Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()]
+    return float(rows[-1]["epoch_seconds"])
+
+
+def bench_scaling(names, devices: int, repeats: int, epoch_models, dataset: str) -> dict:
+  one = {r["model"]: r for r in _probe_in_subprocess(names, 1, repeats)}
+  many = {r["model"]: r for r in _probe_in_subprocess(names, devices, repeats)}
+  print(f"train step, batch 16, 1 vs {devices} CPU devices (fake devices share this machine's "
+        f"{os.cpu_count()} cores)")
+  print(f"{'model':<18}{'GFLOP 1 dev':>12}{'GFLOP/dev':>11}{'share x' + str(devices):>10}"
+        f"{'all-gathers':>12}{'ms 1 dev':>10}{'ms ' + str(devices) + ' dev':>10}")
+  rows = []
+  for name in names:
+    a, b = one[name], many[name]
+    share = b["gflop_per_device"] / a["gflop_per_device"]
+    rows.append({"model": name, "gflop_1": a["gflop_per_device"],
+                 "gflop_per_device": b["gflop_per_device"], "share_times_devices": share * devices,
+                 "all_gathers": b["all_gathers"], "step_ms_1": a["step_ms"],
+                 "step_ms_many": b["step_ms"]})
+    print(f"{name:<18}{a['gflop_per_device']:>12.2f}{b['gflop_per_device']:>11.3f}"
+          f"{share * devices:>10.3f}{b['all_gathers']:>12}{a['step_ms']:>10.1f}"
+          f"{b['step_ms']:>10.1f}", flush=True)
+  epochs = []
+  for name in epoch_models:
+    t1, tn = epoch_seconds(name, 1, dataset), epoch_seconds(name, devices, dataset)
+    epochs.append({"model": name, "epoch_s_1": t1, "epoch_s_many": tn})
+    print(f"train.py epoch (emoji Mid2Rest, epoch 2) {name}: 1 device {t1:.1f} s, "
+          f"{devices} devices {tn:.1f} s ({tn / t1:.2f}x)", flush=True)
+  return {"steps": rows, "epochs": epochs}
+
+
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(prog="python -m stir_jax.bench", description=__doc__.splitlines()[0])
-  p.add_argument("what", choices=["models", "siconv"])
+  p.add_argument("what", choices=["models", "siconv", "seeds", "scaling", "scaling-probe"])
   p.add_argument("--impl", choices=["fast", "direct"], default="fast",
                  help="SiConv path of the SiConv models (fast = FFT where possible)")
   p.add_argument("--models", default=",".join(models.model_names()),
                  help="comma-separated model names (standard is always timed first)")
   p.add_argument("--repeats", type=int, default=5)
+  p.add_argument("--model", default="standard", help="seeds: the model")
+  p.add_argument("--seeds", type=int, default=8, help="seeds: how many")
+  p.add_argument("--steps", type=int, default=10, help="seeds: timed steps per seed")
+  p.add_argument("--batch-size", type=int, default=16, help="seeds: batch size")
+  p.add_argument("--batching", default="vmap,unroll", help="seeds: vmap and/or unroll")
+  p.add_argument("--devices", type=int, default=8, help="scaling: fake CPU devices")
+  p.add_argument("--epoch-models", default="pixel_pool",
+                 help="scaling: models whose train.py epoch is timed ('' for none)")
+  p.add_argument("--dataset", default="data/emoji.npz", help="scaling: STIR file for train.py")
+  from stir_jax.train import distributed  # pylint: disable=g-import-not-at-top
+  distributed.add_arguments(p)
   args = p.parse_args(argv)
+  from stir_jax import xla_flags  # pylint: disable=g-import-not-at-top
+  xla_flags.apply()
+  distributed.initialize_from_args(args)
   if args.what == "siconv":
     bench_siconv(args.repeats)
     return 0
   names = [n for n in args.models.split(",") if n]
+  if args.what == "seeds":
+    names = [args.model]
   unknown = [n for n in names if n not in models.MODELS]
   if unknown:
     print(f"error: unknown model(s) {', '.join(unknown)}; valid: {', '.join(models.MODELS)}",
           file=sys.stderr)
     return 2
+  if args.what == "seeds":
+    batchings = [b for b in args.batching.split(",") if b]
+    if not batchings or any(b not in ("vmap", "unroll") for b in batchings):
+      print(f"error: --batching takes vmap and/or unroll, got {args.batching!r}", file=sys.stderr)
+      return 2
+    if min(args.seeds, args.steps, args.batch_size) < 1:
+      print("error: --seeds, --steps and --batch-size must be positive", file=sys.stderr)
+      return 2
+    print_seeds(bench_seeds(args.model, args.seeds, args.steps, args.batch_size, batchings),
+                batchings)
+    return 0
+  if args.what == "scaling-probe":
+    for row in scaling_probe(names, args.repeats):
+      print(json.dumps(row), flush=True)
+    return 0
+  if args.what == "scaling":
+    epoch_models = [n for n in args.epoch_models.split(",") if n]
+    bench_scaling(names, args.devices, args.repeats, epoch_models, args.dataset)
+    return 0
   names = ["standard"] + [n for n in names if n != "standard"]
   bench_models(names, args.impl, args.repeats)
   return 0

@@ -14,7 +14,12 @@ from absl import logging
 from ml_collections import config_flags
 
 from stir_jax.data.stir_file import StirFileError
-from stir_jax.training import RunError
+from stir_jax.train.rundir import RunError
+
+flags.DEFINE_string("coordinator_address", None,
+                    "Several processes: host:port of process 0 (or JAX_COORDINATOR_ADDRESS).")
+flags.DEFINE_integer("num_processes", None, "Several processes: how many (or JAX_NUM_PROCESSES).")
+flags.DEFINE_integer("process_id", None, "Several processes: this one's index (or JAX_PROCESS_ID).")
 
 
 def fail(message: str) -> NoReturn:
@@ -40,6 +45,24 @@ def parse_flags(argv: list[str]) -> list[str]:
     fail(str(e))
   logging.set_verbosity(logging.WARNING)  # no absl INFO lines (e.g. JAX's backend probing)
   return rest
+
+
+def start() -> None:
+  """What the entry points do before touching a device: quiet TensorFlow, the CPU compiler flag
+  (`stir_jax.xla_flags.apply`), and JAX's distributed runtime when this is one of several
+  processes (`stir_jax.train.distributed.initialize`: the flags above, the environment, or
+  SLURM / TPU pod / Open MPI auto-detection). A bad setting is a one-line error."""
+  import os  # pylint: disable=g-import-not-at-top
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+  from stir_jax import xla_flags  # pylint: disable=g-import-not-at-top
+  from stir_jax.train import distributed  # pylint: disable=g-import-not-at-top
+  xla_flags.apply()
+  f = flags.FLAGS
+  try:
+    distributed.initialize(f.coordinator_address, f.num_processes, f.process_id)
+  except (ValueError, TypeError, RuntimeError) as e:
+    fail(f"could not start the distributed runtime: {str(e).splitlines()[0]}")
 
 
 def loaded_config():

@@ -8,13 +8,13 @@ Every setting gets an ordinary run directory
 
   OUT/<model>/<data>/s<scenario>/lr<lr>/seed_<seed>/
 
-(config.json, metrics.jsonl, checkpoints, results.json: see stir_jax.training), so any one of them
+(config.json, metrics.jsonl, checkpoints, results.json: see stir_jax.train.rundir), so any one of them
 can be trained, resumed or evaluated on its own with train.py / eval.py. Finished settings are
 skipped, interrupted ones resumed; rerunning the same command continues the sweep. At the end the
 aggregation (stir_jax.report, eval.py --runs) writes OUT/report/.
 
 --num-seeds-per-program N trains up to N seeds of a model x data x scenario x lr together in one
-program (stir_jax.multiseed) into the same seed directories. --dry-run prints the plan (which
+program (stir_jax.train.engine.train_seeds) into the same seed directories. --dry-run prints the plan (which
 settings are done, partial or new) and an estimate of its cost from a short timing probe of each
 model's train and evaluation steps (compilation timed separately). Errors are one line
 `error: ...` with exit status 2; runs that fail (e.g. a diverging learning rate) are reported and
@@ -27,6 +27,7 @@ import dataclasses
 import importlib.util
 import json
 import math
+import os
 import pathlib
 import sys
 import time
@@ -175,7 +176,7 @@ class Run:
 
 def run_status(run: Run) -> None:
   """Fills run.status/epochs_done/stopped from its directory; SweepError on a conflict."""
-  from stir_jax import training  # pylint: disable=g-import-not-at-top
+  from stir_jax.train import engine, rundir  # pylint: disable=g-import-not-at-top
   d, cfg = run.dir, run.dir / "config.json"
   if not cfg.exists():
     if d.exists() and any(d.iterdir()):
@@ -185,21 +186,20 @@ def run_status(run: Run) -> None:
     found = json.loads(cfg.read_text())
   except json.JSONDecodeError:
     raise SweepError(f"{cfg} is not valid JSON") from None
-  wanted = training.config_dict(run.config)
-  if found != wanted:
-    diff = sorted(k for k in set(found) | set(wanted) if found.get(k) != wanted.get(k))
+  diff = rundir.config_differences(found, rundir.config_dict(run.config))
+  if diff:
     raise SweepError(f"{d} holds a run with a different config (fields: {', '.join(diff)}); "
                      "use another --out or the same --config/--set as before")
   if (d / "results.json").exists():
     run.status = "done"
     return
   run.status = "partial"
-  meta = {"epoch": 0, "best_val_accuracy": -1.0, "best_epoch": 0, "bad_epochs": 0}
-  for row in training.read_metrics(d):  # replay early stopping over the logged epochs
-    meta, _ = training.early_stopping_update(meta, row["epoch"], row["val_accuracy"])
+  meta = engine.fresh_meta()
+  for row in rundir.read_metrics(d):  # replay early stopping over the logged epochs
+    meta, _ = engine.early_stopping_update(meta, row["epoch"], row["val_accuracy"])
   run.epochs_done = meta["epoch"]
   run.stopped = (meta["epoch"] >= run.config.num_epochs
-                 or training.should_stop(meta, run.config.patience))
+                 or engine.should_stop(meta, run.config.patience))
 
 
 def make_plan(args, base: ml_collections.ConfigDict) -> list[Run]:
@@ -277,49 +277,46 @@ def probe(config: ml_collections.ConfigDict, data, seeds_per_program: int,
   """Seconds per train step and per evaluation batch of config.model on data's shapes (random
   inputs, after one compiling call), for one run or a program of seeds_per_program seeds."""
   import jax  # pylint: disable=g-import-not-at-top
-  from stir_jax import multiseed, training  # pylint: disable=g-import-not-at-top
-  model = training.build_model(config, data)
-  tx = training.make_optimizer(config)
+  from stir_jax.train import placement as placement_lib, state as state_lib, steps as steps_lib  # pylint: disable=g-import-not-at-top
+  model = state_lib.build_model(config, data)
+  tx = state_lib.make_optimizer(config)
   rng = np.random.default_rng(0)
-  c, k = data.num_channels, data.num_classes
+  c, k, n = data.num_channels, data.num_classes, seeds_per_program
 
   def batch(b):
     return {"image": rng.random((b, 64, 64, c), dtype=np.float32),
             "label": rng.integers(0, k, b).astype(np.int32),
             "scale": rng.integers(17, 65, b).astype(np.int32), "mask": np.ones(b, bool)}
 
-  init = jax.device_get(training.create_train_state(model, tx, jax.random.PRNGKey(0), c))
-  if seeds_per_program > 1:
-    mesh = multiseed.SeedMesh(seeds_per_program, config.get("seed_batching", "auto"))
-    mesh.check_global_batch(config.batch_size)
-    state = mesh.put_state(multiseed.stack([init] * seeds_per_program))
-    train = mesh.train_step(training.train_step_fn(model, tx))
-    evaluate = mesh.eval_step(training.eval_step_fn(model))
-    tb = multiseed.stack([batch(config.batch_size)] * seeds_per_program)
-    eb = batch(mesh.eval_batch_size(config.eval_batch_size))
-  else:
-    par = training.make_parallel(config)
-    state = par.put_state(init)
-    train = par.train_step(training.train_step_fn(model, tx))
-    evaluate = par.eval_step(training.eval_step_fn(model))
-    tb, eb = batch(config.batch_size), batch(par.eval_batch_size(config.eval_batch_size))
+  init = jax.device_get(state_lib.create_train_state(model, tx, jax.random.PRNGKey(0), c))
+  place = placement_lib.Placement(n, config.get("parallelism", "jit"),
+                                  config.get("seed_batching", "auto"))
+  place.check_global_batch(config.batch_size)
+  train = place.train_step(steps_lib.train_step_fn(model, tx))
+  evaluate = place.eval_step(steps_lib.eval_step_fn(model))
+  tb = place.put_train_batch(placement_lib.stack([batch(config.batch_size)] * n))
+  eb = place.put_eval_batch(batch(place.eval_batch_size(config.eval_batch_size)))
+  held = {"state": place.put_state(placement_lib.stack([init] * n)),
+          "train": place.zero_sums(per_scale=False), "eval": place.zero_sums(per_scale=True)}
 
-  def timed(fn, n):
+  def timed(fn, count):
     t = time.perf_counter()
-    for _ in range(n):
+    for _ in range(count):
       jax.block_until_ready(fn())
-    return (time.perf_counter() - t) / n
-
-  holder = [state]
+    return (time.perf_counter() - t) / count
 
   def train_once():
-    holder[0], stats = train(holder[0], tb)
-    return stats
+    held["state"], held["train"] = train(held["state"], held["train"], tb)
+    return held["train"]
+
+  def eval_once():
+    held["eval"] = evaluate(held["state"].params, held["eval"], eb)
+    return held["eval"]
 
   first_train = timed(train_once, 1)
   train_s = timed(train_once, steps)
-  first_eval = timed(lambda: evaluate(holder[0].params, eb), 1)
-  eval_s = timed(lambda: evaluate(holder[0].params, eb), steps)
+  first_eval = timed(eval_once, 1)
+  eval_s = timed(eval_once, steps)
   return {"train_step": train_s, "eval_batch": eval_s,
           "compile": max(first_train - train_s, 0.0) + max(first_eval - eval_s, 0.0)}
 
@@ -328,7 +325,6 @@ def estimate(runs: list[Run], base: ml_collections.ConfigDict, seeds_per_program
              steps: int) -> tuple[float, list[str]]:
   """(seconds, probe lines) for the runs not yet done: remaining epochs x (train steps + valid
   batches) + one test pass + compilation, per run or per program of seeds."""
-  from stir_jax import training  # pylint: disable=g-import-not-at-top
   from stir_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   todo = [r for r in runs if r.status != "done"]
   timings: dict[tuple[str, str, int], dict] = {}
@@ -364,15 +360,15 @@ def estimate(runs: list[Run], base: ml_collections.ConfigDict, seeds_per_program
 
 def load_data(dataset: str):
   """A dataset for the estimate (which never generates one)."""
-  from stir_jax import training  # pylint: disable=g-import-not-at-top
+  from stir_jax.train import inputs, rundir  # pylint: disable=g-import-not-at-top
   path = pathlib.Path(dataset)
   if not path.exists():
     hint = (f"; a real sweep generates STIR-emoji first, or run: python -m stir_jax.data "
             f"generate --domain emoji --out {dataset}" if path.name.startswith("emoji") else "")
     raise SweepError(f"dataset {dataset} does not exist{hint}")
   try:
-    return training.load_dataset(ml_collections.ConfigDict({"dataset": dataset}))
-  except training.RunError as e:
+    return inputs.load_dataset(ml_collections.ConfigDict({"dataset": dataset}))
+  except rundir.RunError as e:
     raise SweepError(str(e)) from None
 
 
@@ -389,12 +385,13 @@ def format_seconds(s: float) -> str:
 def run_sweep(args, base: ml_collections.ConfigDict, runs: list[Run]) -> int:
   """Trains every run not done; returns the number of failed runs."""
   from tqdm.auto import tqdm  # pylint: disable=g-import-not-at-top
-  from stir_jax import multiseed, training  # pylint: disable=g-import-not-at-top
+  from stir_jax.train import distributed, engine, rundir  # pylint: disable=g-import-not-at-top
   out = pathlib.Path(args.out)
   k = args.num_seeds_per_program
   done = sum(r.status == "done" for r in runs)
   failures: list[str] = []
-  bar = tqdm(total=len(runs), initial=done, desc="sweep", unit="run", dynamic_ncols=True)
+  bar = tqdm(total=len(runs), initial=done, desc="sweep", unit="run", dynamic_ncols=True,
+             disable=not distributed.is_main())
   for g, rs in groups_of(runs).items():
     todo = [r for r in rs if r.status != "done"]
     if not todo:
@@ -404,14 +401,10 @@ def run_sweep(args, base: ml_collections.ConfigDict, runs: list[Run]) -> int:
       names = f"{g.dir(out).relative_to(out)}/seed_{ranges([r.seed for r in prog])}"
       bar.set_postfix_str(names)
       try:
-        if len(prog) == 1:
-          res = [training.train_and_evaluate(prog[0].config, prog[0].dir, progress=False)]
-        else:
-          res = multiseed.train_seeds(prog[0].config, g.dir(out), [r.seed for r in prog],
-                                      progress=False)["runs"]
-        accs = ", ".join(f"{r['test_accuracy']:.3f}" for r in res)
+        res = engine.train_seeds(prog[0].config, {r.seed: r.dir for r in prog}, progress=False)
+        accs = ", ".join(f"{res[r.seed]['test_accuracy']:.3f}" for r in prog)
         bar.write(f"{names}: test accuracy {accs}")
-      except training.RunError as e:
+      except rundir.RunError as e:
         failures.append(f"{names}: {e}")
         bar.write(f"failed: {names}: {e}")
       bar.update(len(prog))
@@ -445,29 +438,73 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                  help="override a config field (repeatable)")
   p.add_argument("--num-seeds-per-program", type=int, default=1,
-                 help="train up to N seeds of a setting together (stir_jax.multiseed)")
+                 help="train up to N seeds of a setting together in one program")
   p.add_argument("--dry-run", action="store_true", help="print the plan and an estimate only")
   p.add_argument("--probe-steps", type=int, default=3,
                  help="timed steps per model for the estimate (0: no estimate)")
   p.add_argument("--no-report", action="store_true", help="skip the aggregation at the end")
+  p.add_argument("--shard", default=None, metavar="I/N",
+                 help="run only part I of N disjoint parts of the grid (I = 0..N-1; default: "
+                 "SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT when set, else everything)")
+  from stir_jax.train import distributed  # pylint: disable=g-import-not-at-top
+  distributed.add_arguments(p)
   return p
+
+
+def parse_shard(spec: str | None, env=None) -> tuple[int, int]:
+  """(I, N) from --shard I/N, else from a SLURM array job, else (0, 1): the whole grid."""
+  env = os.environ if env is None else env
+  if spec is None and env.get("SLURM_ARRAY_TASK_COUNT"):
+    try:
+      first = int(env.get("SLURM_ARRAY_TASK_MIN", "0") or 0)
+      return _check_shard(int(env["SLURM_ARRAY_TASK_ID"]) - first,
+                          int(env["SLURM_ARRAY_TASK_COUNT"]), "SLURM_ARRAY_TASK_ID")
+    except (KeyError, ValueError):
+      raise SweepError("SLURM_ARRAY_TASK_COUNT is set but SLURM_ARRAY_TASK_ID/MIN are not "
+                       "integers") from None
+  if spec is None:
+    return 0, 1
+  index, slash, count = spec.partition("/")
+  try:
+    return _check_shard(int(index), int(count), "--shard")
+  except ValueError:
+    raise SweepError(f"--shard takes I/N with 0 <= I < N, got {spec!r}") from None
+
+
+def _check_shard(index: int, count: int, what: str) -> tuple[int, int]:
+  if count < 1 or not 0 <= index < count:
+    raise SweepError(f"{what}: part {index} of {count} does not exist (parts are 0..{count - 1})")
+  return index, count
+
+
+def shard_runs(runs: list[Run], index: int, count: int) -> list[Run]:
+  """Part `index` of `count` disjoint parts of the plan: every count-th run, so that the models'
+  costs spread evenly over the parts; together the parts are the whole grid."""
+  return runs[index::count]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
   args = build_parser().parse_args(argv)
-  from stir_jax import report, training  # pylint: disable=g-import-not-at-top
+  from stir_jax import xla_flags  # pylint: disable=g-import-not-at-top
+  from stir_jax.eval import report  # pylint: disable=g-import-not-at-top
+  from stir_jax.train import distributed, rundir  # pylint: disable=g-import-not-at-top
   try:
+    xla_flags.apply()
+    distributed.initialize_from_args(args)
     if args.num_seeds_per_program < 1:
       raise SweepError("--num-seeds-per-program must be at least 1")
     if args.probe_steps < 0:
       raise SweepError("--probe-steps must be 0 or more")
     base = load_config(args.config)
     apply_overrides(base, args.set)
-    runs = make_plan(args, base)
+    part, parts = parse_shard(args.shard)
+    runs = shard_runs(make_plan(args, base), part, parts)
+    if not runs:
+      raise SweepError(f"part {part} of {parts} of this grid is empty (the grid has fewer runs)")
     counts = {st: sum(r.status == st for r in runs) for st in STATUSES}
     n_groups = len(groups_of(runs))
-    print(f"plan: {len(runs)} runs in {args.out} ({n_groups} settings x "
-          f"{len(runs) // n_groups} seed(s)): "
+    where = f" (part {part} of {parts} of the grid)" if parts > 1 else ""
+    print(f"plan: {len(runs)} runs in {args.out}{where}, {n_groups} settings: "
           f"{counts['done']} done, {counts['partial']} partial, {counts['new']} new")
     print(plan_table(runs))
     if args.dry_run:
@@ -486,13 +523,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     failed = run_sweep(args, base, runs) if counts["done"] < len(runs) else 0
     if counts["done"] == len(runs):
       print("every run is finished; nothing to train")
-    if not args.no_report:
+    if parts > 1 and not args.no_report and distributed.is_main():
+      print(f"part {part} of {parts} done; once every part has finished: "
+            f"python eval.py --runs={args.out} --out={pathlib.Path(args.out) / 'report'}")
+    elif not args.no_report and distributed.is_main():
       out = report.aggregate(args.out, pathlib.Path(args.out) / "report")
       print(f"aggregated {out['runs']} runs into {pathlib.Path(args.out) / 'report' / 'report.md'}")
     if failed:
       raise SweepError(f"{failed} of {len(runs)} runs failed (listed above); rerun the same "
                        "command to retry them")
-  except (SweepError, training.RunError, FileNotFoundError, PermissionError) as e:
+  except (SweepError, rundir.RunError, ValueError, FileNotFoundError, PermissionError) as e:
     _fail(str(e))
   except KeyboardInterrupt:
     _fail("interrupted; rerun the same command to resume")

@@ -4,7 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from stir_jax import equivariance, metrics, models
+from stir_jax import models
+from stir_jax.eval import equivariance, metrics
 from stir_jax.data import emoji
 
 

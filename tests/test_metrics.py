@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from stir_jax import metrics
+from stir_jax.eval import metrics
 
 
 def _logits_for(preds, num_classes=3):
@@ -60,7 +60,7 @@ def test_empty_split_is_nan_not_zero():
 
 
 def test_prediction_consistency_and_index_correlation_known_answers():
-  from stir_jax import evaluation
+  from stir_jax.eval import evaluation
   # 3 sizes x 2 objects: object 0 always class 1, object 1 changes its mind
   pred = np.array([[[1], [0]], [[1], [2]], [[1], [0]]])
   assert evaluation.prediction_consistency(pred) == 0.5
@@ -72,7 +72,7 @@ def test_prediction_consistency_and_index_correlation_known_answers():
 
 
 def test_index_correlation_ignores_channels_that_chose_nothing():
-  from stir_jax import evaluation
+  from stir_jax.eval import evaluation
   scales = np.broadcast_to(np.array([17, 40, 64])[:, None, None], (3, 1, 1))
   idx = np.array([0, 5, 9])[:, None, None, None] * np.ones((3, 1, 1, 2), int)
   idx[:, 0, 0, 1] = -1                                   # a silent channel

@@ -30,5 +30,9 @@ def test_eight_devices_match_one(model, impl):
   assert out["pmap8_max_rel"] <= 1e-5, out
   for name in ("one", "jit8", "pmap8"):
     assert out[f"{name}_eval_count"] == 45  # every example once, padding masked out
+    assert out[f"{name}_train_count"] == 16 + 16 + 11  # sums kept on the devices over 3 steps
   assert out["jit8_eval_loss"] == pytest.approx(out["one_eval_loss"], rel=1e-5)
   assert out["pmap8_eval_loss"] == pytest.approx(out["one_eval_loss"], rel=1e-5)
+  # each device works on its own shard: ~1/8 of the work, nothing gathered, gradients all-reduced
+  assert out["flop_share"] * 8 <= 1.2, out
+  assert out["all_gathers"] == 0 and out["all_reduces"] > 0, out

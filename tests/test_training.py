@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from stir_jax import evaluation, training
+from stir_jax.eval import evaluation
+from stir_jax.train import RunError, engine, rundir
 from stir_jax.data import emoji, stir_file
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
@@ -30,7 +31,7 @@ def _config(data_path, **overrides):
 
 def test_train_then_evaluate(tiny_data, tmp_path):
   workdir = tmp_path / "run"
-  results = training.train_and_evaluate(_config(tiny_data), workdir, progress=False)
+  results = engine.train_and_evaluate(_config(tiny_data), workdir, progress=False)
 
   saved = json.loads((workdir / "results.json").read_text())
   assert saved["test_accuracy"] == pytest.approx(results["test_accuracy"])
@@ -69,7 +70,7 @@ def test_train_then_evaluate(tiny_data, tmp_path):
 
 def test_resume_after_crash_equals_uninterrupted_run(tiny_data, tmp_path):
   config = _config(tiny_data, num_epochs=3, patience=10)
-  full = training.train_and_evaluate(config, tmp_path / "full", progress=False)
+  full = engine.train_and_evaluate(config, tmp_path / "full", progress=False)
 
   class Crash(Exception):
     pass
@@ -79,15 +80,15 @@ def test_resume_after_crash_equals_uninterrupted_run(tiny_data, tmp_path):
       raise Crash()
 
   with pytest.raises(Crash):
-    training.train_and_evaluate(config, tmp_path / "resumed", progress=False,
+    engine.train_and_evaluate(config, tmp_path / "resumed", progress=False,
                                 on_epoch_end=crash_after_2)
   assert not (tmp_path / "resumed" / "results.json").exists()
-  resumed = training.train_and_evaluate(config, tmp_path / "resumed", progress=False)
+  resumed = engine.train_and_evaluate(config, tmp_path / "resumed", progress=False)
   for key in ("test_accuracy", "test_loss", "best_val_accuracy", "best_epoch", "per_scale"):
     assert resumed[key] == full[key], key
   assert resumed["epochs_run"] == 3
   # a finished run is not retrained
-  again = training.train_and_evaluate(config, tmp_path / "resumed", progress=False)
+  again = engine.train_and_evaluate(config, tmp_path / "resumed", progress=False)
   assert again == json.loads((tmp_path / "resumed" / "results.json").read_text())
 
 
@@ -95,15 +96,15 @@ def test_refuses_foreign_workdir_and_other_config(tiny_data, tmp_path):
   foreign = tmp_path / "foreign"
   foreign.mkdir()
   (foreign / "notes.txt").write_text("keep me")
-  with pytest.raises(training.RunError, match="not empty"):
-    training.train_and_evaluate(_config(tiny_data), foreign, progress=False)
+  with pytest.raises(RunError, match="not empty"):
+    engine.train_and_evaluate(_config(tiny_data), foreign, progress=False)
   assert (foreign / "notes.txt").read_text() == "keep me"
 
   run = tmp_path / "run"
   run.mkdir()
   (run / "config.json").write_text(json.dumps(json.loads(_config(tiny_data).to_json())))
-  with pytest.raises(training.RunError, match="different config"):
-    training.train_and_evaluate(_config(tiny_data, learning_rate=0.5), run, progress=False)
+  with pytest.raises(RunError, match="different config"):
+    engine.train_and_evaluate(_config(tiny_data, learning_rate=0.5), run, progress=False)
 
 
 def _cli(*args, cwd=REPO):
@@ -133,9 +134,9 @@ def test_early_stopping_on_a_scripted_accuracy_sequence():
   meta = {"epoch": 0, "best_val_accuracy": -1.0, "best_epoch": 0, "bad_epochs": 0}
   ran = []
   for epoch, acc in enumerate(accs, start=1):
-    if training.should_stop(meta, patience=3):
+    if engine.should_stop(meta, patience=3):
       break
-    meta, _ = training.early_stopping_update(meta, epoch, acc)
+    meta, _ = engine.early_stopping_update(meta, epoch, acc)
     ran.append(epoch)
   # best 0.5 at epoch 5; epochs 6, 7, 8 bring nothing strictly better (0.5 ties do not count)
   assert ran == [1, 2, 3, 4, 5, 6, 7, 8]
@@ -146,15 +147,15 @@ def test_non_finite_loss_stops_with_a_clear_error(tiny_data, tmp_path):
   import jax
   config = _config(tiny_data, num_epochs=3, learning_rate=1e38)  # the first update overflows
   with jax.debug_nans(False):
-    with pytest.raises(training.RunError, match="non-finite training loss in epoch 1"):
-      training.train_and_evaluate(config, tmp_path / "run", progress=False)
+    with pytest.raises(RunError, match="non-finite training loss in epoch 1"):
+      engine.train_and_evaluate(config, tmp_path / "run", progress=False)
   assert not (tmp_path / "run" / "results.json").exists()
-  assert training.read_metrics(tmp_path / "run") == []  # the bad epoch is not logged
+  assert rundir.read_metrics(tmp_path / "run") == []  # the bad epoch is not logged
 
 
 def test_eval_refuses_a_checkpoint_that_does_not_fit(tiny_data, tmp_path):
   run = tmp_path / "run"
-  training.train_and_evaluate(_config(tiny_data), run, progress=False)
+  engine.train_and_evaluate(_config(tiny_data), run, progress=False)
   # the same run directory, but its config now names a data set with 3 classes instead of 4
   other = tmp_path / "three.npz"
   stir_file.save_stir(other, emoji.generate_emoji(emoji.EMOJI_NAMES[:3], progress=False))
@@ -197,7 +198,7 @@ def test_pooling_model_eval_writes_indices(tmp_path):
   data_path = tmp_path / "emoji2.npz"
   stir_file.save_stir(data_path, emoji.generate_emoji(emoji.EMOJI_NAMES[:2], progress=False))
   workdir = tmp_path / "pix"
-  training.train_and_evaluate(_config(data_path, model="pixel_pool", batch_size=16), workdir,
+  engine.train_and_evaluate(_config(data_path, model="pixel_pool", batch_size=16), workdir,
                               progress=False)
   evaluation.evaluate(workdir)
   with np.load(workdir / "indices.npz") as idx:

@@ -18,16 +18,14 @@ Batches are dicts of
   label: (B,) int32, scale: (B,) int32 object size s, position: (B, 2) int32 (x, y) top-left,
 and, with ``pad_remainder=True``, mask: (B,) bool (False marks padding).
 
-Several processes (hosts): ``batch_size`` is the *global* batch; each of the P processes reads a
-disjoint, contiguous, equally large share of the split (`shard`: the same rule as
-``tfds.even_splits``, on the npz path and on the TFDS path) and yields batches of
-``batch_size // P`` examples, its local part of each global batch (an error if P does not divide
-the batch). Training drops the last ``N mod P`` examples (in selection order) so that every share
-is equal and every process runs the same number of steps; evaluation (``pad_remainder=True``)
-instead pads the shares and the last batch and carries a mask, so every example is counted exactly
-once over all processes and all processes run ceil(ceil(N / P) / (B / P)) steps. Shuffling uses
-``seed`` on process 0 and a seed derived from (seed, process index) elsewhere, and reshuffles every
-epoch (every new iterator); the same seed gives the same epochs.
+Several processes (hosts): ``batch_size`` is the *global* batch. The global batches are the same
+for any number of processes: every process orders the whole selection alike (shuffled with the
+same ``seed``, reshuffled every epoch, i.e. every new iterator) and cuts it into global batches;
+process p of P yields examples [p * B / P, (p + 1) * B / P) of each (an error if P does not divide
+the batch). With ``pad_remainder=True`` (what training and evaluation use) the last global batch is
+padded and carries a mask, so every example is counted exactly once over all processes and every
+process runs the same number of steps. (`shard` and `read_tfds_share` still read one process's
+contiguous share of a split, the ``tfds.even_splits`` rule, for code that wants only that.)
 
 Sources: a StirData, the path of a STIR npz, or a `TfdsSource` (the ``stir`` TFDS builder of
 `stir_jax.data.tfds_stir`, whose records keep the npz order, so both give the same examples).
@@ -369,18 +367,16 @@ def local_batch_size(batch_size: int, process_count: int) -> int:
   return batch_size // process_count
 
 
-def process_seed(seed: int, process_index: int) -> int:
-  """``seed`` on process 0; a seed derived from (seed, process_index) on the others."""
-  if process_index == 0:
-    return int(seed)
-  return int(np.random.SeedSequence([int(seed), int(process_index)]).generate_state(1)[0])
-
-
 def make_dataset(data_or_path: Source, split: str, scenario: ScenarioLike | None = None, *,
                  batch_size: int, shuffle: bool, seed: int = 0, drop_remainder: bool = False,
                  scales: ScalesLike | None = None, process_index: int = 0,
                  process_count: int = 1, pad_remainder: bool = False):
-  """A tf.data pipeline of this process's batches of one split.
+  """A tf.data pipeline of this process's part of every global batch of one split.
+
+  The global batches do not depend on the number of processes: every process orders the whole
+  selection the same way (shuffled with ``seed``), cuts it into global batches of ``batch_size``,
+  and process p takes examples [p * b, (p + 1) * b) of each, b = batch_size // process_count. So 1,
+  2 or 4 hosts train on the same sequence of global batches.
 
   Args:
     data_or_path: a StirData, the path of a STIR file, or a `TfdsSource`.
@@ -389,39 +385,44 @@ def make_dataset(data_or_path: Source, split: str, scenario: ScenarioLike | None
     batch_size: the global batch; this process yields ``batch_size // process_count`` examples
       per batch (ValueError when not divisible).
     shuffle: reshuffle every epoch (every new iterator) with a sequence fixed by ``seed``.
-    seed: the shuffle seed; two datasets built with the same seed give the same epochs.
-    drop_remainder: drop the last partial batch.
+    seed: the shuffle seed (the same on every process); the same seed gives the same epochs.
+    drop_remainder: drop the last partial global batch.
     scales: explicit sizes ("33-48", "17-32,49-64", an int or a list) instead of the scenario's.
     process_index: this process's index (jax.process_index()).
-    process_count: number of processes (jax.process_count()); see `shard`.
-    pad_remainder: for evaluation: keep every example (padding the shares) and pad the last batch
-      to the local batch size, adding a "mask" (False on padding) so shapes stay static.
+    process_count: number of processes (jax.process_count()).
+    pad_remainder: pad the last global batch to full size, adding a "mask" (False on padding) so
+      shapes stay static and every example is counted exactly once over all processes. With
+      several processes one of drop_remainder and pad_remainder is needed (equal shapes).
 
   Returns:
     A tf.data.Dataset of dicts: image (b, 64, 64, C) float32 in [0, 1], label (b,) int32,
-    scale (b,) int32, position (b, 2) int32 [, mask (b,) bool], b = batch_size // process_count.
+    scale (b,) int32, position (b, 2) int32 [, mask (b,) bool].
   """
   local = local_batch_size(batch_size, process_count)
+  if not 0 <= process_index < process_count:
+    raise ValueError(f"process_index {process_index} is outside 0..{process_count - 1}")
+  if process_count > 1 and not (drop_remainder or pad_remainder):
+    raise ValueError("with several processes the last global batch must be dropped "
+                     "(drop_remainder) or padded (pad_remainder)")
   tf = _tf()
-  arrays = host_arrays(data_or_path, split, scenario, scales=scales, process_index=process_index,
-                       process_count=process_count, pad=pad_remainder)
-  if pad_remainder and "mask" not in arrays:
-    arrays["mask"] = np.ones(len(arrays["label"]), bool)
+  arrays = host_arrays(data_or_path, split, scenario, scales=scales)
   n = len(arrays["label"])
   tensors = {k: tf.constant(v) for k, v in arrays.items()}
 
   ds = tf.data.Dataset.range(n)
   if shuffle:
-    ds = ds.shuffle(max(n, 1), seed=process_seed(seed, process_index),
-                    reshuffle_each_iteration=True)
-  ds = ds.batch(local, drop_remainder=drop_remainder and not pad_remainder)
+    ds = ds.shuffle(max(n, 1), seed=int(seed), reshuffle_each_iteration=True)
+  ds = ds.batch(batch_size, drop_remainder=drop_remainder and not pad_remainder)
+  first = process_index * local
 
-  def gather(indices):
-    valid = None
+  def gather(indices):  # one global batch of indices -> this process's part of it
+    count = tf.shape(indices)[0]
     if pad_remainder:
-      count = tf.shape(indices)[0]
-      valid = tf.range(local) < count
-      indices = tf.pad(indices, [[0, local - count]])
+      indices = tf.pad(indices, [[0, batch_size - count]])
+      valid = tf.range(batch_size) < count
+      indices, valid = indices[first:first + local], valid[first:first + local]
+    else:
+      indices = indices[first:first + local]
     batch = {
         "image": tf.cast(tf.gather(tensors["image"], indices), tf.float32) / 255.0,
         "label": tf.gather(tensors["label"], indices),
@@ -429,7 +430,7 @@ def make_dataset(data_or_path: Source, split: str, scenario: ScenarioLike | None
         "position": tf.gather(tensors["position"], indices),
     }
     if pad_remainder:
-      batch["mask"] = tf.logical_and(tf.gather(tensors["mask"], indices), valid)
+      batch["mask"] = valid
     return batch
 
   ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -510,4 +511,4 @@ def ensure_emoji(path: PathLike = DEFAULT_EMOJI_PATH, *, seed: int = 42,
 __all__: Sequence[str] = (
     "Scenario", "SCENARIOS", "SPLITS", "TfdsSource", "get_scenario", "parse_scales", "scales_for",
     "select", "share_range", "shard", "host_arrays", "read_tfds_share", "local_batch_size",
-    "process_seed", "num_examples", "make_dataset", "benchmark", "iterate", "ensure_emoji")
+    "num_examples", "make_dataset", "benchmark", "iterate", "ensure_emoji")

@@ -125,50 +125,43 @@ def test_global_batch_is_split_over_processes():
     pipeline.make_dataset(data, "train", 1, batch_size=8, shuffle=False, process_count=3)
   with pytest.raises(ValueError, match="batch_size must be positive"):
     pipeline.make_dataset(data, "train", 1, batch_size=0, shuffle=False)
+  with pytest.raises(ValueError, match="dropped .drop_remainder. or padded"):
+    pipeline.make_dataset(data, "train", 1, batch_size=12, shuffle=False, process_count=3)
   ds = pipeline.make_dataset(data, "train", 1, batch_size=12, shuffle=True, seed=0,
-                             process_index=1, process_count=3)
+                             process_index=1, process_count=3, drop_remainder=True)
   sizes = [len(b["label"]) for b in pipeline.iterate(ds)]
-  assert sizes == [4] * 6 + [2]  # 80 // 3 = 26 examples in local batches of 12 / 3 = 4.
+  assert sizes == [4] * 6  # 80 // 12 = 6 global batches, 12 / 3 = 4 examples each per process.
   assert pipeline.local_batch_size(12, 3) == 4
 
 
-def test_processes_take_disjoint_even_shares_that_cover_the_split():
-  data = synthetic(5)  # Scenario 1 train: 16 x 5 = 80 examples.
-  full = pipeline.select(data, "train", pipeline.scales_for(1, "train"))
-  shares, steps = [], []
-  for index in range(3):
-    share = pipeline.host_arrays(data, "train", 1, process_index=index, process_count=3)
-    np.testing.assert_array_equal(share["image"], full["image"][26 * index:26 * (index + 1)])
-    shares.append(share)
-    ds = pipeline.make_dataset(data, "train", 1, batch_size=9, shuffle=True, seed=0,
-                               process_index=index, process_count=3, drop_remainder=True)
-    epoch = list(pipeline.iterate(ds))
-    steps.append(len(epoch))
-    seen = np.concatenate([b["label"] for b in epoch])
-    assert len(seen) == 24  # 26 examples, local batch 3, remainder dropped.
-  assert steps == [8, 8, 8]  # Every process runs the same number of steps.
-  keys = [set(_keys(s)) for s in shares]
-  assert [len(s["label"]) for s in shares] == [26, 26, 26]
-  assert not (keys[0] & keys[1]) and not (keys[1] & keys[2]) and not (keys[0] & keys[2])
-  # Together they are the split less its last 80 mod 3 = 2 examples.
-  assert keys[0] | keys[1] | keys[2] == set(_keys(full)[:78])
-  assert pipeline.num_examples(data, "train", 1, process_count=3) == 26
+def _global_batches(data, processes: int, seed: int, epochs: int = 2) -> list[list[list]]:
+  """Per epoch, the global batches (keys of the real examples, in order) that `processes` hosts
+  assemble from their parts."""
+  streams = [pipeline.make_dataset(data, "train", 4, batch_size=8, shuffle=True, seed=seed,
+                                   process_index=p, process_count=processes, pad_remainder=True)
+             for p in range(processes)]
+  out = []
+  for _ in range(epochs):
+    epoch = []
+    for parts in zip(*[pipeline.iterate(ds) for ds in streams], strict=True):
+      assert {len(part["label"]) for part in parts} == {8 // processes}
+      batch = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
+      keep = batch["mask"]
+      epoch.append(_keys({k: batch[k][keep] for k in ("label", "scale", "position")}
+                         | {"image": np.rint(batch["image"][keep] * 255).astype(np.uint8)}))
+    out.append(epoch)
+  return out
 
 
-def test_processes_shuffle_differently_and_reshuffle_each_epoch():
-  data = synthetic(4)
-  orders = []
-  for index in range(2):
-    ds = pipeline.make_dataset(data, "train", 4, batch_size=8, shuffle=True, seed=5,
-                               process_index=index, process_count=2)
-    first, second = _order(_epoch(ds)), _order(_epoch(ds))
-    assert not np.array_equal(first, second)
-    orders.append(first)
-  # The same permutation on both hosts would line up their (similar) shares; seeds differ.
-  assert pipeline.process_seed(5, 0) == 5 and pipeline.process_seed(5, 1) != 5
-  again = pipeline.make_dataset(data, "train", 4, batch_size=8, shuffle=True, seed=5,
-                                process_index=1, process_count=2)
-  np.testing.assert_array_equal(_order(_epoch(again)), orders[1])
+def test_global_batches_do_not_depend_on_the_number_of_hosts():
+  data = synthetic(3)  # Scenario 4 train: 48 x 3 = 144 examples, 18 global batches of 8.
+  one = _global_batches(data, 1, seed=5)
+  assert len(one[0]) == 18 and one[0] != one[1]  # reshuffled every epoch
+  assert sorted(k for b in one[0] for k in b) == sorted(_keys(pipeline.select(
+      data, "train", pipeline.scales_for(4, "train"))))  # every example once per epoch
+  for processes in (2, 4):
+    assert _global_batches(data, processes, seed=5) == one
+  assert _global_batches(data, 2, seed=6) != one  # the seed decides the order
 
 
 def test_padded_evaluation_counts_every_example_once():
@@ -188,7 +181,6 @@ def test_padded_evaluation_counts_every_example_once():
                         "image": np.rint(b["image"][keep] * 255).astype(np.uint8)})
   assert steps == [4, 4, 4]  # ceil(80 / 3) = 27 per process -> 4 local batches of 8.
   assert sorted(counted) == sorted(full) and len(counted) == 80
-  assert pipeline.num_examples(data, "train", 1, process_count=3, pad=True) == 27
 
 
 @pytest.mark.parametrize("total,count", [(80, 3), (7, 4), (3, 8), (48, 1)])

@@ -1,8 +1,8 @@
-"""Several seeds in one program (stir_jax.multiseed) equal the same seeds run one by one.
+"""Several seeds in one program (the engine's seed axis) equal the same seeds run one by one.
 
 The comparisons use the standard model with XLA's convolution: the FFT form (what "auto" picks on
 CPU) turns exactly-zero gradients of dead units into ~1e-9 noise that depends on the program, and
-Adam's normalisation amplifies such noise to ~lr (see tests/test_parallel.py). training.build_model
+Adam's normalisation amplifies such noise to ~lr (see tests/test_parallel.py). state.build_model
 passes config.impl to the SiConv models only, so these tests let it pass impl to standard too.
 """
 import json
@@ -15,7 +15,10 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from stir_jax import evaluation, multiseed, report, training
+from stir_jax import bench
+from stir_jax.eval import evaluation, report
+from stir_jax.train import RunError, engine, inputs, rundir, state as state_lib, steps
+from stir_jax.train.placement import Placement, stack, unstack
 from stir_jax.data import emoji, stir_file
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
@@ -23,8 +26,8 @@ SEEDS = (1, 2, 3)
 
 
 def _standard_takes_impl(monkeypatch) -> None:
-  takes = training.takes_impl
-  monkeypatch.setattr(training, "takes_impl", lambda name: name == "standard" or takes(name))
+  takes = state_lib.takes_impl
+  monkeypatch.setattr(state_lib, "takes_impl", lambda name: name == "standard" or takes(name))
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +60,7 @@ def _max_rel(a, b) -> float:
 
 def _best_params(run_dir):
   config = evaluation.load_run_config(run_dir)
-  _, params = evaluation.restore_model(run_dir, config, training.load_dataset(config))
+  _, params = evaluation.restore_model(run_dir, config, inputs.load_dataset(config))
   return params
 
 
@@ -67,10 +70,10 @@ def runs(tiny_data, tmp_path_factory):
   root = tmp_path_factory.mktemp("runs")
   with pytest.MonkeyPatch.context() as mp:
     _standard_takes_impl(mp)
-    separate = {s: training.train_and_evaluate(_config(tiny_data, seed=s),
+    separate = {s: engine.train_and_evaluate(_config(tiny_data, seed=s),
                                                root / "separate" / f"seed_{s}", progress=False)
                 for s in SEEDS}
-    summary = training.train_and_evaluate(_config(tiny_data, seed=1, num_seeds=3),
+    summary = engine.train_and_evaluate(_config(tiny_data, seed=1, num_seeds=3),
                                           root / "together", progress=False)
   return {"root": root, "separate": separate, "summary": summary}
 
@@ -88,11 +91,12 @@ def _assert_same_runs(separate_root, together_root, seeds, summary) -> list[dict
     assert load(b / "config.json")["seed"] == s
     ra, rb = load(a / "results.json"), load(b / "results.json")
     assert rb == res
-    assert set(rb) == set(ra) | {"seeds_in_program"} and rb["seeds_in_program"] == len(seeds)
+    assert set(rb) == set(ra) and rb["seeds_in_program"] == len(seeds)
+    assert ra["seeds_in_program"] == 1
     for key in ("test_accuracy", "test_loss", "test_count", "per_scale", "best_val_accuracy",
                 "best_epoch", "epochs_run", "stop_reason", "config"):
       assert rb[key] == ra[key], (s, key)
-    ma, mb = training.read_metrics(a), training.read_metrics(b)
+    ma, mb = rundir.read_metrics(a), rundir.read_metrics(b)
     assert [r["epoch"] for r in mb] == [r["epoch"] for r in ma]
     assert [r["val_accuracy"] for r in mb] == [r["val_accuracy"] for r in ma]
     np.testing.assert_allclose([r["train_loss"] for r in mb], [r["train_loss"] for r in ma],
@@ -106,23 +110,23 @@ def _assert_same_runs(separate_root, together_root, seeds, summary) -> list[dict
 def test_two_seeds_together_equal_separate_runs(tiny_data, xla_standard, tmp_path, capsys):
   separate = tmp_path / "separate"
   for s in (4, 5):
-    training.train_and_evaluate(_config(tiny_data, seed=s, num_epochs=1), separate / f"seed_{s}",
+    engine.train_and_evaluate(_config(tiny_data, seed=s, num_epochs=1), separate / f"seed_{s}",
                                 progress=False)
   config = _config(tiny_data, seed=4, num_seeds=2, num_epochs=1)
-  summary = training.train_and_evaluate(config, tmp_path / "together", progress=False)
+  summary = engine.train_and_evaluate(config, tmp_path / "together", progress=False)
   _assert_same_runs(separate, tmp_path / "together", (4, 5), summary)
 
   # finished: nothing is retrained, and another config is refused
   capsys.readouterr()
   stamps = [(tmp_path / "together" / f"seed_{s}" / "results.json").stat().st_mtime_ns
             for s in (4, 5)]
-  assert training.train_and_evaluate(config, tmp_path / "together", progress=False) == summary
+  assert engine.train_and_evaluate(config, tmp_path / "together", progress=False) == summary
   assert "nothing to do" in capsys.readouterr().out
   assert stamps == [(tmp_path / "together" / f"seed_{s}" / "results.json").stat().st_mtime_ns
                     for s in (4, 5)]
-  with pytest.raises(training.RunError, match="different config"):
-    multiseed.train_seeds(_config(tiny_data, num_epochs=1, learning_rate=0.5),
-                          tmp_path / "together", [4, 5])
+  with pytest.raises(RunError, match="different config"):
+    engine.train_seeds(_config(tiny_data, num_epochs=1, learning_rate=0.5),
+                       {s: tmp_path / "together" / f"seed_{s}" for s in (4, 5)})
 
   # the seed directories aggregate as ordinary runs
   out = report.aggregate(tmp_path / "together", tmp_path / "report")
@@ -150,19 +154,41 @@ def test_resume_after_crash_equals_uninterrupted(runs, tiny_data, xla_standard, 
 
   config = _config(tiny_data, seed=1, num_seeds=3)
   with pytest.raises(Crash):
-    training.train_and_evaluate(config, tmp_path / "run", progress=False,
+    engine.train_and_evaluate(config, tmp_path / "run", progress=False,
                                 on_epoch_end=crash_after_1)
   for s in SEEDS:
-    assert [r["epoch"] for r in training.read_metrics(tmp_path / "run" / f"seed_{s}")] == [1]
+    assert [r["epoch"] for r in rundir.read_metrics(tmp_path / "run" / f"seed_{s}")] == [1]
     assert not (tmp_path / "run" / f"seed_{s}" / "results.json").exists()
   # seed 2 alone goes on as a single run (its directory is one), the program resumes the others
-  training.train_and_evaluate(_config(tiny_data, seed=2), tmp_path / "run" / "seed_2",
+  engine.train_and_evaluate(_config(tiny_data, seed=2), tmp_path / "run" / "seed_2",
                               progress=False)
-  resumed = training.train_and_evaluate(config, tmp_path / "run", progress=False)
+  resumed = engine.train_and_evaluate(config, tmp_path / "run", progress=False)
   for full, res in zip(runs["summary"]["runs"], resumed["runs"]):
     for key in ("test_accuracy", "test_loss", "per_scale", "best_val_accuracy", "best_epoch",
                 "epochs_run", "stop_reason"):
       assert res[key] == full[key], key
+
+
+def _single(model, tx):
+  """One seed's unmapped steps on one device: (state, batch) -> (state, stats), params -> stats."""
+  train, evaluate = steps.train_step_fn(model, tx), steps.eval_step_fn(model)
+  return jax.jit(lambda s, b: train(s, b)), jax.jit(lambda p, b: evaluate(p, b))
+
+
+def _program(place, model, tx):
+  """The engine's compiled steps on `place`, one step's sums each: (state, stacked host batches)
+  -> (state, host sums (N, ...)), and (params, host batch) -> host sums (N, ...)."""
+  train = place.train_step(steps.train_step_fn(model, tx))
+  evaluate = place.eval_step(steps.eval_step_fn(model))
+
+  def run(state, host_batches):
+    state, sums = train(state, place.zero_sums(False), place.put_train_batch(host_batches))
+    return state, place.get_sums(sums)
+
+  def run_eval(params, host_batch):
+    return place.get_sums(evaluate(params, place.zero_sums(True), place.put_eval_batch(host_batch)))
+
+  return run, run_eval
 
 
 def _squares(rng, n: int = 8, valid: int = 6) -> dict:
@@ -185,30 +211,27 @@ def test_steps_match_separate_steps(batching):
   model = models.get_model("standard", 1, 4, impl="xla")
   tx = optax.sgd(0.1)
   rng = np.random.default_rng(0)
-  inits = [jax.device_get(training.create_train_state(model, tx, jax.random.PRNGKey(s), 1))
+  inits = [jax.device_get(state_lib.create_train_state(model, tx, jax.random.PRNGKey(s), 1))
            for s in SEEDS]
   batches = [[_squares(rng) for _ in SEEDS] for _ in range(4)]
-  mesh = multiseed.SeedMesh(len(SEEDS), batching)
-  together = mesh.train_step(training.train_step_fn(model, tx))
-  evaluate = mesh.eval_step(training.eval_step_fn(model))
-  single = training.make_train_step(model, tx)
-  single_eval = training.make_eval_step(model)
+  place = Placement(len(SEEDS), "jit", batching)
+  together, evaluate = _program(place, model, tx)
+  single, single_eval = _single(model, tx)
   states = [jax.tree.map(np.array, s) for s in inits]
-  stacked = mesh.put_state(multiseed.stack(inits))
+  stacked = place.put_state(stack(inits))
   for bs in batches:
     stats = [None] * len(SEEDS)
     for i, b in enumerate(bs):
       states[i], stats[i] = single(states[i], b)
-    stacked, vstats = together(stacked, multiseed.stack(bs))
-    vstats = multiseed.host_copy(vstats)
+    stacked, vstats = together(stacked, stack(bs))
     for i in range(len(SEEDS)):
       assert vstats["count"][i] == 6
       assert vstats["loss_sum"][i] == pytest.approx(float(stats[i]["loss_sum"]), rel=1e-6)
-  host = multiseed.host_copy(stacked)
-  ev = multiseed.host_copy(evaluate(stacked.params, batches[0][0]))
+  host = place.get_state(stacked)
+  ev = evaluate(stacked.params, batches[0][0])
   for i in range(len(SEEDS)):
     # measured on CPU: unroll bitwise equal, vmap ~1e-7
-    assert _max_rel(states[i].params, multiseed.unstack(host, i).params) <= 1e-6
+    assert _max_rel(states[i].params, unstack(host, i).params) <= 1e-6
     want = jax.device_get(single_eval(states[i].params, batches[0][0]))
     np.testing.assert_array_equal(ev["per_scale_count"][i], want["per_scale_count"])
     assert ev["loss_sum"][i] == pytest.approx(float(want["loss_sum"]), rel=1e-6)
@@ -216,30 +239,30 @@ def test_steps_match_separate_steps(batching):
 
 def test_a_single_run_directory_is_refused(tiny_data, tmp_path):
   (tmp_path / "config.json").write_text("{}")
-  with pytest.raises(training.RunError, match="single run"):
-    training.train_and_evaluate(_config(tiny_data, num_seeds=2), tmp_path, progress=False)
-  with pytest.raises(training.RunError, match="distinct seeds"):
-    multiseed.train_seeds(_config(tiny_data), tmp_path / "x", [1, 1])
-  with pytest.raises(training.RunError, match="seed_batching"):
-    multiseed.SeedMesh(2, "pmap")
+  with pytest.raises(RunError, match="single run"):
+    engine.train_and_evaluate(_config(tiny_data, num_seeds=2), tmp_path, progress=False)
+  with pytest.raises(RunError, match="seed_batching"):
+    Placement(2, "jit", "pmap")
+  with pytest.raises(RunError, match="unknown parallelism"):
+    Placement(2, "spmd")
 
 
 def test_non_finite_loss_fails_each_seed_like_a_single_run(tiny_data, tmp_path):
   config = _config(tiny_data, num_epochs=2, learning_rate=1e38, num_seeds=2, impl="auto")
   with jax.debug_nans(False):
-    with pytest.raises(training.RunError, match="seed 1: non-finite training loss in epoch 1.*"
+    with pytest.raises(RunError, match="seed 1: non-finite training loss in epoch 1.*"
                                                 "seed 2: non-finite training loss in epoch 1"):
-      training.train_and_evaluate(config, tmp_path, progress=False)
+      engine.train_and_evaluate(config, tmp_path, progress=False)
   for s in (1, 2):
     assert not (tmp_path / f"seed_{s}" / "results.json").exists()
-    assert training.read_metrics(tmp_path / f"seed_{s}") == []
+    assert rundir.read_metrics(tmp_path / f"seed_{s}") == []
 
 
 @pytest.mark.slow
 def test_vmap_program_matches_separate_runs_end_to_end(runs, tiny_data, xla_standard, tmp_path):
   """vmap over 3 seeds: per-step rounding differences (~1e-7) grow through Adam on weights whose
   gradients are ~1e-9 (below its eps); measured 4.3e-5 for seed 2's conv2 kernel after 2 epochs."""
-  summary = training.train_and_evaluate(
+  summary = engine.train_and_evaluate(
       _config(tiny_data, seed=1, num_seeds=3, seed_batching="vmap"), tmp_path, progress=False)
   for s, res in zip(SEEDS, summary["runs"]):
     a = runs["root"] / "separate" / f"seed_{s}"
@@ -249,16 +272,13 @@ def test_vmap_program_matches_separate_runs_end_to_end(runs, tiny_data, xla_stan
     assert _max_rel(_best_params(a), _best_params(tmp_path / f"seed_{s}")) <= 1e-4
 
 
-def test_bench_cli(capsys):
-  multiseed.main(["bench", "--seeds", "2", "--steps", "1", "--batch-size", "4", "--impl", "xla",
-                  "--json"])
-  out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+def test_seeds_bench(capsys):
+  out = bench.bench_seeds("standard", num_seeds=2, steps=1, batch_size=4)
   assert out["seeds"] == 2 and out["sequential_examples_per_second"] > 0
   for batching in ("vmap", "unroll"):
     assert out[batching]["examples_per_second"] > 0 and out[batching]["speedup"] > 0
-  with pytest.raises(SystemExit) as e:
-    multiseed.main(["bench", "--batching", "pmap"])
-  assert e.value.code == 2
+    assert "2 seed(s) on 1 device(s)" in out[batching]["mesh"]
+  assert bench.main(["seeds", "--batching", "pmap"]) == 2
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and err[0].startswith("error: ") and "pmap" in err[0]
 
@@ -275,11 +295,10 @@ def _multidevice_check() -> dict:
   tx = optax.sgd(0.1)  # see test_steps_match_separate_steps
   rng = np.random.default_rng(0)
   one = jax.devices()[:1]
-  single = training.make_train_step(model, tx)
-  single_eval = training.make_eval_step(model)
+  single, single_eval = _single(model, tx)
   out = {}
   for n in (2, 3):
-    inits = [jax.device_get(training.create_train_state(model, tx, jax.random.PRNGKey(s), 1))
+    inits = [jax.device_get(state_lib.create_train_state(model, tx, jax.random.PRNGKey(s), 1))
              for s in range(n)]
     batches = [[_squares(rng, valid=7) for _ in range(n)] for _ in range(3)]
     states = [jax.device_put(s, one[0]) for s in inits]
@@ -289,17 +308,16 @@ def _multidevice_check() -> dict:
     eval_batch = dict(batches[0][0], mask=np.arange(8) < 5)
     want = [jax.device_get(single_eval(states[i].params, eval_batch)) for i in range(n)]
     for batching in ("unroll", "vmap"):
-      mesh = multiseed.SeedMesh(n, batching)
-      step = mesh.train_step(training.train_step_fn(model, tx))
-      stacked = mesh.put_state(multiseed.stack(inits))
+      place = Placement(n, "jit", batching)
+      step, evaluate = _program(place, model, tx)
+      stacked = place.put_state(stack(inits))
       for bs in batches:
-        stacked, stats = step(stacked, multiseed.stack(bs))
-      host = multiseed.host_copy(stacked)
-      ev = multiseed.host_copy(mesh.eval_step(training.eval_step_fn(model))(stacked.params,
-                                                                         eval_batch))
+        stacked, stats = step(stacked, stack(bs))
+      host = place.get_state(stacked)
+      ev = evaluate(stacked.params, eval_batch)
       key = f"{n}_{batching}"
-      out[key + "_mesh"] = [mesh.seed_devices, mesh.data_devices]
-      out[key + "_max_rel"] = max(_max_rel(states[i].params, multiseed.unstack(host, i).params)
+      out[key + "_mesh"] = [place.seed_devices, place.data_devices]
+      out[key + "_max_rel"] = max(_max_rel(states[i].params, unstack(host, i).params)
                                   for i in range(n))
       out[key + "_eval_counts"] = [float(c) for c in ev["count"]]
       out[key + "_eval_loss_rel"] = float(max(abs(ev["loss_sum"][i] / want[i]["loss_sum"] - 1)

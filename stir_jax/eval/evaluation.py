@@ -20,9 +20,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from stir_jax import equivariance, metrics, models, training
+from stir_jax import models
 from stir_jax.data import pipeline
-from stir_jax.training import RunError
+from stir_jax.eval import equivariance, metrics
+from stir_jax.train import distributed, inputs, rundir, state as state_lib
+from stir_jax.train.rundir import RunError
 
 
 def load_run_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
@@ -39,14 +41,14 @@ def load_run_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
 
 def restore_model(workdir: pathlib.Path, config, data):
   """(model, best params) of a run, checked against the data's channel and class counts."""
-  model = training.build_model(config, data)
+  model = state_lib.build_model(config, data)
   target = jax.eval_shape(model.init, jax.random.PRNGKey(0),
                           jnp.zeros((1, 64, 64, data.num_channels), jnp.float32))["params"]
   if not (workdir / "checkpoints" / "best").is_dir():
     raise RunError(f"{workdir} has no best checkpoint (checkpoints/best); train it first")
   misfit = (f"the checkpoint in {workdir} does not fit model {config.model!r} with "
             f"{data.num_channels} channels and {data.num_classes} classes")
-  ckpt = training.Checkpoints(workdir)
+  ckpt = rundir.Checkpoints(workdir)
   try:
     params, _ = ckpt.restore_best(target)
   except RunError:
@@ -66,15 +68,22 @@ def dataset_name(config) -> str:
   return pathlib.Path(str(config.dataset)).stem
 
 
-def evaluate(workdir: str | pathlib.Path) -> dict:
-  """Restores the run's best parameters and writes every evaluation output (see module doc)."""
+def evaluate(workdir: str | pathlib.Path) -> dict | None:
+  """Restores the run's best parameters and writes every evaluation output (see module doc).
+
+  With several processes all of them restore the checkpoint (orbax does that together) and
+  process 0 alone evaluates and writes; the others return None.
+  """
   workdir = pathlib.Path(workdir)
   config = load_run_config(workdir)
-  data = training.load_dataset(config)
+  data = inputs.load_dataset(config)
   model, params = restore_model(workdir, config, data)
+  if not distributed.is_main():
+    return None
   variables = {"params": params}
-  eval_step = training.make_eval_step(model)
-  test = training.test_metrics(eval_step, params, data, config)
+  # One pass over the test split (all 48 sizes): predictions, pool indices and the test metrics.
+  per_object = predict_test_split(model, variables, data, config.eval_batch_size)
+  test = test_metrics(per_object, config.scenario)
 
   name = dataset_name(config)
   row = {"model": config.model, "data": name, "eval": config.scenario, **test["per_scale"]}
@@ -84,7 +93,6 @@ def evaluate(workdir: str | pathlib.Path) -> dict:
                          title=f"{config.model} on {name}, scenario {config.scenario}: "
                                f"test accuracy {test['accuracy']:.1%}")
 
-  per_object = predict_test_split(model, variables, data, config.eval_batch_size)
   consistency = {"prediction_consistency": prediction_consistency(per_object["pred"]),
                  "correct_at_all_scales": float(np.mean(np.all(per_object["correct"], axis=0)))}
   if models.is_pooling(config.model):
@@ -93,7 +101,7 @@ def evaluate(workdir: str | pathlib.Path) -> dict:
     for pool in ("pool1", "pool2"):
       consistency[f"{pool}_spearman"] = index_size_correlation(per_object[pool], per_object["scale"])
     plot_indices(workdir / "indices.png", per_object, title=f"{config.model} on {name}")
-  training.write_json(workdir / "consistency.json", consistency)
+  rundir.write_json(workdir / "consistency.json", consistency)
 
   errors = {}
   stages = [st for st in ("stage1", "stage2") if _map_ndim(model, variables, data, st) in (4, 5)]
@@ -115,8 +123,8 @@ def _map_ndim(model, variables, data, stage: str) -> int:
 
 
 def predict_test_split(model, variables, data, batch_size: int) -> dict[str, np.ndarray]:
-  """Per test object and scale (48, n, m): predicted class, correctness, and for pooling models the
-  kernel scale index each pool chose, per channel (48, n, m, C).
+  """Per test object and scale (48, n, m): predicted class, loss, correctness, and for pooling
+  models the kernel scale index each pool chose, per channel (48, n, m, C).
 
   For slice/energy pooling that index is the pool's own (one per channel); for pixel/soft pooling
   it is the index chosen at the position of the channel's strongest pooled response, the unit that
@@ -130,9 +138,9 @@ def predict_test_split(model, variables, data, batch_size: int) -> dict[str, np.
   flat = imgs.reshape(-1, *imgs.shape[3:])
   labels = data.lbls[2].reshape(-1)
 
-  def summarize(v, x):
+  def summarize(v, x, y):
     logits, aux = model.apply(v, x, with_aux=True)
-    out = {"pred": jnp.argmax(logits, -1)}
+    out = {"pred": jnp.argmax(logits, -1), "loss": metrics.cross_entropy(logits, y)}
     for i in (1, 2):
       idx = aux.get(f"pool{i}_indices")
       if idx is None:
@@ -149,12 +157,29 @@ def predict_test_split(model, variables, data, batch_size: int) -> dict[str, np.
   parts = []
   for start in range(0, len(flat), batch_size):
     x = flat[start:start + batch_size].astype(np.float32) / 255.0
-    parts.append(jax.device_get(fn(variables, x)))
+    parts.append(jax.device_get(fn(variables, x, labels[start:start + batch_size])))
   out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
   result = {k: v.reshape(*shape, *v.shape[1:]) for k, v in out.items()}
   result["correct"] = (out["pred"] == labels).reshape(shape)
   result["scale"] = data.scls[2].astype(np.int32)
   return result
+
+
+def test_metrics(per_object: dict[str, np.ndarray], scenario: int) -> dict:
+  """Loss and accuracy on the scenario's test sizes and accuracy per size, from the per-object
+  outputs of `predict_test_split` (the sums of `metrics.batch_stats`, merged and divided once)."""
+  where = per_object["scale"].reshape(-1) - metrics.MIN_SCALE
+  n = len(metrics.SCALES)
+
+  def per_scale(values):
+    return np.bincount(where, weights=np.asarray(values, np.float64).reshape(-1), minlength=n)
+
+  total = {"per_scale_correct": per_scale(per_object["correct"]),
+           "per_scale_count": per_scale(np.ones(where.shape)),
+           "per_scale_loss_sum": per_scale(per_object["loss"])}
+  scenario_total = metrics.restrict(total, pipeline.scales_for(scenario, "test"))
+  return {**metrics.finalize(scenario_total), "per_scale": metrics.per_scale_accuracy(
+      total["per_scale_correct"], total["per_scale_count"])}
 
 
 def prediction_consistency(pred: np.ndarray) -> float:

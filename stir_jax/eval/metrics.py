@@ -54,6 +54,17 @@ def batch_stats(logits: jax.Array, labels: jax.Array, scales: jax.Array | None =
   return stats
 
 
+def zero_stats(per_scale: bool = False) -> dict[str, np.ndarray]:
+  """Zero sums with the keys and shapes of `batch_stats` (with or without per-scale sums): the
+  start of a running total kept on the devices."""
+  out = {"loss_sum": np.zeros((), np.float32), "correct": np.zeros((), np.float32),
+         "count": np.zeros((), np.float32)}
+  if per_scale:
+    for key in ("per_scale_correct", "per_scale_count", "per_scale_loss_sum"):
+      out[key] = np.zeros((len(SCALES),), np.float32)
+  return out
+
+
 def merge(total: Mapping[str, np.ndarray] | None, stats: Mapping[str, np.ndarray]) -> dict:
   """Adds two stat dicts (None acts as zero)."""
   stats = {k: np.asarray(v, np.float64) for k, v in stats.items()}

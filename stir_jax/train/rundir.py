@@ -1,0 +1,170 @@
+"""The run directory: what a run writes and reads back.
+
+  config.json          the config of the run (a rerun with another config is refused)
+  metrics.jsonl        one line per epoch: train/val loss and accuracy, epoch seconds
+  tensorboard/         the same scalars as TensorBoard events
+  checkpoints/latest/  orbax: the full train state after the last finished epoch (for resuming)
+  checkpoints/best/    orbax: the parameters with the best validation accuracy so far
+  results.json         written once at the end: test accuracy, per-scale test accuracy, ...
+
+One seed writes `workdir` itself; several seeds trained together write `workdir/seed_<s>` each
+(`seed_dir`), every one an ordinary run directory. Only process 0 writes files here; checkpoints
+are saved by every process together (orbax writes replicated host arrays from process 0).
+"""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+from typing import Any
+
+import ml_collections
+import orbax.checkpoint as ocp
+
+
+class RunError(RuntimeError):
+  """A problem with the run's inputs or directory; the entry points print it as one line."""
+
+
+# Fields added to the config after runs were made with the older config: a run directory without
+# the field is the same run as one with this value (so older runs resume and count as finished).
+CONFIG_DEFAULTS: dict[str, Any] = {}
+
+
+def config_dict(config) -> dict:
+  return json.loads(config.to_json()) if hasattr(config, "to_json") else dict(config)
+
+
+def seed_dir(workdir: str | os.PathLike, seed: int) -> pathlib.Path:
+  """The run directory of one of several seeds: workdir/seed_<seed>."""
+  return pathlib.Path(workdir) / f"seed_{int(seed)}"
+
+
+def seed_config(config: ml_collections.ConfigDict, seed: int) -> ml_collections.ConfigDict:
+  """An unlocked copy of config for one seed: seed = seed, num_seeds = 1 (a single run's config)."""
+  out = ml_collections.ConfigDict(config_dict(config))
+  out.seed = int(seed)
+  out.num_seeds = 1
+  return out
+
+
+def write_json(path: pathlib.Path, obj) -> None:
+  tmp = path.with_suffix(path.suffix + ".tmp")
+  tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+  os.replace(tmp, path)
+
+
+def config_differences(found: dict, wanted: dict) -> list[str]:
+  """Fields where a stored config differs from the wanted one (CONFIG_DEFAULTS fill old runs)."""
+  found = {**{k: v for k, v in CONFIG_DEFAULTS.items() if k in wanted}, **found}
+  return sorted(k for k in set(found) | set(wanted) if found.get(k) != wanted.get(k))
+
+
+def check_workdir(config, workdir: pathlib.Path) -> bool:
+  """Whether workdir holds a run of this config (False: empty or missing); RunError otherwise."""
+  cfg_path = workdir / "config.json"
+  if cfg_path.exists():
+    try:
+      found = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as e:
+      raise RunError(f"{cfg_path} is not valid JSON ({e}); refusing to touch this directory") from None
+    diff = config_differences(found, config_dict(config))
+    if diff:
+      raise RunError(f"{workdir} holds a run with a different config (fields: {', '.join(diff)}); "
+                     "use another --workdir")
+    return True
+  if workdir.exists() and any(workdir.iterdir()):
+    raise RunError(f"{workdir} is not empty and holds no stir_jax run (no config.json); "
+                   "use another --workdir")
+  return False
+
+
+def prepare_workdir(config, workdir: pathlib.Path) -> None:
+  """Checks workdir (see `check_workdir`) and creates it with config.json if it holds no run."""
+  if not check_workdir(config, workdir):
+    workdir.mkdir(parents=True, exist_ok=True)
+    write_json(workdir / "config.json", config_dict(config))
+
+
+def is_finished(workdir: pathlib.Path) -> bool:
+  """Whether a run directory holds a finished run (results.json next to its config.json)."""
+  return (workdir / "results.json").exists() and (workdir / "config.json").exists()
+
+
+def read_results(workdir: pathlib.Path) -> dict:
+  return json.loads((workdir / "results.json").read_text())
+
+
+def read_metrics(workdir: pathlib.Path) -> list[dict]:
+  path = workdir / "metrics.jsonl"
+  if not path.exists():
+    return []
+  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def rewrite_metrics(workdir: pathlib.Path, rows: list[dict]) -> None:
+  path = workdir / "metrics.jsonl"
+  tmp = path.with_suffix(".jsonl.tmp")
+  tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+  os.replace(tmp, path)
+
+
+class Checkpoints:
+  """The run's two orbax checkpoint managers: latest full state (resume) and best parameters.
+
+  Trees are host (numpy) copies; with several processes every process calls save and restore
+  (orbax lines them up and writes replicated numpy arrays once, from process 0).
+  """
+
+  def __init__(self, workdir: pathlib.Path):
+    opts = ocp.CheckpointManagerOptions(max_to_keep=1, enable_async_checkpointing=False)
+    self.latest = ocp.CheckpointManager((workdir / "checkpoints" / "latest").absolute(),
+                                        options=opts, item_names=("state", "meta"))
+    self.best = ocp.CheckpointManager((workdir / "checkpoints" / "best").absolute(),
+                                      options=opts, item_names=("params", "meta"))
+
+  def save_latest(self, epoch: int, state, meta: dict) -> None:
+    self.latest.save(epoch, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                    meta=ocp.args.JsonSave(meta)))
+    self.latest.wait_until_finished()
+
+  def restore_latest(self, target) -> tuple[Any, dict] | None:
+    step = self.latest.latest_step()
+    if step is None:
+      return None
+    got = self.latest.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
+    return got["state"], got["meta"]
+
+  def save_best(self, epoch: int, params, meta: dict) -> None:
+    for stale in [s for s in self.best.all_steps() if s >= epoch]:
+      self.best.delete(stale)  # left by a run killed between its best and latest saves
+    self.best.save(epoch, args=ocp.args.Composite(params=ocp.args.StandardSave(params),
+                                                  meta=ocp.args.JsonSave(meta)))
+    self.best.wait_until_finished()
+
+  def restore_best(self, target_params) -> tuple[Any, dict]:
+    step = self.best.latest_step()
+    if step is None:
+      raise RunError("the run has no best checkpoint yet")
+    got = self.best.restore(step, args=ocp.args.Composite(
+        params=ocp.args.StandardRestore(target_params), meta=ocp.args.JsonRestore()))
+    return got["params"], got["meta"]
+
+  def close(self) -> None:
+    self.latest.close()
+    self.best.close()
+
+
+def tensorboard_writer(workdir: pathlib.Path):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top  (loaded by the tf.data pipeline)
+  return tf.summary.create_file_writer(str(workdir / "tensorboard"))
+
+
+def log_scalars(writer, epoch: int, row: dict) -> None:
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  with writer.as_default():
+    for key, value in row.items():
+      if key != "epoch":
+        tf.summary.scalar(key, value, step=epoch)
+  writer.flush()
