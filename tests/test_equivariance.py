@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from stir_jax import models
-from stir_jax.eval import equivariance, metrics
+from stir_jax import metrics
+from stir_jax.eval import equivariance
 from stir_jax.data import emoji
 
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from stir_jax.eval import metrics
+from stir_jax import metrics
 
 
 def _hwc(a):

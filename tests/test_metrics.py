@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from stir_jax.eval import metrics
+from stir_jax import metrics
 
 
 def _logits_for(preds, num_classes=3):

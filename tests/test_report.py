@@ -7,7 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from stir_jax.eval import metrics, report
+from stir_jax import metrics
+from stir_jax.eval import report
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 

@@ -183,3 +183,31 @@ def test_probe_times_the_steps(tiny_data, capsys):
   data = inputs.load_dataset(group.config(base, 1))
   t = sweep.probe(group.config(base, 1), data, 1, steps=1)
   assert t["train_step"] > 0 and t["eval_batch"] > 0 and t["compile"] >= 0
+
+
+def test_shards_split_the_grid_into_disjoint_parts(tiny_data, tmp_path, capsys):
+  assert sweep.parse_shard(None, env={}) == (0, 1)
+  assert sweep.parse_shard("2/3", env={}) == (2, 3)
+  slurm = {"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_MIN": "4", "SLURM_ARRAY_TASK_COUNT": "3"}
+  assert sweep.parse_shard(None, env=slurm) == (1, 3)
+  assert sweep.parse_shard("0/2", env=slurm) == (0, 2)  # the flag wins
+  for bad in ("3/3", "-1/2", "1", "a/b", "0/0"):
+    with pytest.raises(sweep.SweepError):
+      sweep.parse_shard(bad, env={})
+
+  base = sweep.load_config(TINY)
+  args = sweep.build_parser().parse_args(
+      ["--out", str(tmp_path), "--models", "standard,ensemble", "--datasets", str(tiny_data),
+       "--scenarios", "1,2", "--seeds", "1-3"])
+  runs = sweep.make_plan(args, base)
+  parts = [sweep.shard_runs(runs, i, 3) for i in range(3)]
+  dirs = [sorted(str(r.dir) for r in p) for p in parts]
+  assert [len(d) for d in dirs] == [4, 4, 4]
+  assert sorted(d for p in dirs for d in p) == sorted(str(r.dir) for r in runs)  # all, once
+  code, out, _ = _main(capsys, "--out", tmp_path, "--models", "standard,ensemble", "--datasets",
+                       tiny_data, "--scenarios", "1,2", "--seeds", "1-3", "--config", TINY,
+                       "--shard", "1/3", "--dry-run", "--probe-steps", "0")
+  assert code == 0 and "plan: 4 runs" in out and "part 1 of 3" in out
+  code, _, err = _main(capsys, "--out", tmp_path, "--models", "standard", "--datasets",
+                       tiny_data, "--seeds", "1", "--config", TINY, "--shard", "4/3", "--dry-run")
+  assert code == 2 and err.count("\n") == 1 and "does not exist" in err

@@ -14,7 +14,7 @@ from typing import Callable
 import jax
 import numpy as np
 
-from stir_jax.eval import metrics
+from stir_jax import metrics
 from stir_jax.data import stir_file
 
 SPLITS = {"train": 0, "valid": 1, "test": 2}

@@ -22,7 +22,8 @@ import numpy as np
 
 from stir_jax import models
 from stir_jax.data import pipeline
-from stir_jax.eval import equivariance, metrics
+from stir_jax import metrics
+from stir_jax.eval import equivariance
 from stir_jax.train import distributed, inputs, rundir, state as state_lib
 from stir_jax.train.rundir import RunError
 

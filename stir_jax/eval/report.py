@@ -21,7 +21,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from stir_jax.eval import metrics
+from stir_jax import metrics
 from stir_jax.train.rundir import RunError
 
 SCENARIO_NAMES = {1: "Small2Large", 2: "Mid2Rest", 3: "Large2Small", 4: "All2All"}

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 import stir_jax
 from stir_jax.data import pipeline
-from stir_jax.eval import metrics
+from stir_jax import metrics
 from stir_jax.train import distributed, inputs, rundir, state as state_lib, steps
 from stir_jax.train.placement import Placement, prefetch, stack, unstack
 from stir_jax.train.rundir import RunError

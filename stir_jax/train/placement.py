@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from stir_jax.eval import metrics
+from stir_jax import metrics
 from stir_jax.train.rundir import RunError
 
 SEED_AXIS = "seed"

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from stir_jax.eval import metrics
+from stir_jax import metrics
 from stir_jax.train.state import TrainState
 
 

@@ -1,0 +1,113 @@
+"""Several processes for real: two JAX processes on 127.0.0.1 with 2 CPU devices each train the
+tiny config exactly like one process with 4 devices and one with 1 device (train.py, end to end)."""
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from stir_jax.data import emoji, stir_file
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+  path = tmp_path_factory.mktemp("data") / "emoji4.npz"
+  stir_file.save_stir(path, emoji.generate_emoji(emoji.EMOJI_NAMES[:4], progress=False))
+  return path
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def _env(devices: int) -> dict:
+  return dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+              JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO))
+
+
+def _train_cmd(data, workdir, epochs: int) -> list[str]:
+  return [sys.executable, str(REPO / "train.py"), "--config=configs/tiny.py",
+          f"--config.dataset={data}", f"--config.num_epochs={epochs}", f"--workdir={workdir}"]
+
+
+def _launch(data, workdir, processes: int, devices: int, epochs: int) -> list[subprocess.Popen]:
+  """`processes` processes of train.py with `devices` CPU devices each (one process: no runtime)."""
+  cmd = _train_cmd(data, workdir, epochs)
+  if processes == 1:
+    return [subprocess.Popen(cmd, env=_env(devices), cwd=REPO, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)]
+  port = _free_port()
+  return [subprocess.Popen(cmd + [f"--coordinator_address=127.0.0.1:{port}",
+                                  f"--num_processes={processes}", f"--process_id={i}"],
+                           env=_env(devices), cwd=REPO, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+          for i in range(processes)]
+
+
+def _wait(procs, timeout: float = 600) -> list[str]:
+  outs = []
+  for p in procs:
+    out, err = p.communicate(timeout=timeout)
+    assert p.returncode == 0, err[-3000:]
+    outs.append(out)
+  return outs
+
+
+def _run(data, workdir, processes: int, devices: int, epochs: int = 2) -> dict:
+  outs = _wait(_launch(data, workdir, processes, devices, epochs))
+  return {"out": outs, "results": json.loads((workdir / "results.json").read_text()),
+          "metrics": [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]}
+
+
+def _assert_same(a: dict, b: dict) -> None:
+  assert [r["epoch"] for r in a["metrics"]] == [r["epoch"] for r in b["metrics"]]
+  for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
+    np.testing.assert_allclose([r[key] for r in b["metrics"]], [r[key] for r in a["metrics"]],
+                               rtol=1e-5, err_msg=key)
+  for key in ("test_accuracy", "test_loss", "best_val_accuracy"):
+    assert b["results"][key] == pytest.approx(a["results"][key], rel=1e-5), key
+  scales = sorted(a["results"]["per_scale"])
+  np.testing.assert_allclose([b["results"]["per_scale"][s] for s in scales],
+                             [a["results"]["per_scale"][s] for s in scales], rtol=1e-5)
+
+
+def test_two_processes_train_like_one(tiny_data, tmp_path):
+  one = _run(tiny_data, tmp_path / "one", processes=1, devices=1)
+  four = _run(tiny_data, tmp_path / "four", processes=1, devices=4)
+  two_by_two = _run(tiny_data, tmp_path / "two", processes=2, devices=2)
+  assert (one["results"]["process_count"], one["results"]["num_devices"]) == (1, 1)
+  assert (four["results"]["process_count"], four["results"]["num_devices"]) == (1, 4)
+  assert (two_by_two["results"]["process_count"], two_by_two["results"]["num_devices"]) == (2, 4)
+  _assert_same(one, four)
+  _assert_same(one, two_by_two)
+  # only process 0 reports; both trained (the run directory is shared and written once)
+  assert "test accuracy" in two_by_two["out"][0] and "test accuracy" not in two_by_two["out"][1]
+  assert two_by_two["metrics"][-1]["epoch"] == 2
+
+
+@pytest.mark.slow
+def test_two_processes_killed_together_resume_together(tiny_data, tmp_path):
+  full = _run(tiny_data, tmp_path / "full", processes=1, devices=1, epochs=4)
+  workdir = tmp_path / "killed"
+  procs = _launch(tiny_data, workdir, processes=2, devices=2, epochs=4)
+  deadline = time.time() + 600
+  while not (workdir / "checkpoints" / "latest" / "2").is_dir():
+    assert time.time() < deadline and all(p.poll() is None for p in procs), "no epoch 2"
+    time.sleep(0.2)
+  for p in procs:
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+  assert not (workdir / "results.json").exists()
+  resumed = _run(tiny_data, workdir, processes=2, devices=2, epochs=4)
+  assert any("resuming" in out for out in resumed["out"])
+  _assert_same(full, resumed)
