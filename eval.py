@@ -5,7 +5,10 @@
                                                models), consistency.json, next to the run
   python eval.py --runs=runs --out=report      many runs: results.csv, summary.csv (with the
                                                paper's means), generalization.png, epoch_time.csv,
-                                               report.md
+                                               size_bands.csv, report.md
+  python eval.py --runs=sweeps/emoji --publish=results/emoji
+                                               copy the finished runs' small files (no
+                                               checkpoints) to results/emoji, report there
 """
 from absl import app, flags
 
@@ -13,18 +16,25 @@ from stir_jax import cli
 
 flags.DEFINE_string("workdir", None, "Run directory written by train.py.")
 flags.DEFINE_string("runs", None, "Aggregate every run under this directory (with --out).")
-flags.DEFINE_string("out", None, "Report directory for --runs.")
+flags.DEFINE_string("out", None, "Report directory for --runs (with --publish: DEST/report).")
+flags.DEFINE_string("publish", None, "With --runs: copy the finished runs without checkpoints "
+                    "into this directory and write the report from the copies.")
 
 
 def main(argv):
   if len(argv) > 1:
     cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
   if flags.FLAGS.runs:
-    if not flags.FLAGS.out:
-      cli.fail("--runs needs --out (the report directory)")
     from stir_jax.eval import report  # pylint: disable=g-import-not-at-top
-    out = cli.run(report.aggregate, flags.FLAGS.runs, flags.FLAGS.out)
-    print(f"aggregated {out['runs']} runs into {flags.FLAGS.out}/report.md")
+    runs, out_dir = flags.FLAGS.runs, flags.FLAGS.out
+    if flags.FLAGS.publish:
+      copied = cli.run(report.publish, runs, flags.FLAGS.publish)
+      print(f"published {copied} finished runs to {flags.FLAGS.publish}")
+      runs, out_dir = flags.FLAGS.publish, out_dir or f"{flags.FLAGS.publish}/report"
+    if not out_dir:
+      cli.fail("--runs needs --out (the report directory) or --publish")
+    out = cli.run(report.aggregate, runs, out_dir)
+    print(f"aggregated {out['runs']} runs into {out_dir}/report.md")
     return
   workdir = flags.FLAGS.workdir
   if not workdir:

@@ -53,3 +53,39 @@ def test_aggregate_errors_are_one_line(tmp_path):
   assert proc.returncode == 2
   assert proc.stderr.strip().startswith("error: no finished runs")
   assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_publish_copies_small_files_and_reports_the_findings(tmp_path):
+  runs = tmp_path / "sweep"
+  for seed, (std, pix, energy) in enumerate([(0.40, 0.80, 0.05), (0.38, 0.74, 0.08)], start=1):
+    _fake_run(runs / "standard" / f"seed_{seed}", "standard", "emoji", 2, seed, std, 1.0)
+    _fake_run(runs / "pixel_pool" / f"seed_{seed}", "pixel_pool", "emoji", 2, seed, pix, 10.0)
+    _fake_run(runs / "energy_pool" / f"seed_{seed}", "energy_pool", "emoji", 2, seed, energy, 9.0)
+  (runs / "standard" / "seed_1" / "checkpoints" / "best").mkdir(parents=True)
+  (runs / "pixel_pool" / "seed_1" / "consistency.json").write_text(
+      json.dumps({"pool1_spearman": 0.5, "pool2_spearman": 0.25}))
+  (runs / "unfinished").mkdir()
+  (runs / "unfinished" / "config.json").write_text("{}")
+  proc = subprocess.run([sys.executable, "eval.py", f"--runs={runs}",
+                         f"--publish={tmp_path / 'results'}"], cwd=REPO, capture_output=True,
+                        text=True)
+  assert proc.returncode == 0, proc.stderr
+  results = tmp_path / "results"
+  assert not (results / "unfinished").exists()
+  assert not (results / "standard" / "seed_1" / "checkpoints").exists()
+  assert sorted(p.name for p in (results / "pixel_pool" / "seed_1").iterdir()) == [
+      "consistency.json", "generalization.csv", "results.json"]
+  with open(results / "standard" / "seed_2" / "generalization.csv") as f:
+    (row,) = list(csv.DictReader(f))
+  assert float(row["s17"]) == pytest.approx(0.38) and row["model"] == "standard"
+  md = (results / "report" / "report.md").read_text()
+  with open(results / "report" / "summary.csv") as f:
+    rows = {r["model"]: r for r in csv.DictReader(f)}
+  # paper: standard 39.11 +- 6.05 (emoji Mid2Rest), pixel_pool 76.6; ours 39.0 and 77.0
+  assert rows["standard"]["within_2_paper_std"] == "True"
+  assert float(rows["pixel_pool"]["mean_test_acc"]) == pytest.approx(77.0)
+  assert "pixel_pool (77.0%, 2 runs) beats standard (39.0%, 2 runs)" in md
+  assert "energy_pool reaches 6.5% against 77.0% for the best other model" in md
+  assert "pool1 with the object size 0.50 (mean over 1 runs" in md
+  # fake runs have the same accuracy at every size: no plateau
+  assert "pixel_pool: training sizes 77.0%, smaller sizes 77.0%, larger sizes 77.0%: not lower" in md

@@ -53,12 +53,21 @@ def find_runs(runs_dir: pathlib.Path) -> list[dict]:
           "seed": cfg.get("seed"), "lr": cfg.get("learning_rate"),
           "test_accuracy": res["test_accuracy"], "best_val_accuracy": res["best_val_accuracy"],
           "epochs_run": res["epochs_run"], "mean_epoch_seconds": res["mean_epoch_seconds"],
-          **res["per_scale"]})
+          **_consistency(path.parent), **res["per_scale"]})
     except (KeyError, TypeError, ValueError, json.JSONDecodeError) as e:
       raise RunError(f"{path} is not a stir_jax results file ({e!r})") from None
   if not runs:
     raise RunError(f"no finished runs (results.json) under {runs_dir}")
   return runs
+
+
+def _consistency(run_dir: pathlib.Path) -> dict:
+  """pool1/pool2 index-size correlations of eval.py's consistency.json, when the run has one."""
+  path = run_dir / "consistency.json"
+  if not path.exists():
+    return {}
+  found = json.loads(path.read_text())
+  return {k: found[k] for k in ("pool1_spearman", "pool2_spearman") if k in found}
 
 
 def _write_csv(path: pathlib.Path, rows: list[dict], fields: list[str]) -> None:
@@ -83,7 +92,10 @@ def summarize(runs: list[dict]) -> list[dict]:
                  "std_test_acc": round(float(acc.std(ddof=1)), 2) if len(rs) > 1 else 0.0,
                  "paper_mean": ref["mean"] if ref else None,
                  "paper_std": ref["std"] if ref else None,
-                 "difference": round(float(acc.mean()) - ref["mean"], 2) if ref else None})
+                 "difference": round(float(acc.mean()) - ref["mean"], 2) if ref else None,
+                 "within_2_paper_std": (None if not ref else
+                                        bool(abs(float(acc.mean()) - ref["mean"])
+                                             <= 2 * ref["std"]))})
   return rows
 
 
@@ -156,6 +168,95 @@ def plot_grid(path: pathlib.Path, runs: list[dict]) -> None:
   plt.close(fig)
 
 
+def size_bands(runs: list[dict]) -> list[dict]:
+  """Mean per-size test accuracy (%) per model x data x scenario on three bands of object sizes:
+  smaller than the training sizes, the training sizes, larger than them (the shape of the paper's
+  Figure 5: a plateau on the training sizes, falling off on either side)."""
+  from stir_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  groups = defaultdict(list)
+  for r in runs:
+    groups[(r["model"], r["data"], r["eval"])].append(r)
+  rows = []
+  for (model, data, ev), rs in sorted(groups.items()):
+    train = pipeline.scales_for(ev, "train")
+    bands = {"smaller": [s for s in metrics.SCALES if s < min(train)], "training": train,
+             "larger": [s for s in metrics.SCALES if s > max(train)]}
+    row = {"model": model, "data": data, "eval": ev, "runs": len(rs)}
+    for band, sizes in bands.items():
+      row[band] = (round(float(np.mean([[r[f"s{s}"] for s in sizes] for r in rs]) * 100), 1)
+                   if sizes else None)
+    rows.append(row)
+  return rows
+
+
+def findings(summary: list[dict], bands: list[dict], runs: list[dict]) -> list[str]:
+  """The paper's findings, each stated as measured on these runs (lines of markdown)."""
+  out = []
+  by = {(r["model"], r["data"], r["eval"]): r for r in summary}
+  cells = sorted({(d, e) for _, d, e in by})
+  for d, e in cells:
+    std = by.get(("standard", d, e))
+    if std is None or e == 4:
+      continue
+    for pool in ("pixel_pool", "slice_pool", "energy_pool"):
+      p = by.get((pool, d, e))
+      if p is not None:
+        verdict = "beats" if p["mean_test_acc"] > std["mean_test_acc"] else "does not beat"
+        out.append(f"- {d}, {SCENARIO_NAMES[e]}: {pool} ({p['mean_test_acc']:.1f}%, {p['runs']} "
+                   f"runs) {verdict} standard ({std['mean_test_acc']:.1f}%, {std['runs']} runs) "
+                   "on the sizes outside training (paper: scale pooling beats standard).")
+  for (model, d, e), r in sorted(by.items()):
+    if model == "energy_pool":
+      others = [v["mean_test_acc"] for (m, dd, ee), v in by.items()
+                if (dd, ee) == (d, e) and m not in ("energy_pool",)]
+      best = max(others) if others else None
+      out.append(f"- {d}, {SCENARIO_NAMES[e]}: energy_pool reaches {r['mean_test_acc']:.1f}% "
+                 + (f"against {best:.1f}% for the best other model " if best is not None else "")
+                 + f"(paper: energy pooling collapses, {r['paper_mean']}%).")
+  for pool_layer in ("pool1_spearman", "pool2_spearman"):
+    groups = defaultdict(list)
+    for r in runs:
+      if r.get(pool_layer) is not None and np.isfinite(r[pool_layer]):
+        groups[(r["model"], r["data"], r["eval"])].append(r[pool_layer])
+    for (model, d, e), vals in sorted(groups.items()):
+      out.append(f"- {d}, {SCENARIO_NAMES[e]}, {model}: Spearman correlation of the kernel size "
+                 f"chosen by {pool_layer.split('_')[0]} with the object size "
+                 f"{np.mean(vals):.2f} (mean over {len(vals)} runs; the paper: the selected "
+                 "kernel size grows with the object).")
+  for b in bands:
+    if b["eval"] == 4:
+      continue
+    sides = [(k, b[k]) for k in ("smaller", "larger") if b[k] is not None]
+    drop = ", ".join(f"{k} sizes {v:.1f}%" for k, v in sides)
+    shape = ("plateau on the training sizes, lower on both sides"
+             if all(v < b["training"] for _, v in sides) else "not lower outside the training sizes")
+    out.append(f"- per size, {b['data']}, {SCENARIO_NAMES[b['eval']]}, {b['model']}: training "
+               f"sizes {b['training']:.1f}%, {drop}: {shape}.")
+  return out
+
+
+def publish(runs_dir: str | pathlib.Path, dest: str | pathlib.Path) -> int:
+  """Copies every finished run under runs_dir into dest, keeping its relative path, without
+  checkpoints or TensorBoard events: config.json, metrics.jsonl, results.json, consistency.json
+  (when eval.py made one) and generalization.csv (its per-size test accuracy). Returns the number
+  of runs copied; existing copies are refreshed."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  from stir_jax.eval import evaluation  # pylint: disable=g-import-not-at-top
+  runs_dir, dest = pathlib.Path(runs_dir), pathlib.Path(dest)
+  count = 0
+  for run in find_runs(runs_dir):
+    src, out = runs_dir / run["run"], dest / run["run"]
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("config.json", "metrics.jsonl", "results.json", "consistency.json"):
+      if (src / name).exists():
+        shutil.copyfile(src / name, out / name)
+    row = {"model": run["model"], "data": run["data"], "eval": run["eval"],
+           **{c: run[c] for c in metrics.SCALE_COLUMNS}}
+    evaluation.write_generalization_csv(out / "generalization.csv", [row])
+    count += 1
+  return count
+
+
 def _md_table(rows: list[dict], fields: list[str]) -> str:
   fmt = lambda v: "" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
   lines = ["| " + " | ".join(fields) + " |", "|" + "---|" * len(fields)]
@@ -172,18 +273,26 @@ def aggregate(runs_dir: str | pathlib.Path, out_dir: str | pathlib.Path) -> dict
   _write_csv(out_dir / "results.csv", runs, fields)
   summary = summarize(runs)
   sfields = ["model", "data", "eval", "scenario", "runs", "mean_test_acc", "std_test_acc",
-             "paper_mean", "paper_std", "difference"]
+             "paper_mean", "paper_std", "difference", "within_2_paper_std"]
   _write_csv(out_dir / "summary.csv", summary, sfields)
   times = epoch_times(runs)
   tfields = ["data", "eval", "model", "mean_epoch_seconds", "relative_to_standard", "paper_relative"]
   _write_csv(out_dir / "epoch_time.csv", times, tfields)
   plot_grid(out_dir / "generalization.png", runs)
+  bands = size_bands(runs)
+  bfields = ["model", "data", "eval", "runs", "smaller", "training", "larger"]
+  _write_csv(out_dir / "size_bands.csv", bands, bfields)
   (out_dir / "report.md").write_text(
       f"# STIR results: {len(runs)} runs under {runs_dir}\n\n"
       "## Test accuracy (%), ours against the paper's published means\n\n"
       + _md_table(summary, sfields)
+      + "\n\nwithin_2_paper_std: whether our mean lies within two of the paper's standard "
+      "deviations (over its 25-50 seeds) of the paper's mean.\n\n"
+      "## The paper's findings, as measured here\n\n" + "\n".join(findings(summary, bands, runs))
       + "\n\n## Accuracy against object size (training scales shaded; bands: +-1 std over seeds)\n\n"
       "![accuracy against object size](generalization.png)\n\n"
+      "Mean test accuracy (%) on the sizes below, inside and above the training sizes:\n\n"
+      + _md_table(bands, bfields) + "\n\n"
       "## Mean epoch time relative to the standard model\n\n"
       "Ours on this machine; the paper's on its GPU (mean epoch seconds of its run table).\n\n"
       + _md_table(times, tfields) + "\n")
