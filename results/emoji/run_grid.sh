@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The reproduction grid on STIR-emoji (issue 14): the paper's protocol (configs/paper.py: Adam 1e-3,
+# batch 16, up to 200 epochs, patience 10, best-validation parameters tested), 3 seeds per cell,
+# cheapest cells first. Every line skips finished runs and resumes interrupted ones, so rerunning
+# this script continues the grid; results/emoji keeps each run's small files (checkpoints and
+# TensorBoard events are git-ignored). Afterwards:
+#   python eval.py --runs=results/emoji --out=results/emoji/report
+# Extra arguments go to every sweep (e.g. --shard 0/2 to split the grid over two machines).
+set -eu
+cd "$(dirname "$0")/../.."
+OUT=results/emoji
+sweep() {
+  python -m stir_jax.sweep --out "$OUT" --datasets data/emoji.npz --seeds 1-3 \
+      --config configs/paper.py --no-report "$@"
+}
+# block 1: Mid2Rest; block 2: Small2Large and Large2Small for standard and pixel_pool
+sweep --models standard --scenarios 2 "$@"
+sweep --models standard --scenarios 1,3 "$@"
+sweep --models hermite,disco,ensemble,spatial_transform --scenarios 2 "$@"
+sweep --models pixel_pool --scenarios 2 "$@"
+sweep --models pixel_pool --scenarios 1,3 "$@"
+sweep --models slice_pool,energy_pool --scenarios 2 "$@"
+# then, as time allows: xu and kanazawa on Mid2Rest, All2All for standard and pixel_pool, conv3d
+sweep --models xu,kanazawa --scenarios 2 "$@"
+sweep --models standard,pixel_pool --scenarios 4 "$@"
+sweep --models conv3d --scenarios 2 "$@"
