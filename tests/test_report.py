@@ -87,5 +87,9 @@ def test_publish_copies_small_files_and_reports_the_findings(tmp_path):
   assert "pixel_pool (77.0%, 2 runs) beats standard (39.0%, 2 runs)" in md
   assert "energy_pool reaches 6.5% against 77.0% for the best other model" in md
   assert "pool1 with the object size 0.50 (mean over 1 runs" in md
+  # publishing in place only adds generalization.csv
+  proc = subprocess.run([sys.executable, "eval.py", f"--runs={results}", f"--publish={results}"],
+                        cwd=REPO, capture_output=True, text=True)
+  assert proc.returncode == 0 and "published 6 finished runs" in proc.stdout, proc.stderr
   # fake runs have the same accuracy at every size: no plateau
   assert "pixel_pool: training sizes 77.0%, smaller sizes 77.0%, larger sizes 77.0%: not lower" in md

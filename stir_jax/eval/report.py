@@ -239,7 +239,9 @@ def publish(runs_dir: str | pathlib.Path, dest: str | pathlib.Path) -> int:
   """Copies every finished run under runs_dir into dest, keeping its relative path, without
   checkpoints or TensorBoard events: config.json, metrics.jsonl, results.json, consistency.json
   (when eval.py made one) and generalization.csv (its per-size test accuracy). Returns the number
-  of runs copied; existing copies are refreshed."""
+  of runs copied; existing copies are refreshed. dest may be runs_dir itself: then each finished
+  run only gains its generalization.csv (the sweep can write straight into a results folder whose
+  .gitignore keeps checkpoints and events out of git)."""
   import shutil  # pylint: disable=g-import-not-at-top
   from stir_jax.eval import evaluation  # pylint: disable=g-import-not-at-top
   runs_dir, dest = pathlib.Path(runs_dir), pathlib.Path(dest)
@@ -248,8 +250,9 @@ def publish(runs_dir: str | pathlib.Path, dest: str | pathlib.Path) -> int:
     src, out = runs_dir / run["run"], dest / run["run"]
     out.mkdir(parents=True, exist_ok=True)
     for name in ("config.json", "metrics.jsonl", "results.json", "consistency.json"):
-      if (src / name).exists():
-        shutil.copyfile(src / name, out / name)
+      source, target = src / name, out / name
+      if source.exists() and not (target.exists() and target.samefile(source)):
+        shutil.copyfile(source, target)
     row = {"model": run["model"], "data": run["data"], "eval": run["eval"],
            **{c: run[c] for c in metrics.SCALE_COLUMNS}}
     evaluation.write_generalization_csv(out / "generalization.csv", [row])
