@@ -23,6 +23,13 @@ def get_config() -> ml_collections.ConfigDict:
   config.interpolation = "bicubic"
   # SiConv implementation: "auto" (FFT on square inputs), "fft" or "direct" (one conv per scale).
   config.impl = "auto"
+  # Computation dtype of every model layer: "float32", "bfloat16" or "float16" (mixed precision:
+  # parameters stay float32; models.get_model(..., dtype=config.dtype)).
+  config.dtype = "float32"
+  # Precision of every convolution and matmul: "highest" (true float32 on every backend, so results
+  # do not depend on TF32 or TPU bf16 passes), "high" or "default" (the backend's fastest choice);
+  # models.get_model(..., precision=config.precision).
+  config.precision = "highest"
   # Adam learning rate (the paper: 1e-3; 1e-2 was tried).
   config.learning_rate = 1e-3
   # Examples per training step (the paper: 16).

@@ -1,11 +1,20 @@
-"""Shared test fixtures: the reference fixtures folder and fresh PRNG keys."""
+"""Shared test fixtures: the reference fixtures folder and fresh PRNG keys.
+
+Process-wide settings live here, as in an entry point (importing stir_jax sets none): the CPU
+compiler flag of `stir_jax.xla_flags.apply()` (without it the convolutions run several times slower
+on recent jaxlib) before JAX starts its backend, and quiet TensorFlow for the data tests.
+"""
 import os
 import pathlib
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-import jax
+from stir_jax import xla_flags  # pylint: disable=g-import-not-at-top
+
+xla_flags.apply()
+
+import jax  # pylint: disable=g-import-not-at-top
 import numpy as np
 import pytest
 

@@ -1,36 +1,65 @@
-"""stir_jax turns XLA:CPU's YNNPACK convolutions off at import, unless told to keep the defaults."""
+"""`stir_jax.xla_flags.apply()` turns XLA:CPU's YNNPACK convolutions off when called (importing
+stir_jax does not), unless told to keep the defaults; it never drops the user's own flags."""
 import os
 import subprocess
 import sys
 
-import pytest
-
 from stir_jax import xla_flags
 
-_PROBE = ("import os, stir_jax; from stir_jax import xla_flags; "
-          "print('flags:' + os.environ.get('XLA_FLAGS', '')); print(xla_flags.ynn_conv_active())")
+_PROBE = ("import os, sys, stir_jax; from stir_jax import xla_flags; "
+          "before = os.environ.get('XLA_FLAGS', ''); "
+          "added = xla_flags.apply() if 'apply' in sys.argv else None; "
+          "print('before:' + before); print('flags:' + os.environ.get('XLA_FLAGS', '')); "
+          "print(added); print(xla_flags.ynn_conv_active())")
 
 
-def _run(**env_overrides):
+def _run(*args, **env_overrides):
   env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "STIR_JAX_KEEP_XLA_FLAGS")}
   env.update(env_overrides)
-  out = subprocess.run([sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True,
-                       check=True, timeout=300)
-  flags, active = out.stdout.strip().splitlines()[-2:]
-  return flags.removeprefix("flags:"), active == "True"
+  out = subprocess.run([sys.executable, "-c", _PROBE, *args], env=env, capture_output=True,
+                       text=True, check=True, timeout=300)
+  before, flags, added, active = out.stdout.strip().splitlines()[-4:]
+  return (before.removeprefix("before:"), flags.removeprefix("flags:"), added,
+          active == "True")
 
 
-@pytest.mark.skipif(not xla_flags._jaxlib_knows(xla_flags.YNN_FLAG),
-                    reason="this jaxlib has no YNNPACK fusion flag")
-def test_import_turns_ynn_convolutions_off_and_opt_out_keeps_them():
-  flags, active = _run()
-  assert xla_flags.YNN_FLAG + "=" in flags
-  assert not active
-  flags, active = _run(STIR_JAX_KEEP_XLA_FLAGS="1")
-  assert xla_flags.YNN_FLAG not in flags
-  assert active  # XLA's default: the reason for the flag
+def test_import_leaves_flags_and_apply_turns_ynn_off():
+  # Importing stir_jax alone changes nothing: XLA's defaults (YNNPACK on where jaxlib has it).
+  before, flags, added, active_by_default = _run()
+  assert before == flags == "" and added == "None"
+  knows = xla_flags._jaxlib_knows(xla_flags.YNN_FLAG)
+  assert active_by_default == knows  # YNNPACK convolutions: the reason for the flag
+  # apply() adds the flag where this jaxlib knows it, and the convolutions leave YNNPACK.
+  before, flags, added, active = _run("apply")
+  assert before == ""
+  if knows:
+    assert flags == xla_flags.YNN_FLAG + "=" and added == "True" and not active
+  else:  # an unknown flag would abort the process, so nothing is added
+    assert flags == "" and added == "False"
+
+
+def test_opt_out_keeps_defaults():
+  _, flags, added, active = _run("apply", STIR_JAX_KEEP_XLA_FLAGS="1")
+  assert xla_flags.YNN_FLAG not in flags and added == "False"
+  assert active == xla_flags._jaxlib_knows(xla_flags.YNN_FLAG)
 
 
 def test_user_flags_are_kept():
-  flags, _ = _run(XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  _, flags, _, _ = _run("apply", XLA_FLAGS="--xla_force_host_platform_device_count=2")
   assert flags.startswith("--xla_force_host_platform_device_count=2")
+  if xla_flags._jaxlib_knows(xla_flags.YNN_FLAG):
+    assert flags.endswith(xla_flags.YNN_FLAG + "=")
+
+
+def test_apply_after_backend_start_warns_and_changes_nothing():
+  probe = ("import os, warnings, jax; jax.devices(); from stir_jax import xla_flags; "
+           "warnings.simplefilter('error'); "
+           "\ntry:\n  xla_flags.apply(); print('no warning')"
+           "\nexcept UserWarning as e:\n  print('warned', os.environ.get('XLA_FLAGS', ''))")
+  env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "STIR_JAX_KEEP_XLA_FLAGS")}
+  out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
+                       check=True, timeout=300).stdout.strip()
+  if xla_flags._jaxlib_knows(xla_flags.YNN_FLAG):
+    assert out == "warned"
+  else:
+    assert out == "no warning"

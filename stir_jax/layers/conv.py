@@ -13,6 +13,9 @@ squares with respect to the weights and to the input, each including its forward
 XLA:CPU's weight gradient of a *grouped* convolution is pathologically slow, so `impl="auto"` takes
 the FFT form for grouped convolutions on CPU and XLA everywhere else. Both forms compute the same
 function to float32 rounding (tests/layers/test_conv.py).
+
+Dtypes: both functions compute in the promoted dtype of their arguments; the FFT forms transform in
+float32 (at least) inside and cast the result back, so bfloat16 and float16 work on every path.
 """
 from __future__ import annotations
 
@@ -21,6 +24,9 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from stir_jax.layers.dtypes import DEFAULT_PRECISION, PrecisionLike, canonical_precision
+from stir_jax.layers.dtypes import float32_inside
 
 _DN = ("NHWC", "HWIO", "NHWC")
 
@@ -83,7 +89,11 @@ def conv2d_fft(x: jax.Array, kernel: jax.Array, padding="VALID",
   block g reads input channel block g, as in XLA) -> (B, H', W', Cout), XLA's output size after the
   zero padding. The correlation is computed circularly at a fast FFT length of at least the padded
   input size; no output that is kept reads past the padded edge, so none of them wraps around.
+  Runs in float32 (at least) inside, products at full float32 precision; the result has the
+  promoted dtype of x and kernel.
   """
+  out_dtype = jnp.result_type(x, kernel)
+  x, kernel = x.astype(float32_inside(out_dtype)), kernel.astype(float32_inside(out_dtype))
   kh, kw, cin_g, cout = kernel.shape
   groups = feature_group_count
   if x.shape[3] != cin_g * groups or cout % groups:
@@ -104,7 +114,7 @@ def conv2d_fft(x: jax.Array, kernel: jax.Array, padding="VALID",
     fy = jnp.einsum("buvgi,uvigo->buvgo", fx, fk, precision=jax.lax.Precision.HIGHEST)
     fy = fy.reshape(b, fn, v, cout)
   y = jnp.fft.irfft2(fy, s=(fn, fm), axes=(1, 2))
-  return y[:, : n - kh + 1, : m - kw + 1, :]
+  return y[:, : n - kh + 1, : m - kw + 1, :].astype(out_dtype)
 
 
 def pick_impl(feature_group_count: int = 1) -> str:
@@ -116,15 +126,23 @@ def pick_impl(feature_group_count: int = 1) -> str:
 
 
 def conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None, padding="VALID",
-           impl: str = "auto", feature_group_count: int = 1, precision=None) -> jax.Array:
+           impl: str = "auto", feature_group_count: int = 1,
+           precision: PrecisionLike = DEFAULT_PRECISION) -> jax.Array:
   """Cross-correlation of x (B, H, W, Cin) with kernel (kh, kw, Cin // G, Cout), stride 1, plus bias.
 
   padding: "VALID", "SAME", an int (on every side) or ((top, bottom), (left, right)).
   feature_group_count: G, as in XLA (output block g reads input block g).
   impl: "xla" (lax.conv_general_dilated), "fft" (conv2d_fft) or "auto" (see `pick_impl`).
-  precision: XLA precision of the "xla" path (the FFT path always uses full float32 products).
+  precision: of the "xla" path's convolution (default "highest": true float32; "default" lets the
+    backend choose). The FFT path always computes in float32 at full precision.
+  Computes in the promoted dtype of x, kernel and bias, and returns it.
   Equivariant to integer translations (exactly, away from borders).
+
+  >>> conv2d(jnp.zeros((2, 64, 64, 1)), jnp.zeros((7, 7, 1, 16)), jnp.zeros(16)).shape
+  (2, 58, 58, 16)
   """
+  dt = jnp.result_type(x, kernel, *(() if bias is None else (bias,)))
+  x, kernel = x.astype(dt), kernel.astype(dt)
   if impl == "auto":
     impl = pick_impl(feature_group_count)
   if impl == "fft":
@@ -132,34 +150,40 @@ def conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None, paddi
   elif impl == "xla":
     y = jax.lax.conv_general_dilated(x, kernel, (1, 1), _pads(padding, kernel.shape[0]),
                                      dimension_numbers=_DN, feature_group_count=feature_group_count,
-                                     precision=precision)
+                                     precision=canonical_precision(precision))
   else:
     raise ValueError(f"unknown conv impl {impl!r}; valid: auto, xla, fft")
-  return y if bias is None else y + bias
+  return y if bias is None else y + bias.astype(dt)
 
 
 def conv3d(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None,
-           impl: str = "auto") -> jax.Array:
+           impl: str = "auto", precision: PrecisionLike = DEFAULT_PRECISION) -> jax.Array:
   """Valid 3-D cross-correlation: x (B, D, H, W, Cin), kernel (kd, kh, kw, Cin, Cout) ->
   (B, D-kd+1, H-kh+1, W-kw+1, Cout), plus bias.
 
   impl: "xla", "fft" (circular correlation at a fast FFT length of at least the input size, exact
-  on the valid region) or
+  on the valid region; float32 inside) or
   "auto" (fft on CPU, where XLA's 3-D convolution is far slower, xla elsewhere).
+  precision: of the "xla" path's convolution (see `conv2d`).
   """
+  dt = jnp.result_type(x, kernel, *(() if bias is None else (bias,)))
+  x, kernel = x.astype(dt), kernel.astype(dt)
   if impl == "auto":
     impl = "fft" if jax.default_backend() == "cpu" else "xla"
   if impl == "xla":
     y = jax.lax.conv_general_dilated(x, kernel, (1, 1, 1), "VALID",
-                                     dimension_numbers=("NDHWC", "DHWIO", "NDHWC"))
+                                     dimension_numbers=("NDHWC", "DHWIO", "NDHWC"),
+                                     precision=canonical_precision(precision))
   elif impl == "fft":
+    inner = float32_inside(dt)
     d, n, m = x.shape[1:4]
     kd, kh, kw = kernel.shape[:3]
     sizes = tuple(fft_size(z) for z in (d, n, m))
-    fx = jnp.fft.rfftn(x, s=sizes, axes=(1, 2, 3))
-    fk = _kernel_spectrum(kernel, sizes)
+    fx = jnp.fft.rfftn(x.astype(inner), s=sizes, axes=(1, 2, 3))
+    fk = _kernel_spectrum(kernel.astype(inner), sizes)
     fy = jnp.einsum("bduvi,duvio->bduvo", fx, fk, precision=jax.lax.Precision.HIGHEST)
     y = jnp.fft.irfftn(fy, s=sizes, axes=(1, 2, 3))[:, : d - kd + 1, : n - kh + 1, : m - kw + 1]
+    y = y.astype(dt)
   else:
     raise ValueError(f"unknown conv impl {impl!r}; valid: auto, xla, fft")
-  return y if bias is None else y + bias
+  return y if bias is None else y + bias.astype(dt)

@@ -26,6 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from stir_jax.layers.dtypes import DEFAULT_PRECISION, PrecisionLike, canonical_precision
+
 MODES = ("nearest", "bilinear", "bicubic", "area")
 
 _CUBIC_A = -0.75
@@ -128,7 +130,8 @@ def interpolation_matrix(kernel_size: int, target_size: int, mode: str) -> np.nd
   return _cached_matrix(kernel_size, target_size, mode)
 
 
-def resize_kernel(weight: jax.Array, target_size: int, mode: str) -> jax.Array:
+def resize_kernel(weight: jax.Array, target_size: int, mode: str,
+                  precision: PrecisionLike = DEFAULT_PRECISION) -> jax.Array:
   """Resizes a kernel bank as the reference's ``Interpolate`` layer, ``k**2 / t**2`` included.
 
   Linear in ``weight`` and differentiable.
@@ -137,13 +140,15 @@ def resize_kernel(weight: jax.Array, target_size: int, mode: str) -> jax.Array:
     weight: kernels (k, k, Cin, Cout), HWIO.
     target_size: t.
     mode: one of ``MODES``.
+    precision: of the einsum (see `stir_jax.layers.dtypes`).
 
   Returns:
-    (t, t, Cin, Cout) = ``A W A^T * k**2 / t**2`` with ``A = interpolation_matrix(k, t, mode)``.
+    (t, t, Cin, Cout) = ``A W A^T * k**2 / t**2`` with ``A = interpolation_matrix(k, t, mode)``,
+    in weight's dtype.
   """
   k = weight.shape[0]
   if weight.shape[1] != k:
     raise ValueError(f"kernel must be square, got spatial shape {weight.shape[:2]}")
   a = interpolation_matrix(k, target_size, mode) * (k / target_size)  # sqrt of k^2/t^2 per axis
   a = jnp.asarray(a, dtype=weight.dtype)
-  return jnp.einsum("ya,abio,xb->yxio", a, weight, a, precision=jax.lax.Precision.HIGHEST)
+  return jnp.einsum("ya,abio,xb->yxio", a, weight, a, precision=canonical_precision(precision))

@@ -8,6 +8,10 @@ Every separable resize here is linear with a fixed ``(out, in)`` matrix per axis
 NumPy from the static shapes, and applied with two einsums: ``y = A_h x A_w^T`` per channel. This is
 exact, differentiable, jit-friendly and cheap for the small (<= 128 pixel) maps of the models.
 
+Dtypes: the separable resizes compute in x's dtype with the given ``precision`` (default
+"highest"); the affine sampler computes its coordinates and weights in float32 (at least) and
+returns x's dtype.
+
 Layouts: images are ``(batch, height, width, channels)``; affine parameters ``theta`` are
 ``(batch, 2, 3)`` as in PyTorch; sampling grids are ``(batch, height, width, 2)`` holding
 normalised ``(x, y)``.
@@ -22,18 +26,15 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Sequence
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 import numpy as np
 
+from stir_jax.layers.dtypes import DEFAULT_PRECISION, canonical_precision, float32_inside
+from stir_jax.layers.dtypes import PrecisionLike as Precision
 from stir_jax.layers.interpolation import interpolation_matrix
-
-Precision = Any
-
-_HIGHEST = lax.Precision.HIGHEST
 
 
 # --------------------------------------------------------------------------------------------------
@@ -108,7 +109,7 @@ def scaled_size(size: int, scale_factor: float) -> int:
 
 
 def apply_separable(x: jax.Array, mat_h: np.ndarray | jax.Array, mat_w: np.ndarray | jax.Array,
-                    axes: tuple[int, int] = (1, 2), precision: Precision = _HIGHEST) -> jax.Array:
+                    axes: tuple[int, int] = (1, 2), precision: Precision = DEFAULT_PRECISION) -> jax.Array:
   """Applies ``A_h`` along axis ``axes[0]`` and ``A_w`` along ``axes[1]`` of ``x``.
 
   Args:
@@ -123,6 +124,7 @@ def apply_separable(x: jax.Array, mat_h: np.ndarray | jax.Array, mat_w: np.ndarr
   """
   mat_h = jnp.asarray(mat_h, x.dtype)
   mat_w = jnp.asarray(mat_w, x.dtype)
+  precision = canonical_precision(precision)
   y = jnp.moveaxis(x, axes, (-2, -1))
   y = jnp.einsum("oh,...hw->...ow", mat_h, y, precision=precision)
   y = jnp.einsum("pw,...hw->...hp", mat_w, y, precision=precision)
@@ -130,7 +132,7 @@ def apply_separable(x: jax.Array, mat_h: np.ndarray | jax.Array, mat_w: np.ndarr
 
 
 def resize_bilinear(x: jax.Array, size: tuple[int, int], align_corners: bool,
-                    precision: Precision = _HIGHEST) -> jax.Array:
+                    precision: Precision = DEFAULT_PRECISION) -> jax.Array:
   """``F.interpolate(x, size, mode='bilinear', align_corners=...)`` on ``(B, H, W, C)``.
 
   Args:
@@ -172,7 +174,7 @@ def rescale_matrix(size: int, scale_factor: float) -> np.ndarray:
 _BINOMIAL_5 = np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
 
 
-def binomial_blur(x: jax.Array, precision: Precision = _HIGHEST) -> jax.Array:
+def binomial_blur(x: jax.Array, precision: Precision = DEFAULT_PRECISION) -> jax.Array:
   """5x5 binomial blur ``[1,4,6,4,1]^T [1,4,6,4,1] / 256`` with reflect padding.
 
   Reflect padding mirrors about the edge pixel without repeating it (PyTorch/NumPy ``reflect``).
@@ -205,7 +207,7 @@ def _reflect_blur_matrix(n: int) -> np.ndarray:
   return mat
 
 
-def pyramid_down(x: jax.Array, precision: Precision = _HIGHEST) -> jax.Array:
+def pyramid_down(x: jax.Array, precision: Precision = DEFAULT_PRECISION) -> jax.Array:
   """One pyramid step: `binomial_blur`, then bilinear resize to half size (corners not aligned).
 
   The half size is ``floor(H / 2), floor(W / 2)``; for even sizes the bilinear resize equals 2x2
@@ -225,7 +227,7 @@ def pyramid_down(x: jax.Array, precision: Precision = _HIGHEST) -> jax.Array:
 
 
 def gaussian_pyramid(x: jax.Array, levels: int = 3,
-                     precision: Precision = _HIGHEST) -> list[jax.Array]:
+                     precision: Precision = DEFAULT_PRECISION) -> list[jax.Array]:
   """Gaussian pyramid ``[x, down(x), down(down(x)), ...]`` with ``levels`` entries.
 
   Args:
@@ -247,7 +249,8 @@ def gaussian_pyramid(x: jax.Array, levels: int = 3,
 # --------------------------------------------------------------------------------------------------
 
 
-def affine_grid(theta: jax.Array, size: Sequence[int]) -> jax.Array:
+def affine_grid(theta: jax.Array, size: Sequence[int],
+                precision: Precision = DEFAULT_PRECISION) -> jax.Array:
   """``F.affine_grid(theta, size, align_corners=False)``, channels-last.
 
   Output pixel ``(i, j)`` has normalised coordinates ``xn = (2j + 1) / W - 1``,
@@ -256,17 +259,19 @@ def affine_grid(theta: jax.Array, size: Sequence[int]) -> jax.Array:
   Args:
     theta: ``(batch, 2, 3)`` affine matrices ``[[a, b, tx], [c, d, ty]]``.
     size: output ``(height, width)``.
+    precision: of the einsum; the points are computed in float32 (at least).
 
   Returns:
-    ``(batch, height, width, 2)`` normalised source points ``(x, y)``.
+    ``(batch, height, width, 2)`` normalised source points ``(x, y)``, float32 (at least).
   """
+  theta = theta.astype(float32_inside(theta.dtype))
   h, w = size
   xn = (2.0 * jnp.arange(w, dtype=theta.dtype) + 1.0) / w - 1.0
   yn = (2.0 * jnp.arange(h, dtype=theta.dtype) + 1.0) / h - 1.0
   base = jnp.stack(
       [jnp.broadcast_to(xn[None, :], (h, w)), jnp.broadcast_to(yn[:, None], (h, w)),
        jnp.ones((h, w), theta.dtype)], axis=-1)  # (H, W, 3)
-  return jnp.einsum("hwk,bjk->bhwj", base, theta, precision=_HIGHEST)
+  return jnp.einsum("hwk,bjk->bhwj", base, theta, precision=canonical_precision(precision))
 
 
 def grid_sample_bilinear(x: jax.Array, grid: jax.Array) -> jax.Array:
@@ -280,9 +285,13 @@ def grid_sample_bilinear(x: jax.Array, grid: jax.Array) -> jax.Array:
     grid: ``(batch, out_height, out_width, 2)`` normalised ``(x, y)`` source points.
 
   Returns:
-    ``(batch, out_height, out_width, channels)``.
+    ``(batch, out_height, out_width, channels)`` in x's dtype (coordinates, weights and the sum of
+    the four taps in float32 at least).
   """
   _, h, w, _ = x.shape
+  out_dtype = x.dtype
+  inner = float32_inside(jnp.result_type(x, grid))
+  x, grid = x.astype(inner), grid.astype(inner)
   ix = ((grid[..., 0] + 1.0) * w - 1.0) / 2.0
   iy = ((grid[..., 1] + 1.0) * h - 1.0) / 2.0
   x0 = jnp.floor(ix)
@@ -303,17 +312,18 @@ def grid_sample_bilinear(x: jax.Array, grid: jax.Array) -> jax.Array:
       yi = jnp.clip(yt, 0, h - 1).astype(jnp.int32)
       vals = jax.vmap(gather)(x, yi, xi)  # (B, Ho, Wo, C)
       out = out + vals * jnp.where(valid, wy * wx, 0.0)[..., None]
-  return out
+  return out.astype(out_dtype)
 
 
-def affine_warp(x: jax.Array, theta: jax.Array) -> jax.Array:
+def affine_warp(x: jax.Array, theta: jax.Array, precision: Precision = DEFAULT_PRECISION) -> jax.Array:
   """Warps ``x`` by ``theta`` at its own size (`affine_grid` then `grid_sample_bilinear`).
 
   Args:
     x: ``(batch, height, width, channels)``.
     theta: ``(batch, 2, 3)``.
+    precision: of the grid's einsum.
 
   Returns:
-    ``(batch, height, width, channels)``.
+    ``(batch, height, width, channels)``, x's dtype.
   """
-  return grid_sample_bilinear(x, affine_grid(theta, x.shape[1:3]))
+  return grid_sample_bilinear(x, affine_grid(theta, x.shape[1:3], precision))

@@ -11,7 +11,8 @@ Input ``y`` is (B, S, H, W, C) with the scale axis at position 1. Modes:
 * ``soft`` (beyond the paper): a softmax over scales at every pixel with a temperature, the
   weighted sum of the scales is returned; indices are the per-pixel argmax, as for ``pixel``.
 
-Ties go to the lowest scale index (``jnp.argmax``), as in the reference.
+Ties go to the lowest scale index (``jnp.argmax``), as in the reference. The soft mixture and the
+energy sums are computed in float32 (at least) and the result cast back to y's dtype.
 
 Invariance: a translation of the input commutes with every mode (on the valid region). Pixel
 pooling makes the output approximately invariant to the object's scale within the range of covered
@@ -26,6 +27,9 @@ from typing import Optional, Union
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from stir_jax.layers.dtypes import DEFAULT_PRECISION, Dtype, PrecisionLike, float32_inside
+from stir_jax.layers.dtypes import promote_dtype
 
 POOL_MODES = ("pixel", "slice", "energy", "soft")
 
@@ -68,8 +72,9 @@ def scale_pool(y: jax.Array, mode: str,
 
   if mode == "soft":
     temp = 1.0 if temperature is None else temperature
-    weights = jax.nn.softmax(y / temp, axis=1)
-    pooled = jnp.sum(weights * y, axis=1)
+    y32 = y.astype(float32_inside(y.dtype))
+    weights = jax.nn.softmax(y32 / temp, axis=1)
+    pooled = jnp.sum(weights * y32, axis=1).astype(y.dtype)
     indices = jnp.argmax(y, axis=1).astype(jnp.int32)
     return pooled, indices
 
@@ -80,7 +85,8 @@ def scale_pool(y: jax.Array, mode: str,
     flat = jnp.moveaxis(y, 4, 1).reshape(b, c, s * h * w)
     indices = (jnp.argmax(flat, axis=-1) // (h * w)).astype(jnp.int32)  # (B, C)
   else:  # energy
-    indices = jnp.argmax(jnp.sum(y, axis=(2, 3)), axis=1).astype(jnp.int32)  # (B, C)
+    energy = jnp.sum(y, axis=(2, 3), dtype=float32_inside(y.dtype))
+    indices = jnp.argmax(energy, axis=1).astype(jnp.int32)  # (B, C)
   return _take_slice(y, indices), indices
 
 
@@ -94,9 +100,15 @@ class ScalePool(nn.Module):
     mode: one of ``POOL_MODES``.
     learnable_temperature: for ``soft`` only, learn ``log_temperature`` (a scalar param
       initialised to 0, i.e. temperature 1). Otherwise the temperature is 1.
+    dtype: computation dtype (None: y's dtype promoted with the temperature's).
+    param_dtype: dtype of ``log_temperature`` (float32).
+    precision: accepted for the uniform layer signature; pooling has no matmul.
   """
   mode: str
   learnable_temperature: bool = False
+  dtype: Optional[Dtype] = None
+  param_dtype: Dtype = jnp.float32
+  precision: PrecisionLike = DEFAULT_PRECISION
 
   @nn.compact
   def __call__(self, y: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -106,6 +118,9 @@ class ScalePool(nn.Module):
       raise ValueError("learnable_temperature is only meaningful for mode 'soft'")
     temperature = None
     if self.mode == "soft" and self.learnable_temperature:
-      log_t = self.param("log_temperature", nn.initializers.zeros_init(), (), jnp.float32)
+      log_t = self.param("log_temperature", nn.initializers.zeros_init(), (), self.param_dtype)
+      y, log_t = promote_dtype(y, log_t, dtype=self.dtype)
       temperature = jnp.exp(log_t)
+    else:
+      y, = promote_dtype(y, dtype=self.dtype)
     return scale_pool(y, self.mode, temperature)

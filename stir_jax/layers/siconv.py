@@ -19,6 +19,10 @@ Two implementations give the same result (to float32 rounding, forward and gradi
 
 ``siconv2d_pool`` fuses the scale pooling into the FFT form (pixel, slice and energy pooling) so
 that the (B, S, H, W, C) stack is never built.
+
+Dtypes: the functions compute in the promoted dtype of x, weight and bias (the FFT forms in float32
+inside, cast back); ``precision`` reaches the direct path's kernel resizing and convolutions (see
+`stir_jax.layers.dtypes`).
 """
 from __future__ import annotations
 
@@ -28,6 +32,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from stir_jax.layers.dtypes import DEFAULT_PRECISION, Dtype, PrecisionLike, canonical_precision
+from stir_jax.layers.dtypes import promote_dtype
 from stir_jax.layers.initializers import torch_uniform
 from stir_jax.layers.interpolation import MODES, resize_kernel
 from stir_jax.layers.scale_pool import scale_pool
@@ -69,10 +75,10 @@ def _siconv_direct(x: jax.Array, weight: jax.Array, bias: jax.Array, num_scales:
                    precision) -> jax.Array:
   outs = []
   for i in range(num_scales):
-    kern = resize_kernel(weight, weight.shape[0] + 2 * i, mode)
+    kern = resize_kernel(weight, weight.shape[0] + 2 * i, mode, precision)
     y = jax.lax.conv_general_dilated(
         x, kern, window_strides=(1, 1), padding="VALID",
-        dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=precision)
+        dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=canonical_precision(precision))
     y = y + bias
     outs.append(jnp.pad(y, ((0, 0), (i, i), (i, i), (0, 0))))
   return jnp.stack(outs, axis=1)
@@ -91,7 +97,8 @@ def _resolve_impl(x: jax.Array, impl: str) -> str:
 
 
 def siconv2d(x: jax.Array, weight: jax.Array, bias: jax.Array, *, num_scales: int,
-             mode: str = "bicubic", impl: str = "auto", precision=None) -> jax.Array:
+             mode: str = "bicubic", impl: str = "auto",
+             precision: PrecisionLike = DEFAULT_PRECISION) -> jax.Array:
   """Scale-invariant convolution: the kernel at every size ``k + 2i``, valid, then zero-padded.
 
   Equivariant to translations exactly (on the valid region) and to rescaling only approximately
@@ -105,18 +112,21 @@ def siconv2d(x: jax.Array, weight: jax.Array, bias: jax.Array, *, num_scales: in
     mode: kernel interpolation mode, one of ``interpolation.MODES``.
     impl: ``"direct"`` (one conv per scale), ``"fft"`` (exact FFT form, square inputs only) or
       ``"auto"`` (fft when H == W, else direct).
-    precision: ``lax.Precision`` of the direct path's convolutions (None: backend default). The
-      FFT path computes its matmuls at full float32 precision whatever ``precision`` says.
+    precision: of the direct path's kernel resizing and convolutions (default "highest": true
+      float32; "default" lets the backend choose). The FFT path transforms in float32 at full
+      precision whatever ``precision`` says.
 
   Returns:
-    (B, S, H-k+1, W-k+1, Cout). Scale i holds the valid response to the kernel of size k + 2i plus
-    bias in ``[i, H-k+1-i) x [i, W-k+1-i)`` and exactly 0 on the ring outside it.
+    (B, S, H-k+1, W-k+1, Cout) in the promoted dtype of x, weight and bias. Scale i holds the
+    valid response to the kernel of size k + 2i plus bias in ``[i, H-k+1-i) x [i, W-k+1-i)`` and
+    exactly 0 on the ring outside it.
 
   Raises:
     ValueError: wrong ``num_scales`` for the input size, unknown mode/impl, bad shapes, or a
       non-square input with ``impl="fft"``.
   """
   _check_args(x, weight, bias, num_scales, mode, impl)
+  x, weight, bias = promote_dtype(x, weight, bias)
   if _resolve_impl(x, impl) == "fft":
     return siconv2d_fft(x, weight, bias, num_scales, mode)
   return _siconv_direct(x, weight, bias, num_scales, mode, precision)
@@ -124,7 +134,7 @@ def siconv2d(x: jax.Array, weight: jax.Array, bias: jax.Array, *, num_scales: in
 
 def siconv2d_pool(x: jax.Array, weight: jax.Array, bias: jax.Array, *, num_scales: int,
                   mode: str = "bicubic", pool: str = "pixel", impl: str = "auto",
-                  precision=None) -> tuple[jax.Array, jax.Array]:
+                  precision: PrecisionLike = DEFAULT_PRECISION) -> tuple[jax.Array, jax.Array]:
   """``scale_pool(siconv2d(x, ...), pool)`` without materialising the (B, S, H, W, C) output.
 
   The FFT path is `siconv_fft.siconv2d_pool_fft`: scale by scale, keeping a running maximum per
@@ -149,6 +159,7 @@ def siconv2d_pool(x: jax.Array, weight: jax.Array, bias: jax.Array, *, num_scale
     raise ValueError(f"siconv2d_pool fuses only {POOL_MODES_FUSED}, not {pool!r}; use "
                      "scale_pool(siconv2d(...), pool)")
   _check_args(x, weight, bias, num_scales, mode, impl)
+  x, weight, bias = promote_dtype(x, weight, bias)
   if _resolve_impl(x, impl) == "fft":
     return siconv2d_pool_fft(x, weight, bias, num_scales, mode, pool)
   return scale_pool(_siconv_direct(x, weight, bias, num_scales, mode, precision), pool)
@@ -170,6 +181,14 @@ class SiConv2d(nn.Module):
     impl: ``"auto"``, ``"direct"`` or ``"fft"`` (see ``siconv2d``).
     pool: None, or one of ``POOL_MODES_FUSED`` to return ``siconv2d_pool``'s (pooled, indices)
       instead of the stack of scales (same parameters, much less memory and time).
+    dtype: computation dtype (None: promoted from input and parameters, as flax.linen.Conv).
+    param_dtype: dtype of the kernel and bias (float32).
+    precision: of the kernel resizing and convolutions (see `siconv2d`; default "highest").
+
+  >>> layer = SiConv2d(16, dtype=jnp.bfloat16)
+  >>> variables = layer.init(jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 1)))  # float32 params
+  >>> layer.apply(variables, jnp.zeros((1, 64, 64, 1))).dtype
+  dtype(bfloat16)
   """
   features: int
   kernel_size: int = 7
@@ -177,18 +196,23 @@ class SiConv2d(nn.Module):
   mode: str = "bicubic"
   impl: str = "auto"
   pool: Optional[str] = None
+  dtype: Optional[Dtype] = None
+  param_dtype: Dtype = jnp.float32
+  precision: PrecisionLike = DEFAULT_PRECISION
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     cin = x.shape[-1]
     k = self.kernel_size
     init = torch_uniform(cin * k * k)
-    kernel = self.param("kernel", init, (k, k, cin, self.features))
-    bias = self.param("bias", init, (self.features,))
+    kernel = self.param("kernel", init, (k, k, cin, self.features), self.param_dtype)
+    bias = self.param("bias", init, (self.features,), self.param_dtype)
+    x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
     num_scales = self.num_scales
     if num_scales is None:
       num_scales = num_scales_for(min(x.shape[1], x.shape[2]), k)
     if self.pool is not None:
       return siconv2d_pool(x, kernel, bias, num_scales=num_scales, mode=self.mode, pool=self.pool,
-                           impl=self.impl)
-    return siconv2d(x, kernel, bias, num_scales=num_scales, mode=self.mode, impl=self.impl)
+                           impl=self.impl, precision=self.precision)
+    return siconv2d(x, kernel, bias, num_scales=num_scales, mode=self.mode, impl=self.impl,
+                    precision=self.precision)

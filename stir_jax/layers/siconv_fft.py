@@ -25,7 +25,8 @@ The layout. Every matmul is a plain GEMM and nothing is transposed per scale:
   forms never build the (B, S, H, W, C) stack. The backward pass is written by hand, scale by scale.
 
 Callers check shapes (see `stir_jax.layers.siconv`, whose ``siconv2d`` and ``siconv2d_pool`` take
-this path for square inputs).
+this path for square inputs). Everything runs in float32 (at least) with full-precision products;
+the results are cast back to the promoted dtype of the arguments (bfloat16 and float16 work).
 
 Equivariance: as ``siconv2d`` (exact for translations on the valid region, approximate for
 rescaling), followed by the chosen scale pool.
@@ -38,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from stir_jax.layers.dtypes import float32_inside
 from stir_jax.layers.interpolation import interpolation_matrix
 
 POOLS = ("pixel", "slice", "energy")
@@ -321,13 +323,23 @@ def _siconv_hwbc_bwd(num_scales, mode, pool, res, cts):
 _siconv_hwbc.defvjp(_siconv_hwbc_fwd, _siconv_hwbc_bwd)
 
 
+def _float32_inside(*arrays):
+  """(the promoted dtype of arrays, the arrays cast to at least float32)."""
+  dt = jnp.result_type(*arrays)
+  inner = float32_inside(dt)
+  return dt, tuple(a.astype(inner) for a in arrays)
+
+
 def siconv2d_fft(x: jax.Array, weight: jax.Array, bias: jax.Array, num_scales: int,
                  mode: str) -> jax.Array:
   """``siconv2d``'s FFT path: x (B, N, N, C), weight (k, k, C, O), bias (O,) -> (B, S, o0, o0, O).
 
   Scale i holds its valid response plus bias on ``[i, o0 - i)^2`` and exactly 0 on the ring.
+  Computed in float32 (at least); returned in the promoted dtype of x, weight and bias.
   """
-  return jnp.transpose(_siconv_hwbc(x, weight, bias, num_scales, mode, None), (3, 0, 1, 2, 4))
+  dt, (x, weight, bias) = _float32_inside(x, weight, bias)
+  out = _siconv_hwbc(x, weight, bias, num_scales, mode, None)
+  return jnp.transpose(out, (3, 0, 1, 2, 4)).astype(dt)
 
 
 def siconv2d_pool_fft(x: jax.Array, weight: jax.Array, bias: jax.Array, num_scales: int,
@@ -336,8 +348,10 @@ def siconv2d_pool_fft(x: jax.Array, weight: jax.Array, bias: jax.Array, num_scal
   the stack.
 
   Returns pooled (B, o0, o0, O) and int32 indices: (B, o0, o0, O) for pixel, (B, O) for slice and
-  energy (ties: the lowest scale; a zero border ring counts as that scale's response).
+  energy (ties: the lowest scale; a zero border ring counts as that scale's response). Pooled in
+  float32 (at least), returned in the promoted dtype of x, weight and bias.
   """
+  dt, (x, weight, bias) = _float32_inside(x, weight, bias)
   best, idx = _siconv_hwbc(x, weight, bias, num_scales, mode, pool)
-  best = jnp.transpose(best, (2, 0, 1, 3))
+  best = jnp.transpose(best, (2, 0, 1, 3)).astype(dt)
   return best, (jnp.transpose(idx, (2, 0, 1, 3)) if pool == "pixel" else idx)

@@ -3,8 +3,13 @@
 >>> model = get_model("pixel_pool", num_channels=1, num_classes=36)
 >>> variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 1)))
 >>> logits, aux = model.apply(variables, x, with_aux=True)
+>>> fast = get_model("pixel_pool", 1, 36, dtype="bfloat16", precision="default")  # mixed precision
 
 Models are flax.linen modules taking channels-last images (batch, 64, 64, channels) in [0, 1].
+Every model takes ``dtype`` (computation dtype; None infers it, float32 for float32 images),
+``param_dtype`` (float32) and ``precision`` (default "highest": every convolution and matmul in true
+float32 on any backend; "default" lets the backend choose), with flax.linen.Conv's meanings; see
+`stir_jax.layers.dtypes`. Logits come out in the computation dtype: compute the loss in float32.
 """
 from __future__ import annotations
 
@@ -14,6 +19,9 @@ from typing import Any, Callable
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
+
+from stir_jax.layers.dtypes import DEFAULT_PRECISION, canonical_dtype, canonical_precision
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,17 +67,29 @@ def _spec(name: str) -> ModelSpec:
 
 
 def get_model(name: str, num_channels: int, num_classes: int, kernel_size: int = 7,
-              interpolation: str = "bicubic", **kwargs: Any) -> nn.Module:
+              interpolation: str = "bicubic", *, dtype: Any = None,
+              param_dtype: Any = jnp.float32, precision: Any = DEFAULT_PRECISION,
+              **kwargs: Any) -> nn.Module:
   """The flax module for `name`. num_channels is checked at apply time (inferred from x).
 
-  Extra keyword arguments (e.g. impl="direct" for the SiConv models) go to the module.
+  Args:
+    name: one of `model_names()`.
+    num_channels, num_classes: input channels and logits per sample.
+    kernel_size, interpolation: the base kernel size and the SiConv kernel interpolation.
+    dtype: computation dtype, a dtype or its name ("float32", "bfloat16", "float16"); None
+      (default) infers it from inputs and parameters (float32 for float32 images).
+    param_dtype: parameter dtype or its name (default float32).
+    precision: of every convolution and matmul: "highest" (default, true float32), "high",
+      "default" (the backend's choice), a `jax.lax.Precision`, or None (as "default").
+    **kwargs: go to the module (e.g. impl="direct" for the SiConv models).
   """
   spec = _spec(name)
   if num_channels < 1 or num_classes < 2:
     raise ValueError(f"need num_channels >= 1 and num_classes >= 2, got {num_channels}, {num_classes}")
   cls, _ = spec.load()
   return cls(num_classes=num_classes, kernel_size=kernel_size, interpolation=interpolation,
-             **spec.kwargs, **kwargs)
+             dtype=canonical_dtype(dtype), param_dtype=canonical_dtype(param_dtype),
+             precision=canonical_precision(precision), **spec.kwargs, **kwargs)
 
 
 def is_pooling(name: str) -> bool:

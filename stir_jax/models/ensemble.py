@@ -18,11 +18,14 @@ Example:
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from stir_jax.layers.dtypes import DEFAULT_PRECISION, Dtype, PrecisionLike
 from stir_jax.layers.resample import gaussian_pyramid
 from stir_jax.models import common
 
@@ -40,11 +43,15 @@ class PlainBody(nn.Module):
     kernel_size: side of both conv kernels.
     padding: "VALID", or an int for symmetric zero padding ('same' for 3 with 7x7 kernels).
     impl: convolution algorithm, see `stir_jax.layers.conv.conv2d`.
+    dtype, param_dtype, precision: as flax.linen.Conv (precision default "highest").
   """
   num_classes: int
   kernel_size: int = 7
   padding: str | int = "VALID"
   impl: str = "auto"
+  dtype: Optional[Dtype] = None  # computation dtype; None: inferred (float32 for float32 images)
+  param_dtype: Dtype = jnp.float32
+  precision: PrecisionLike = DEFAULT_PRECISION  # of every conv and matmul ("default": backend's)
 
   @nn.compact
   def __call__(self, x: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -57,13 +64,15 @@ class PlainBody(nn.Module):
       ``(logits (batch, num_classes), aux)`` with aux ``stage1`` (B, H1, W1, 16), ``stage2``
       (B, H2, W2, 32) and ``features`` (B, 32).
     """
+    dt = common.dtype_kwargs(self)
+
     def conv(features, name):
-      return common.Conv(features, self.kernel_size, self.padding, impl=self.impl, name=name)
+      return common.Conv(features, self.kernel_size, self.padding, impl=self.impl, name=name, **dt)
 
     stage1 = nn.relu(conv(16, "conv1")(x))
     stage2 = nn.relu(conv(32, "conv2")(stage1))
     features = common.global_max(stage2)
-    logits = common.Dense(self.num_classes, name="lin")(features)
+    logits = common.Dense(self.num_classes, name="lin", **dt)(features)
     return logits, {"stage1": stage1, "stage2": stage2, "features": features}
 
 
@@ -83,12 +92,17 @@ class EnsembleModel(nn.Module):
     interpolation: unused (kept for a uniform model signature).
     levels: pyramid levels, the input included.
     impl: convolution algorithm, see `stir_jax.layers.conv.conv2d`.
+    dtype, param_dtype, precision: as flax.linen.Conv (precision default "highest"); the pyramid
+      is computed in dtype with this precision.
   """
   num_classes: int
   kernel_size: int = 7
   interpolation: str = "bicubic"
   levels: int = 3
   impl: str = "auto"
+  dtype: Optional[Dtype] = None  # computation dtype; None: inferred (float32 for float32 images)
+  param_dtype: Dtype = jnp.float32
+  precision: PrecisionLike = DEFAULT_PRECISION  # of every conv and matmul ("default": backend's)
 
   @nn.compact
   def __call__(self, x: jax.Array, with_aux: bool = False):
@@ -105,8 +119,9 @@ class EnsembleModel(nn.Module):
       (B, 32).
     """
     body = PlainBody(self.num_classes, self.kernel_size, self.kernel_size // 2, self.impl,
-                     name="body")
-    pyramid = gaussian_pyramid(x, self.levels)
+                     name="body", **common.dtype_kwargs(self))
+    x = common.compute_input(x, self.dtype)
+    pyramid = gaussian_pyramid(x, self.levels, precision=self.precision)
     outputs = [body(level) for level in pyramid]
     level_logits = jnp.stack([logits for logits, _ in outputs])
     logits = jnp.mean(level_logits, axis=0)

@@ -25,13 +25,14 @@ Example:
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from typing import Optional, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from stir_jax.layers.dtypes import DEFAULT_PRECISION, Dtype, PrecisionLike
 from stir_jax.layers.resample import apply_separable, rescale_matrix
 from stir_jax.models import common
 
@@ -47,11 +48,16 @@ class KanazawaConv(nn.Module):
     kernel_size: conv kernel side.
     scales: the rescaling factors (1 passes the input through untouched).
     impl: convolution algorithm, see `stir_jax.layers.conv.conv2d`.
+    dtype, param_dtype, precision: as flax.linen.Conv (precision default "highest"); the
+      rescalings run in dtype with this precision.
   """
   features: int
   kernel_size: int = 7
   scales: Sequence[float] = SCALES
   impl: str = "auto"
+  dtype: Optional[Dtype] = None  # computation dtype; None: inferred (float32 for float32 images)
+  param_dtype: Dtype = jnp.float32
+  precision: PrecisionLike = DEFAULT_PRECISION  # of every conv and matmul ("default": backend's)
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -69,7 +75,9 @@ class KanazawaConv(nn.Module):
     """
     _, h, w, _ = x.shape
     k = self.kernel_size
-    conv = common.Conv(self.features, k, impl=self.impl, name="conv")
+    conv = common.Conv(self.features, k, impl=self.impl, name="conv", **common.dtype_kwargs(self))
+    x = common.compute_input(x, self.dtype)
+    resize = lambda z, *mats: apply_separable(z, *mats, precision=self.precision)
     by_window = {}  # input window (rows, cols) -> [(scale index, rescaled input, back matrices)]
     for i, s in enumerate(self.scales):
       if s == 1:
@@ -77,12 +85,12 @@ class KanazawaConv(nn.Module):
         continue
       in_h, in_w, back_h, back_w = _window_operators(h, w, k, s)
       by_window.setdefault((len(in_h), len(in_w)), []).append(
-          (i, apply_separable(x, in_h, in_w), (back_h, back_w)))
+          (i, resize(x, in_h, in_w), (back_h, back_w)))
     outputs = [None] * len(self.scales)
     for items in by_window.values():
       responses = jnp.split(conv(jnp.concatenate([z for _, z, _ in items], axis=0)), len(items))
       for (i, _, back), y in zip(items, responses):
-        outputs[i] = y if back is None else apply_separable(y, *back)
+        outputs[i] = y if back is None else resize(y, *back)
     return jnp.max(jnp.stack(outputs), axis=0)
 
 
@@ -118,12 +126,16 @@ class KanazawaModel(nn.Module):
     interpolation: unused (kept for a uniform model signature).
     scales: the rescaling factors of both layers.
     impl: convolution algorithm, see `stir_jax.layers.conv.conv2d`.
+    dtype, param_dtype, precision: as flax.linen.Conv (precision default "highest").
   """
   num_classes: int
   kernel_size: int = 7
   interpolation: str = "bicubic"
   scales: Sequence[float] = SCALES
   impl: str = "auto"
+  dtype: Optional[Dtype] = None  # computation dtype; None: inferred (float32 for float32 images)
+  param_dtype: Dtype = jnp.float32
+  precision: PrecisionLike = DEFAULT_PRECISION  # of every conv and matmul ("default": backend's)
 
   @nn.compact
   def __call__(self, x: jax.Array, with_aux: bool = False):
@@ -137,11 +149,14 @@ class KanazawaModel(nn.Module):
       ``logits (batch, num_classes)``, or ``(logits, aux)`` with aux ``stage1`` (B, 58, 58, 16),
       ``stage2`` (B, 52, 52, 32) and ``features`` (B, 32).
     """
-    stage1 = nn.relu(KanazawaConv(16, self.kernel_size, self.scales, self.impl, name="conv1")(x))
-    stage2 = nn.relu(KanazawaConv(32, self.kernel_size, self.scales, self.impl,
-                                  name="conv2")(stage1))
+    dt = common.dtype_kwargs(self)
+    x = common.compute_input(x, self.dtype)
+    stage1 = nn.relu(KanazawaConv(16, self.kernel_size, self.scales, self.impl, name="conv1",
+                                  **dt)(x))
+    stage2 = nn.relu(KanazawaConv(32, self.kernel_size, self.scales, self.impl, name="conv2",
+                                  **dt)(stage1))
     features = common.global_max(stage2)
-    logits = common.Dense(self.num_classes, name="lin")(features)
+    logits = common.Dense(self.num_classes, name="lin", **dt)(features)
     if not with_aux:
       return logits
     return logits, {"stage1": stage1, "stage2": stage2, "features": features}

@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import functools
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
+from stir_jax.layers.dtypes import DEFAULT_PRECISION, Dtype, PrecisionLike
 from stir_jax.layers.scale_pool import ScalePool
 from stir_jax.layers.siconv import POOL_MODES_FUSED, SiConv2d
 from stir_jax.layers.conv import conv3d
+from stir_jax.layers.dtypes import promote_dtype
 from stir_jax.layers.initializers import torch_uniform
 from stir_jax.models import common
 
@@ -33,24 +36,29 @@ class ScalePoolCNN(nn.Module):
   interpolation: str = "bicubic"
   impl: str = "auto"
   learnable_temperature: bool = False
+  dtype: Optional[Dtype] = None  # computation dtype; None: inferred (float32 for float32 images)
+  param_dtype: Dtype = jnp.float32
+  precision: PrecisionLike = DEFAULT_PRECISION  # of every conv and matmul ("default": backend's)
 
   @nn.compact
   def __call__(self, x: jax.Array, with_aux: bool = False):
+    dt = common.dtype_kwargs(self)
     conv = functools.partial(SiConv2d, kernel_size=self.kernel_size, mode=self.interpolation,
-                             impl=self.impl)
+                             impl=self.impl, **dt)
     if self.pool in POOL_MODES_FUSED:
       # SiConv fused with the scale pool (siconv2d_pool); these pools have no parameters.
       conv_pool = lambda c, name: conv(c, pool=self.pool, name=name)
     else:
       pool = functools.partial(ScalePool, self.pool,
-                               learnable_temperature=self.learnable_temperature)
+                               learnable_temperature=self.learnable_temperature, **dt)
       conv_pool = lambda c, name: lambda x: pool(name="pool" + name[-1])(conv(c, name=name)(x))
+    x = common.compute_input(x, self.dtype)
     y, idx1 = conv_pool(16, "conv1")(x)
     stage1 = nn.relu(y)
     y, idx2 = conv_pool(32, "conv2")(stage1)
     stage2 = nn.relu(y)
     features = common.global_max(stage2)
-    logits = common.Dense(self.num_classes, name="lin")(features)
+    logits = common.Dense(self.num_classes, name="lin", **dt)(features)
     if with_aux:
       return logits, {"stage1": stage1, "stage2": stage2, "features": features,
                       "pool1_indices": idx1, "pool2_indices": idx2}
@@ -72,19 +80,27 @@ class Conv3dCNN(nn.Module):
   kernel_size: int = 7
   interpolation: str = "bicubic"
   impl: str = "auto"
+  dtype: Optional[Dtype] = None  # computation dtype; None: inferred (float32 for float32 images)
+  param_dtype: Dtype = jnp.float32
+  precision: PrecisionLike = DEFAULT_PRECISION  # of every conv and matmul ("default": backend's)
 
   @nn.compact
   def __call__(self, x: jax.Array, with_aux: bool = False):
     k = self.kernel_size
+    dt = common.dtype_kwargs(self)
+    x = common.compute_input(x, self.dtype)
     stage1 = nn.relu(SiConv2d(16, kernel_size=k, mode=self.interpolation, impl=self.impl,
-                              name="conv1")(x))
+                              name="conv1", **dt)(x))
     cin = stage1.shape[-1]
     init = torch_uniform(cin * k ** 3)
-    kernel = self.param("conv2_kernel", init, (k, k, k, cin, 32))
-    bias = self.param("conv2_bias", init, (32,))
-    stage2 = nn.relu(conv3d(stage1, kernel, bias, impl="xla" if self.impl == "direct" else "auto"))
+    kernel = self.param("conv2_kernel", init, (k, k, k, cin, 32), self.param_dtype)
+    bias = self.param("conv2_bias", init, (32,), self.param_dtype)
+    stage1_c, kernel, bias = promote_dtype(stage1, kernel, bias, dtype=self.dtype)
+    stage2 = nn.relu(conv3d(stage1_c, kernel, bias,
+                            impl="xla" if self.impl == "direct" else "auto",
+                            precision=self.precision))
     features = common.global_max(stage2)
-    logits = common.Dense(self.num_classes, name="lin")(features)
+    logits = common.Dense(self.num_classes, name="lin", **dt)(features)
     if with_aux:
       return logits, {"stage1": stage1, "stage2": stage2, "features": features}
     return logits

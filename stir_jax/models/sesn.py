@@ -30,18 +30,19 @@ Example:
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from jax import lax
 import numpy as np
 
 from stir_jax.layers import sesn_basis
 from stir_jax.layers.conv import conv2d
+from stir_jax.layers.dtypes import DEFAULT_PRECISION, Dtype, PrecisionLike, canonical_precision
+from stir_jax.layers.dtypes import promote_dtype
 from stir_jax.layers.initializers import torch_uniform
 from stir_jax.models import common
-
-_HIGHEST = lax.Precision.HIGHEST
 
 
 class SESConvZ2H(nn.Module):
@@ -54,10 +55,14 @@ class SESConvZ2H(nn.Module):
     features: output channels ``O``.
     basis: ``(F, S, size, size)`` basis (a NumPy constant).
     impl: convolution algorithm, see `stir_jax.layers.conv.conv2d`.
+    dtype, param_dtype, precision: as flax.linen.Conv (precision default "highest").
   """
   features: int
   basis: np.ndarray
   impl: str = "auto"
+  dtype: Optional[Dtype] = None  # computation dtype; None: inferred (float32 for float32 images)
+  param_dtype: Dtype = jnp.float32
+  precision: PrecisionLike = DEFAULT_PRECISION  # of every conv and matmul ("default": backend's)
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -71,13 +76,16 @@ class SESConvZ2H(nn.Module):
     """
     num_funcs, num_scales, size, _ = self.basis.shape
     c = x.shape[-1]
-    weight = self.param("weight", torch_uniform(c * num_funcs), (self.features, c, num_funcs))
-    bias = self.param("bias", nn.initializers.zeros, (self.features,))
+    weight = self.param("weight", torch_uniform(c * num_funcs), (self.features, c, num_funcs),
+                        self.param_dtype)
+    bias = self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype)
+    x, weight, bias = promote_dtype(x, weight, bias, dtype=self.dtype)
     basis = jnp.asarray(self.basis, x.dtype)
     # HWIO kernel, output channel s * O + o.
-    kernel = jnp.einsum("ocf,fshw->hwcso", weight, basis, precision=_HIGHEST)
+    kernel = jnp.einsum("ocf,fshw->hwcso", weight, basis,
+                        precision=canonical_precision(self.precision))
     kernel = kernel.reshape(size, size, c, num_scales * self.features)
-    y = conv2d(x, kernel, impl=self.impl, precision=_HIGHEST)
+    y = conv2d(x, kernel, impl=self.impl, precision=self.precision)
     b, h, w, _ = y.shape
     y = y.reshape(b, h, w, num_scales, self.features).transpose(0, 3, 1, 2, 4)
     return y + bias
@@ -95,10 +103,14 @@ class SESConvHH(nn.Module):
     features: output channels ``O``.
     basis: ``(F, S, size, size)`` basis (a NumPy constant).
     impl: convolution algorithm, see `stir_jax.layers.conv.conv2d`.
+    dtype, param_dtype, precision: as flax.linen.Conv (precision default "highest").
   """
   features: int
   basis: np.ndarray
   impl: str = "auto"
+  dtype: Optional[Dtype] = None  # computation dtype; None: inferred (float32 for float32 images)
+  param_dtype: Dtype = jnp.float32
+  precision: PrecisionLike = DEFAULT_PRECISION  # of every conv and matmul ("default": backend's)
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -114,14 +126,18 @@ class SESConvHH(nn.Module):
     b, s, h, w, c = x.shape
     if s != num_scales:
       raise ValueError(f"input has {s} scales, the basis {num_scales}")
-    weight = self.param("weight", torch_uniform(c * num_funcs), (self.features, c, 1, num_funcs))
-    bias = self.param("bias", nn.initializers.zeros, (self.features,))
+    weight = self.param("weight", torch_uniform(c * num_funcs), (self.features, c, 1, num_funcs),
+                        self.param_dtype)
+    bias = self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype)
+    x, weight, bias = promote_dtype(x, weight, bias, dtype=self.dtype)
     basis = jnp.asarray(self.basis, x.dtype)
     # Grouped conv, one group per scale: HWIO kernel (size, size, C, S * O).
-    kernel = jnp.einsum("ocf,fshw->hwcso", weight[:, :, 0], basis, precision=_HIGHEST)
+    kernel = jnp.einsum("ocf,fshw->hwcso", weight[:, :, 0], basis,
+                        precision=canonical_precision(self.precision))
     kernel = kernel.reshape(size, size, c, num_scales * self.features)
     x = x.transpose(0, 2, 3, 1, 4).reshape(b, h, w, s * c)
-    y = conv2d(x, kernel, impl=self.impl, feature_group_count=num_scales, precision=_HIGHEST)
+    y = conv2d(x, kernel, impl=self.impl, feature_group_count=num_scales,
+               precision=self.precision)
     _, ho, wo, _ = y.shape
     y = y.reshape(b, ho, wo, num_scales, self.features).transpose(0, 3, 1, 2, 4)
     return y + bias
@@ -136,6 +152,9 @@ class _SESNModel(nn.Module):
   kernel_size: int = 7
   interpolation: str = "bicubic"
   impl: str = "auto"  # convolution algorithm, see stir_jax.layers.conv.conv2d
+  dtype: Optional[Dtype] = None  # computation dtype; None: inferred (float32 for float32 images)
+  param_dtype: Dtype = jnp.float32
+  precision: PrecisionLike = DEFAULT_PRECISION  # of every conv and matmul ("default": backend's)
 
   def _basis(self) -> np.ndarray:
     raise NotImplementedError
@@ -153,10 +172,12 @@ class _SESNModel(nn.Module):
       ``stage2`` (B, 4, 36, 36, 32) and ``features`` (B, 32) (sizes for the default kernel).
     """
     basis = self._basis()
-    stage1 = nn.relu(SESConvZ2H(16, basis, self.impl, name="conv1")(x))
-    stage2 = nn.relu(SESConvHH(32, basis, self.impl, name="conv2")(stage1))
+    dt = common.dtype_kwargs(self)
+    x = common.compute_input(x, self.dtype)
+    stage1 = nn.relu(SESConvZ2H(16, basis, self.impl, name="conv1", **dt)(x))
+    stage2 = nn.relu(SESConvHH(32, basis, self.impl, name="conv2", **dt)(stage1))
     features = common.global_max(stage2)
-    logits = common.Dense(self.num_classes, name="lin")(features)
+    logits = common.Dense(self.num_classes, name="lin", **dt)(features)
     if not with_aux:
       return logits
     return logits, {"stage1": stage1, "stage2": stage2, "features": features}

@@ -19,11 +19,14 @@ Example:
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from stir_jax.layers.dtypes import DEFAULT_PRECISION, Dtype, PrecisionLike, canonical_precision
 from stir_jax.layers.resample import affine_warp
 from stir_jax.models import common
 from stir_jax.models.ensemble import body_from_torch
@@ -42,8 +45,11 @@ class Localisation(nn.Module):
   dense 6 (zero weight, identity bias).
 
   The flatten before the first dense layer runs in (C, H, W) order, as PyTorch's NCHW flatten, so
-  the reference weights apply unchanged.
+  the reference weights apply unchanged. dtype, param_dtype, precision as flax.linen.Conv.
   """
+  dtype: Optional[Dtype] = None  # computation dtype; None: inferred (float32 for float32 images)
+  param_dtype: Dtype = jnp.float32
+  precision: PrecisionLike = DEFAULT_PRECISION  # of every conv and matmul ("default": backend's)
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -55,14 +61,16 @@ class Localisation(nn.Module):
     Returns:
       theta ``(batch, 2, 3)``.
     """
-    y = common.Conv(16, 3, 1, name="conv1")(x)
+    dt = common.dtype_kwargs(self)
+    y = common.Conv(16, 3, 1, name="conv1", **dt)(x)
     y = nn.relu(nn.max_pool(y, (2, 2), (2, 2)))
-    y = common.Conv(16, 3, 1, name="conv2")(y)
+    y = common.Conv(16, 3, 1, name="conv2", **dt)(y)
     y = nn.relu(nn.max_pool(y, (2, 2), (2, 2)))
     y = jnp.transpose(y, (0, 3, 1, 2)).reshape(y.shape[0], -1)  # (C, H, W) order
-    y = nn.relu(common.Dense(16, name="fc1")(y))
+    y = nn.relu(common.Dense(16, name="fc1", **dt)(y))
     theta = nn.Dense(6, kernel_init=nn.initializers.zeros, bias_init=_identity_bias,
-                     name="fc2")(y)
+                     dtype=self.dtype, param_dtype=self.param_dtype,
+                     precision=canonical_precision(self.precision), name="fc2")(y)
     return theta.reshape(-1, 2, 3)
 
 
@@ -74,11 +82,16 @@ class SpatialTransformModel(nn.Module):
     kernel_size: conv kernel side of the classification body (valid convs).
     interpolation: unused (kept for a uniform model signature).
     impl: convolution algorithm of the body, see `stir_jax.layers.conv.conv2d`.
+    dtype, param_dtype, precision: as flax.linen.Conv (precision default "highest"); the warp
+      samples in dtype with float32 coordinates.
   """
   num_classes: int
   kernel_size: int = 7
   interpolation: str = "bicubic"
   impl: str = "auto"
+  dtype: Optional[Dtype] = None  # computation dtype; None: inferred (float32 for float32 images)
+  param_dtype: Dtype = jnp.float32
+  precision: PrecisionLike = DEFAULT_PRECISION  # of every conv and matmul ("default": backend's)
 
   @nn.compact
   def __call__(self, x: jax.Array, with_aux: bool = False):
@@ -93,10 +106,12 @@ class SpatialTransformModel(nn.Module):
       ``transformed`` (B, 64, 64, C), ``stage1`` (B, 58, 58, 16), ``stage2`` (B, 52, 52, 32) and
       ``features`` (B, 32) of the body on the warped image.
     """
-    theta = Localisation(name="localisation")(x)
-    transformed = affine_warp(x, theta)
-    logits, aux = StandardCNN(self.num_classes, self.kernel_size, impl=self.impl,
-                              name="body")(transformed, with_aux=True)
+    dt = common.dtype_kwargs(self)
+    x = common.compute_input(x, self.dtype)
+    theta = Localisation(name="localisation", **dt)(x)
+    transformed = affine_warp(x, theta, self.precision)
+    logits, aux = StandardCNN(self.num_classes, self.kernel_size, impl=self.impl, name="body",
+                              **dt)(transformed, with_aux=True)
     if not with_aux:
       return logits
     return logits, dict(aux, theta=theta, transformed=transformed)

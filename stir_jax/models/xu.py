@@ -25,21 +25,20 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from jax import lax
 import numpy as np
 
 from stir_jax.layers.conv import conv2d
+from stir_jax.layers.dtypes import DEFAULT_PRECISION, Dtype, PrecisionLike, canonical_precision
+from stir_jax.layers.dtypes import float32_inside, promote_dtype
 from stir_jax.layers.initializers import torch_uniform
 from stir_jax.layers.interpolation import interpolation_matrix
 from stir_jax.layers.resample import center_pad_crop_matrix, linear_resize_matrix
 from stir_jax.models import common
-
-_HIGHEST = lax.Precision.HIGHEST
 
 KERNEL_SIZES = (3, 5, 7, 9, 11)
 
@@ -63,28 +62,33 @@ def xu_resize_matrix(kernel_size: int, max_size: int, size: int) -> np.ndarray:
   return center_pad_crop_matrix(size, max_size) @ resize
 
 
-def xu_kernels(kernel: jax.Array, kernel_sizes: Sequence[int] = KERNEL_SIZES) -> jax.Array:
+def xu_kernels(kernel: jax.Array, kernel_sizes: Sequence[int] = KERNEL_SIZES,
+               precision: PrecisionLike = DEFAULT_PRECISION) -> jax.Array:
   """The stack of rescaled, L1-renormalised kernels of one Xu layer.
 
   Args:
     kernel: ``(k, k, in, out)`` HWIO base kernel.
     kernel_sizes: the column kernel sizes (their max is the padded size).
+    precision: of the resizing einsums.
 
   Returns:
-    ``(m, m, in, len(kernel_sizes) * out)`` HWIO with ``m = max(kernel_sizes)``; output channel
-    ``g * out + o`` is kernel ``o`` at size ``kernel_sizes[g]``.
+    ``(m, m, in, len(kernel_sizes) * out)`` HWIO with ``m = max(kernel_sizes)``, kernel's dtype
+    (the L1 norms are summed in float32 at least); output channel ``g * out + o`` is kernel ``o``
+    at size ``kernel_sizes[g]``.
   """
   k = kernel.shape[0]
   m = max(kernel_sizes)
   pad = (m - k) // 2
   padded = jnp.pad(kernel, ((pad, pad), (pad, pad), (0, 0), (0, 0)))
-  norm = jnp.sum(jnp.abs(padded), axis=(0, 1), keepdims=True)
+  acc = float32_inside(kernel.dtype)
+  l1 = lambda z: jnp.sum(jnp.abs(z), axis=(0, 1), keepdims=True, dtype=acc)
+  norm = l1(padded)
   stack = []
   for size in kernel_sizes:
     mat = jnp.asarray(xu_resize_matrix(k, m, size), kernel.dtype)
-    scaled = jnp.einsum("ah,hwio,bw->abio", mat, padded, mat, precision=_HIGHEST)
-    scaled = scaled * norm / jnp.sum(jnp.abs(scaled), axis=(0, 1), keepdims=True)
-    stack.append(scaled)
+    scaled = jnp.einsum("ah,hwio,bw->abio", mat, padded, mat,
+                        precision=canonical_precision(precision))
+    stack.append((scaled * norm / l1(scaled)).astype(kernel.dtype))
   return jnp.concatenate(stack, axis=-1)
 
 
@@ -99,12 +103,16 @@ class XuConv(nn.Module):
       one block of channels per column and each column reads only its own (grouped conv).
     impl: convolution algorithm, see `stir_jax.layers.conv.conv2d` (auto: FFT for the grouped
       layer on CPU).
+    dtype, param_dtype, precision: as flax.linen.Conv (precision default "highest").
   """
   features: int
   kernel_size: int = 7
   kernel_sizes: Sequence[int] = KERNEL_SIZES
   initial: bool = False
   impl: str = "auto"
+  dtype: Optional[Dtype] = None  # computation dtype; None: inferred (float32 for float32 images)
+  param_dtype: Dtype = jnp.float32
+  precision: PrecisionLike = DEFAULT_PRECISION  # of every conv and matmul ("default": backend's)
 
   @nn.compact
   def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -121,11 +129,12 @@ class XuConv(nn.Module):
     in_channels = x.shape[-1] // groups
     k = self.kernel_size
     kernel = self.param("kernel", torch_uniform(in_channels * k * k),
-                        (k, k, in_channels, self.features))
-    kernels = xu_kernels(kernel, self.kernel_sizes)
+                        (k, k, in_channels, self.features), self.param_dtype)
+    x, kernel = promote_dtype(x, kernel, dtype=self.dtype)
+    kernels = xu_kernels(kernel, self.kernel_sizes, self.precision)
     pad = max(self.kernel_sizes) // 2
     y = conv2d(x, kernels, padding=pad, impl=self.impl, feature_group_count=groups,
-               precision=_HIGHEST)
+               precision=self.precision)
     return y, kernels
 
 
@@ -139,12 +148,16 @@ class XuModel(nn.Module):
     interpolation: unused (kept for a uniform model signature).
     kernel_sizes: column kernel sizes.
     impl: convolution algorithm of both layers, see `stir_jax.layers.conv.conv2d`.
+    dtype, param_dtype, precision: as flax.linen.Conv (precision default "highest").
   """
   num_classes: int
   kernel_size: int = 7
   interpolation: str = "bicubic"
   kernel_sizes: Sequence[int] = KERNEL_SIZES
   impl: str = "auto"
+  dtype: Optional[Dtype] = None  # computation dtype; None: inferred (float32 for float32 images)
+  param_dtype: Dtype = jnp.float32
+  precision: PrecisionLike = DEFAULT_PRECISION  # of every conv and matmul ("default": backend's)
 
   @nn.compact
   def __call__(self, x: jax.Array, with_aux: bool = False):
@@ -159,13 +172,17 @@ class XuModel(nn.Module):
       ``conv1_kernel`` (11, 11, C, 80) and ``conv2_kernel`` (11, 11, 16, 160) (HWIO column kernels).
     """
     columns = len(self.kernel_sizes)
-    y, kernel1 = XuConv(16, self.kernel_size, self.kernel_sizes, True, self.impl, name="conv1")(x)
+    dt = common.dtype_kwargs(self)
+    x = common.compute_input(x, self.dtype)
+    y, kernel1 = XuConv(16, self.kernel_size, self.kernel_sizes, True, self.impl, name="conv1",
+                        **dt)(x)
     y = nn.relu(y)
-    y, kernel2 = XuConv(32, self.kernel_size, self.kernel_sizes, False, self.impl, name="conv2")(y)
+    y, kernel2 = XuConv(32, self.kernel_size, self.kernel_sizes, False, self.impl, name="conv2",
+                        **dt)(y)
     y = nn.relu(y)
     y = jnp.max(y.reshape(*y.shape[:3], columns, 32), axis=3)
     features = common.global_max(y)
-    logits = common.Dense(self.num_classes, name="lin")(features)
+    logits = common.Dense(self.num_classes, name="lin", **dt)(features)
     if not with_aux:
       return logits
     return logits, {"features": features, "conv1_kernel": kernel1, "conv2_kernel": kernel2}
