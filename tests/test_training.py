@@ -210,3 +210,25 @@ def test_pooling_model_eval_writes_indices(tmp_path):
   consistency = json.loads((workdir / "consistency.json").read_text())
   assert -1.0 <= consistency["pool1_spearman"] <= 1.0
   assert (workdir / "indices.png").stat().st_size > 10_000
+
+
+def test_bfloat16_run_and_bad_dtype(tiny_data, tmp_path):
+  results = engine.train_and_evaluate(_config(tiny_data, dtype="bfloat16"), tmp_path / "bf16",
+                                      progress=False)
+  assert np.isfinite(results["test_loss"]) and results["config"]["dtype"] == "bfloat16"
+  with pytest.raises(RunError, match="dtype"):
+    engine.train_and_evaluate(_config(tiny_data, dtype="int8"), tmp_path / "int8", progress=False)
+
+
+def test_runs_from_before_the_dtype_fields_still_count(tiny_data, tmp_path):
+  """A run directory written before config.dtype and config.precision existed is the same run."""
+  run = tmp_path / "run"
+  config = _config(tiny_data)
+  engine.train_and_evaluate(config, run, progress=False)
+  old = json.loads((run / "config.json").read_text())
+  del old["dtype"], old["precision"]
+  (run / "config.json").write_text(json.dumps(old))
+  assert rundir.check_workdir(config, run)
+  assert engine.train_and_evaluate(config, run, progress=False)["test_accuracy"] >= 0
+  with pytest.raises(RunError, match="different config .fields: dtype"):
+    rundir.check_workdir(_config(tiny_data, dtype="bfloat16"), run)

@@ -28,7 +28,7 @@ class RunError(RuntimeError):
 
 # Fields added to the config after runs were made with the older config: a run directory without
 # the field is the same run as one with this value (so older runs resume and count as finished).
-CONFIG_DEFAULTS: dict[str, Any] = {}
+CONFIG_DEFAULTS: dict[str, Any] = {"dtype": "float32", "precision": "highest"}
 
 
 def config_dict(config) -> dict:

@@ -38,10 +38,13 @@ def takes_impl(name: str) -> bool:
 
 
 def build_model(config, data):
-  """The config's model for the data's channel and class counts (RunError on a bad name)."""
+  """The config's model for the data's channel and class counts, in the config's computation dtype
+  and precision (config.dtype, config.precision; RunError on a bad name or value)."""
   try:
     return models.get_model(config.model, data.num_channels, data.num_classes,
                             config.kernel_size, config.interpolation,
+                            dtype=config.get("dtype", "float32"),
+                            precision=config.get("precision", "highest"),
                             **({"impl": config.impl} if takes_impl(config.model) else {}))
-  except ValueError as e:
+  except (ValueError, TypeError) as e:
     raise RunError(str(e)) from None
