@@ -57,8 +57,9 @@ def torch_k(fixtures_dir):
 
 def _once(fn):
   """Run fn() as one compiled program: one compilation per test instead of one per operation
-  (the sigma and N inside are Python constants, so the host-side truncation rules still run)."""
-  return jax.jit(fn)()
+  (the sigma and N inside are Python constants, so the host-side truncation rules still run).
+  Returns numpy arrays, so float64 results are compared in float64 outside the x64 context."""
+  return jax.tree.map(np.asarray, jax.jit(fn)())
 
 
 def _grad_rel(ours, ref):
@@ -104,14 +105,17 @@ def test_discgauss_sigma_gradient_is_the_discrete_heat_equation():
   with jax.enable_x64(True):
     for sigma in (0.4, 1.7, 5.0):
       N = int(8 * sigma) + 4
-      jac = jax.jacfwd(lambda s: gaussian.discgauss_kernel(s, N + 1, dtype=jnp.float64))(sigma)
-      T = gaussian.discgauss_kernel(sigma, N + 1, dtype=jnp.float64)
-      expected = sigma * gaussian.central_difference(T, 2)
-      assert rel_err(jac[1:-1], expected) <= 1e-11
-      # jit with a traced sigma (N static) and reverse mode agree with the forward Jacobian.
       r = np.cos(np.arange(2 * N + 3))
-      grad = jax.jit(jax.grad(
-          lambda s: jnp.sum(gaussian.discgauss_kernel(s, N + 1, dtype=jnp.float64) * r)))(sigma)
+      kernel = lambda s, N=N: gaussian.discgauss_kernel(s, N + 1, dtype=jnp.float64)
+
+      @jax.jit
+      def compute(s, kernel=kernel, r=r):
+        # sigma is traced here (N static); forward and reverse mode.
+        return (jax.jacfwd(kernel)(s), kernel(s),
+                jax.grad(lambda t: jnp.sum(kernel(t) * r))(s))
+      jac, T, grad = jax.tree.map(np.asarray, compute(jnp.float64(sigma)))
+      expected = sigma * (T[:-2] - 2 * T[1:-1] + T[2:])
+      assert rel_err(jac[1:-1], expected) <= 1e-11
       assert abs(float(grad) - float(jac @ r)) <= 1e-11 * max(1.0, abs(float(jac @ r)))
 
 
@@ -269,9 +273,10 @@ def test_difference_masks(k1d, torch_k):
 def test_jet2mask_and_gradients(torch_k, sigma):
   k = _key(sigma)
   C, r = torch_k[f"jet2mask_C/{k}"], torch_k[f"jet2mask_r/{k}"]
-  assert rel_err(gaussian.jet2mask(C, sigma), torch_k[f"jet2mask/{k}"]) <= F32_TOL
-  dC, ds = jax.grad(lambda c, s: jnp.sum(gaussian.jet2mask(c, s) * r), argnums=(0, 1))(
-      jnp.asarray(C), jnp.float32(sigma))
+  mask, (dC, ds) = _once(lambda: (gaussian.jet2mask(C, sigma), jax.grad(
+      lambda c, s: jnp.sum(gaussian.jet2mask(c, s) * r), argnums=(0, 1))(
+          jnp.asarray(C), jnp.float32(sigma))))
+  assert rel_err(mask, torch_k[f"jet2mask/{k}"]) <= F32_TOL
   assert rel_err(dC, torch_k[f"jet2mask_dC/{k}"]) <= F32_TOL
   assert _grad_rel(ds, torch_k[f"jet2mask_dsigma/{k}"]) <= F32_TOL
   # Batched coefficients give a batch of masks.
