@@ -33,8 +33,8 @@ grid; the discrete analogue is the only kernel here with exact discrete semigrou
 ``T(.; t1) * T(.; t2) = T(.; t1 + t2)``.
 
 Example:
-  >>> discgauss_kernel(1.0, N=2).round(4)
-  Array([0.0416, 0.2076, 0.4658, 0.2076, 0.0416], dtype=float32)
+  >>> [round(float(v), 4) for v in discgauss_kernel(1.0, N=2)]  # e^-1 I_n(1), n = -2..2
+  [0.0499, 0.2079, 0.4658, 0.2079, 0.0499]
 """
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def _gaussfiltsize(sigma: float, epsilon: float, D: int) -> float:
 
 
 def gauss_halfwidth(sigma: float, epsilon: float = 1e-8, D: int = 1, factor: float = 1.1) -> int:
-  """Half-width of the sampled/integrated Gaussian kernels: ceil(factor sqrt(2 sigma^2) erfcinv(eps_1)).
+  """Half-width of the sampled and integrated Gaussians, ceil(factor sqrt(2 sigma^2) erfcinv(eps1)).
 
   ``factor`` is 1.1 in pyscsp ``discscsp.make1D{sampl,normsampl,int,linint}gaussfilter`` and 1.0
   in ``torchscsp``'s versions of them (whose default epsilon is 0.01).
@@ -210,10 +210,6 @@ def _discgauss_core(sigma, N: int, L: int, cdt):
   return jnp.concatenate([half[:0:-1], half])
 
 
-def _scaled_erf(x, sigma):
-  return 0.5 * (1 + lax.erf(x / (math.sqrt(2) * sigma)))
-
-
 def _pixel_integral(x, sigma):
   """Integral of the Gaussian over [x - 1/2, x + 1/2], from erfc of |x| so the tails keep their
   relative precision (the erf difference of pyscsp loses it where erf is close to 1)."""
@@ -276,7 +272,7 @@ def normalized_sampled_gauss_kernel(sigma: ArrayLike, N: Optional[int] = None, *
 def integrated_gauss_kernel(sigma: ArrayLike, N: Optional[int] = None, *, epsilon: float = 1e-8,
                             D: int = 1, factor: float = 1.1,
                             dtype: Dtype = jnp.float32) -> jax.Array:
-  """The Gaussian integrated over each pixel [n - 1/2, n + 1/2] (erf differences); adds variance 1/12.
+  """The Gaussian integrated over each pixel [n - 1/2, n + 1/2]; adds variance 1/12.
 
   Lindeberg (1993), Scale-Space Theory in Computer Vision, eq. (3.89); reproduces pyscsp
   ``make1Dintgaussfilter`` (discscsp: factor 1.1; torchscsp: 1.0). Returns (2N + 1,).
@@ -287,7 +283,7 @@ def integrated_gauss_kernel(sigma: ArrayLike, N: Optional[int] = None, *, epsilo
 def linearly_integrated_gauss_kernel(sigma: ArrayLike, N: Optional[int] = None, *,
                                      epsilon: float = 1e-8, D: int = 1, factor: float = 1.1,
                                      dtype: Dtype = jnp.float32) -> jax.Array:
-  """The Gaussian integrated against the triangle window 1 - |x - n| on [n-1, n+1]; adds variance 1/6.
+  """The Gaussian integrated against the triangle 1 - |x - n| on [n-1, n+1]; adds variance 1/6.
 
   Closed form of Lindeberg (1993), eq. (3.90): with E(x) = x Phi(x / sigma),
   E(n+1) - 2E(n) + E(n-1) + sigma^2 (g(n+1) - 2g(n) + g(n-1)). Reproduces pyscsp
@@ -334,7 +330,8 @@ def sampled_gauss_derivative_kernel(order: int, sigma: ArrayLike, N: int, *,
   Reproduces pyscsp ``gaussders.make1Dsamplgaussderfilter`` / ``torchscsp`` (same formulae).
   Differentiable in sigma.
   """
-  return _derivative_core(sigma, "samplgaussder", order, int(N), _compute_dtype(dtype)).astype(dtype)
+  cdt = _compute_dtype(dtype)
+  return _derivative_core(sigma, "samplgaussder", order, int(N), cdt).astype(dtype)
 
 
 def integrated_gauss_derivative_kernel(order: int, sigma: ArrayLike, N: int, *,
@@ -396,7 +393,7 @@ def central_difference(x: jax.Array, order: int, axis: int = -1) -> jax.Array:
 
 def difference_kernel(order: int, sigma: ArrayLike, N: int, smoothing: str = "discgauss", *,
                       dtype: Dtype = jnp.float32) -> jax.Array:
-  """Equivalent kernel of smoothing followed by a central difference of ``order`` (0..2), taps -N..N.
+  """Equivalent kernel of smoothing then a central difference of ``order`` (0..2), taps -N..N.
 
   The smoothing kernel (``discgauss``, ``samplgauss``, ``normsamplgauss`` or ``intgauss``) is
   built on -(N+1)..N+1 and differenced, so every tap is the exact composite (Lindeberg 1993a,

@@ -1,10 +1,11 @@
 """Discrete scale-space kernels and operators against pyscsp 1.0.3 (../shared/fixtures/peers).
 
 Fixtures: pyscsp_kernels_1d.npz, pyscsp_kernels_2d.npz and pyscsp_image.npz are float64 numpy
-outputs; they are compared in float64 (``jax.enable_x64(True)`` as a context, inside the test only) at
-1e-12 of max|ref|: both sides evaluate the same closed forms, so only rounding differs (measured
-<= 5e-14; the discrete analogue's inverse DFT against scipy's ``ive`` included). Float32 outputs
-are compared with the float64 fixtures at 2e-6 (a few float32 ulps of the peak, measured <= 7e-7).
+outputs; they are compared in float64 (``jax.enable_x64(True)`` as a context, inside the test
+only) at 1e-12 of max|ref|: both sides evaluate the same closed forms, so only rounding differs
+(measured <= 5e-14; the discrete analogue's inverse DFT against scipy's ``ive`` included).
+Float32 outputs are compared with the float64 fixtures at 2e-6 (a few float32 ulps of the peak,
+measured <= 7e-7).
 pyscsp_torch_kernels.npz is float32 torch: values at 2e-6, gradients of sum(kernel * r) in sigma
 at 2e-5 relative, except where torch's own float32 arithmetic is the larger error (stated there).
 """
@@ -127,6 +128,12 @@ def test_discgauss_semigroup():
     assert rel_err(jnp.convolve(a, b), ab) <= 1e-12
 
 
+def test_docstring_examples():
+  import doctest  # pylint: disable=g-import-not-at-top
+  result = doctest.testmod(gaussian)
+  assert result.attempted >= 7 and result.failed == 0
+
+
 def test_traced_sigma_needs_explicit_halfwidth():
   with pytest.raises(ValueError, match="pass the half-width N"):
     jax.jit(gaussian.discgauss_kernel)(1.0)
@@ -226,8 +233,9 @@ def test_gauss_derivative_kernels_match_pyscsp(k1d, sigma):
   k = _key(sigma)
   N = int(k1d[f"N/{k}"])
   with jax.enable_x64(True):
-    ours = _once(lambda: {f"{m}{o}": gaussian.gauss_derivative_kernel(o, sigma, N, m, dtype=jnp.float64)
-                          for o in range(3) for m in ("samplgaussder", "intgaussder")})
+    ours = _once(lambda: {
+        f"{m}{o}": gaussian.gauss_derivative_kernel(o, sigma, N, m, dtype=jnp.float64)
+        for o in range(3) for m in ("samplgaussder", "intgaussder")})
   for key, value in ours.items():
     assert rel_err(value, k1d[f"{key}/{k}"]) <= F64_TOL, key
 
