@@ -130,8 +130,8 @@ def plot_grid(path: pathlib.Path, runs: list[dict]) -> None:
   fig, axes = plt.subplots(len(datas), len(evals), figsize=(3.6 * len(evals), 2.8 * len(datas)),
                            dpi=110, squeeze=False, sharey=True)
   sizes = np.asarray(metrics.SCALES)
-  colours = plt.get_cmap("tab20")
   model_names = sorted({r["model"] for r in runs})
+  colours = plt.get_cmap("tab10" if len(model_names) <= 10 else "tab20")  # distinct hues first
   for i, d in enumerate(datas):
     for j, e in enumerate(evals):
       ax = axes[i][j]
