@@ -76,14 +76,15 @@ def xu_kernels(kernel: jax.Array, kernel_sizes: Sequence[int] = KERNEL_SIZES,
   padded = jnp.pad(kernel, ((pad, pad), (pad, pad), (0, 0), (0, 0)))
   acc = float32_inside(kernel.dtype)
   l1 = lambda z: jnp.sum(jnp.abs(z), axis=(0, 1), keepdims=True, dtype=acc)
-  norm = l1(padded)
-  stack = []
-  for size in kernel_sizes:
-    mat = jnp.asarray(xu_resize_matrix(k, m, size), kernel.dtype)
-    scaled = jnp.einsum("ah,hwio,bw->abio", mat, padded, mat,
-                        precision=canonical_precision(precision))
-    stack.append((scaled * norm / l1(scaled)).astype(kernel.dtype))
-  return jnp.concatenate(stack, axis=-1)
+  norm = l1(padded)                                                               # (1, 1, I, O)
+  # All columns at once (one einsum over the stacked resize matrices, not a loop over sizes).
+  mats = jnp.asarray(np.stack([xu_resize_matrix(k, m, size) for size in kernel_sizes]),
+                     kernel.dtype)                                               # (G, m, m)
+  precision = canonical_precision(precision)
+  rows = jnp.einsum("gah,hwio->gawio", mats, padded, precision=precision)
+  scaled = jnp.einsum("gawio,gbw->abigo", rows, mats, precision=precision)      # (m, m, I, G, O)
+  scaled = (scaled * norm[..., None, :] / l1(scaled)).astype(kernel.dtype)
+  return scaled.reshape(m, m, kernel.shape[2], len(kernel_sizes) * kernel.shape[3])
 
 
 def xu_conv2d(x: jax.Array, kernel: jax.Array, kernel_sizes: Sequence[int] = KERNEL_SIZES, *,
