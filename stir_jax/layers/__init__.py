@@ -1,23 +1,48 @@
 """The layer library: pure functions on jax.Array, with thin Flax modules over them.
 
-Functional API (usable from any JAX code: Linen, NNX, Equinox, plain jax):
-  interpolation_matrix(kernel_size, target_size, mode) -> (target, kernel) NumPy matrix
-  resize_kernel(weight, target_size, mode)             -> (t, t, Cin, Cout)
-  siconv2d(x, weight, bias, num_scales=S, mode=..., impl="auto"|"direct"|"fft")
-                                                       -> (B, S, H-k+1, W-k+1, Cout)
-  scale_pool(y, mode)                                  -> (pooled, indices)
-  siconv2d_pool(x, weight, bias, num_scales=S, pool="pixel"|"slice"|"energy")
+Importing it changes nothing global (no XLA_FLAGS, no environment, no jax.config) and pulls in
+neither TensorFlow nor orbax. Every module takes ``dtype`` (computation; None infers it),
+``param_dtype`` (float32) and ``precision`` (default "highest": true float32 products on every
+backend; "default" lets the backend choose), with flax.linen.Conv's meanings; every pure function
+takes ``precision`` and computes in the promoted dtype of its arguments (`stir_jax.layers.dtypes`).
+
+Layer families (function -> module):
+  siconv2d(x, w, b, num_scales=S, mode=..., impl="auto"|"direct"|"fft") -> (B, S, H', W', O)
+                                                       SiConv2d (the paper's layer)
+  siconv2d_pool(x, w, b, num_scales=S, pool="pixel"|"slice"|"energy")  SiConv2d(pool=...)
                                                        -> scale_pool(siconv2d(...), pool), fused
-  conv2d(x, kernel, bias, padding, impl="auto"|"xla"|"fft")
-Flax modules: SiConv2d, ScalePool.
+  scale_pool(y, mode)                                  -> (pooled, indices); ScalePool
+  xu_kernels(w, kernel_sizes), xu_conv2d(x, w, grouped=...)   XuConv (Xu et al.'s SiCNN layer)
+  kanazawa_conv2d(x, w, b, scales)                            KanazawaConv (SI-ConvNet layer)
+  sesn_lift(x, w, b, basis), sesn_scale_conv(x, w, b, basis)  SESConvZ2H, SESConvHH (SESN; bases
+    hermite_basis, disco_basis, sesn_basis_for("hermite" | "disco"))
+  gaussian_pyramid(x, levels)                                 GaussianPyramid (the ensemble's)
+  affine_warp(x, theta), affine_grid, grid_sample_bilinear    AffineWarp (spatial transformer)
+Helpers: conv2d / conv3d (XLA or exact FFT forms), interpolation_matrix, resize_kernel,
+num_scales_for, torch_uniform.
 
 >>> y = siconv2d(x, w, b, num_scales=num_scales_for(64, 7))   # x (B, 64, 64, C), w (7, 7, C, 16)
 >>> pooled, idx = scale_pool(y, "pixel")                      # (B, 58, 58, 16), (B, 58, 58, 16)
+>>> layer = SiConv2d(16, pool="pixel", dtype=jnp.bfloat16)    # (pooled, idx) in bfloat16
 """
-from stir_jax.layers.conv import conv2d
+from stir_jax.layers.conv import conv2d, conv3d
+from stir_jax.layers.dtypes import DEFAULT_PRECISION
+from stir_jax.layers.initializers import torch_uniform
 from stir_jax.layers.interpolation import MODES, interpolation_matrix, resize_kernel
+from stir_jax.layers.kanazawa import KanazawaConv, kanazawa_conv2d
+from stir_jax.layers.resample import AffineWarp, GaussianPyramid, affine_grid, affine_warp
+from stir_jax.layers.resample import gaussian_pyramid, grid_sample_bilinear
 from stir_jax.layers.scale_pool import POOL_MODES, ScalePool, scale_pool
+from stir_jax.layers.sesn import SESConvHH, SESConvZ2H, sesn_basis_for, sesn_lift, sesn_scale_conv
+from stir_jax.layers.sesn_basis import disco_basis, hermite_basis
 from stir_jax.layers.siconv import SiConv2d, num_scales_for, siconv2d, siconv2d_pool
+from stir_jax.layers.xu import XuConv, xu_conv2d, xu_kernels
 
-__all__ = ["MODES", "POOL_MODES", "ScalePool", "SiConv2d", "conv2d", "interpolation_matrix",
-           "num_scales_for", "resize_kernel", "scale_pool", "siconv2d", "siconv2d_pool"]
+__all__ = [
+    "AffineWarp", "DEFAULT_PRECISION", "GaussianPyramid", "KanazawaConv", "MODES", "POOL_MODES",
+    "SESConvHH", "SESConvZ2H", "ScalePool", "SiConv2d", "XuConv", "affine_grid", "affine_warp",
+    "conv2d", "conv3d", "disco_basis", "gaussian_pyramid", "grid_sample_bilinear",
+    "hermite_basis", "interpolation_matrix", "kanazawa_conv2d", "num_scales_for", "resize_kernel",
+    "scale_pool", "sesn_basis_for", "sesn_lift", "sesn_scale_conv", "siconv2d", "siconv2d_pool",
+    "torch_uniform", "xu_conv2d", "xu_kernels",
+]

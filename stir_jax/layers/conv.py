@@ -11,8 +11,12 @@ squares with respect to the weights and to the input, each including its forward
   15x15 1->64 on 64x64 (SESN, layer 1)         8 / 20 / 153       38 / 61 / 60
 
 XLA:CPU's weight gradient of a *grouped* convolution is pathologically slow, so `impl="auto"` takes
-the FFT form for grouped convolutions on CPU and XLA everywhere else. Both forms compute the same
-function to float32 rounding (tests/layers/test_conv.py).
+the FFT form for grouped convolutions on CPU and XLA everywhere else; `conv3d`'s "auto" takes the
+FFT form on CPU (XLA:CPU's 3-D convolution is far slower) and XLA elsewhere. On GPU and TPU the
+reason does not apply (cuDNN and the TPU compiler handle grouped and 3-D convolutions natively), so
+"auto" means XLA there. The choice is made per *lowering platform* (`jax.lax.platform_dependent`),
+not by the backend of the process: a program exported for "cuda" or "tpu" on a CPU host gets their
+choice. Both forms compute the same function to float32 rounding (tests/layers/test_conv.py).
 
 Dtypes: both functions compute in the promoted dtype of their arguments; the FFT forms transform in
 float32 (at least) inside and cast the result back, so bfloat16 and float16 work on every path.
@@ -117,12 +121,22 @@ def conv2d_fft(x: jax.Array, kernel: jax.Array, padding="VALID",
   return y[:, : n - kh + 1, : m - kw + 1, :].astype(out_dtype)
 
 
-def pick_impl(feature_group_count: int = 1) -> str:
-  """The `conv2d` algorithm that "auto" uses: "fft" for grouped convolutions on CPU, whose weight
-  gradient XLA:CPU computes several hundred times slower than the forward pass; "xla" otherwise and
-  on every other backend (see the module docstring for the measurements; on the shapes measured
-  the choice depends on grouping alone)."""
-  return "fft" if (feature_group_count > 1 and jax.default_backend() == "cpu") else "xla"
+def pick_impl(feature_group_count: int = 1, platform: str | None = None) -> str:
+  """The `conv2d` algorithm that "auto" uses on a platform (None: the default backend): "fft" for
+  grouped convolutions on CPU, whose weight gradient XLA:CPU computes several hundred times slower
+  than the forward pass; "xla" otherwise and on every other platform (see the module docstring for
+  the measurements; on the shapes measured the choice depends on grouping alone)."""
+  platform = platform or jax.default_backend()
+  return "fft" if (feature_group_count > 1 and platform == "cpu") else "xla"
+
+
+def _per_platform(impl_fn, choices: dict[str, str], *args):
+  """impl_fn(impl, *args) with impl chosen per lowering platform from choices ({"cpu": ..,
+  "other": ..}); one branch when they agree."""
+  if choices["cpu"] == choices["other"]:
+    return impl_fn(choices["cpu"], *args)
+  return jax.lax.platform_dependent(*args, cpu=functools.partial(impl_fn, choices["cpu"]),
+                                    default=functools.partial(impl_fn, choices["other"]))
 
 
 def conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None, padding="VALID",
@@ -143,16 +157,23 @@ def conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None, paddi
   """
   dt = jnp.result_type(x, kernel, *(() if bias is None else (bias,)))
   x, kernel = x.astype(dt), kernel.astype(dt)
-  if impl == "auto":
-    impl = pick_impl(feature_group_count)
-  if impl == "fft":
-    y = conv2d_fft(x, kernel, padding, feature_group_count)
-  elif impl == "xla":
-    y = jax.lax.conv_general_dilated(x, kernel, (1, 1), _pads(padding, kernel.shape[0]),
-                                     dimension_numbers=_DN, feature_group_count=feature_group_count,
-                                     precision=canonical_precision(precision))
-  else:
+  if impl not in ("auto", "xla", "fft"):
     raise ValueError(f"unknown conv impl {impl!r}; valid: auto, xla, fft")
+
+  def run(impl, x, kernel):
+    if impl == "fft":
+      return conv2d_fft(x, kernel, padding, feature_group_count)
+    return jax.lax.conv_general_dilated(x, kernel, (1, 1), _pads(padding, kernel.shape[0]),
+                                        dimension_numbers=_DN,
+                                        feature_group_count=feature_group_count,
+                                        precision=canonical_precision(precision))
+
+  if impl == "auto":
+    choices = {"cpu": pick_impl(feature_group_count, "cpu"),
+               "other": pick_impl(feature_group_count, "gpu")}
+  else:
+    choices = {"cpu": impl, "other": impl}
+  y = _per_platform(run, choices, x, kernel)
   return y if bias is None else y + bias.astype(dt)
 
 
@@ -163,18 +184,19 @@ def conv3d(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None,
 
   impl: "xla", "fft" (circular correlation at a fast FFT length of at least the input size, exact
   on the valid region; float32 inside) or
-  "auto" (fft on CPU, where XLA's 3-D convolution is far slower, xla elsewhere).
+  "auto" (fft when lowered for CPU, where XLA's 3-D convolution is far slower, xla elsewhere).
   precision: of the "xla" path's convolution (see `conv2d`).
   """
   dt = jnp.result_type(x, kernel, *(() if bias is None else (bias,)))
   x, kernel = x.astype(dt), kernel.astype(dt)
-  if impl == "auto":
-    impl = "fft" if jax.default_backend() == "cpu" else "xla"
-  if impl == "xla":
-    y = jax.lax.conv_general_dilated(x, kernel, (1, 1, 1), "VALID",
-                                     dimension_numbers=("NDHWC", "DHWIO", "NDHWC"),
-                                     precision=canonical_precision(precision))
-  elif impl == "fft":
+  if impl not in ("auto", "xla", "fft"):
+    raise ValueError(f"unknown conv impl {impl!r}; valid: auto, xla, fft")
+
+  def run(impl, x, kernel):
+    if impl == "xla":
+      return jax.lax.conv_general_dilated(x, kernel, (1, 1, 1), "VALID",
+                                          dimension_numbers=("NDHWC", "DHWIO", "NDHWC"),
+                                          precision=canonical_precision(precision))
     inner = float32_inside(dt)
     d, n, m = x.shape[1:4]
     kd, kh, kw = kernel.shape[:3]
@@ -183,7 +205,8 @@ def conv3d(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None,
     fk = _kernel_spectrum(kernel.astype(inner), sizes)
     fy = jnp.einsum("bduvi,duvio->bduvo", fx, fk, precision=jax.lax.Precision.HIGHEST)
     y = jnp.fft.irfftn(fy, s=sizes, axes=(1, 2, 3))[:, : d - kd + 1, : n - kh + 1, : m - kw + 1]
-    y = y.astype(dt)
-  else:
-    raise ValueError(f"unknown conv impl {impl!r}; valid: auto, xla, fft")
+    return y.astype(dt)
+
+  choices = {"cpu": "fft", "other": "xla"} if impl == "auto" else {"cpu": impl, "other": impl}
+  y = _per_platform(run, choices, x, kernel)
   return y if bias is None else y + bias.astype(dt)

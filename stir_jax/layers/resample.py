@@ -3,6 +3,9 @@
 The reference models resample images and feature maps with ``torch.nn.functional.interpolate``,
 ``affine_grid`` + ``grid_sample`` and kornia's Gaussian pyramid. These helpers reproduce those
 conventions exactly (up to float32 rounding) so that ported models match the reference outputs.
+Two of them are layer families of the models, with thin Flax modules at the end of this file:
+the Gaussian scale-space pyramid (`gaussian_pyramid`, `GaussianPyramid`: the ensemble) and the
+spatial transformer's sampler (`affine_warp`, `AffineWarp`).
 
 Every separable resize here is linear with a fixed ``(out, in)`` matrix per axis, built once in
 NumPy from the static shapes, and applied with two einsums: ``y = A_h x A_w^T`` per channel. This is
@@ -26,13 +29,15 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Sequence
+from typing import Optional, Sequence
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stir_jax.layers.dtypes import DEFAULT_PRECISION, canonical_precision, float32_inside
+from stir_jax.layers.dtypes import DEFAULT_PRECISION, Dtype, canonical_precision, float32_inside
+from stir_jax.layers.dtypes import promote_dtype
 from stir_jax.layers.dtypes import PrecisionLike as Precision
 from stir_jax.layers.interpolation import interpolation_matrix
 
@@ -315,7 +320,8 @@ def grid_sample_bilinear(x: jax.Array, grid: jax.Array) -> jax.Array:
   return out.astype(out_dtype)
 
 
-def affine_warp(x: jax.Array, theta: jax.Array, precision: Precision = DEFAULT_PRECISION) -> jax.Array:
+def affine_warp(x: jax.Array, theta: jax.Array,
+                precision: Precision = DEFAULT_PRECISION) -> jax.Array:
   """Warps ``x`` by ``theta`` at its own size (`affine_grid` then `grid_sample_bilinear`).
 
   Args:
@@ -327,3 +333,48 @@ def affine_warp(x: jax.Array, theta: jax.Array, precision: Precision = DEFAULT_P
     ``(batch, height, width, channels)``, x's dtype.
   """
   return grid_sample_bilinear(x, affine_grid(theta, x.shape[1:3], precision))
+
+
+# --------------------------------------------------------------------------------------------------
+# Thin Flax modules (no parameters) over the pyramid and the sampler.
+# --------------------------------------------------------------------------------------------------
+
+
+class GaussianPyramid(nn.Module):
+  """`gaussian_pyramid` as a layer: ``(B, H, W, C)`` -> list of ``levels`` maps, level l of size
+  ``H // 2**l`` (the ensemble model's scale space). Approximately equivariant to downscaling by 2
+  (one level down), up to blur and borders.
+
+  Attributes:
+    levels: number of levels, the input included.
+    dtype: computation dtype (None: the input's).
+    param_dtype: unused (no parameters); kept for the uniform layer signature.
+    precision: of the resizing matmuls (default "highest").
+  """
+  levels: int = 3
+  dtype: Optional[Dtype] = None
+  param_dtype: Dtype = jnp.float32
+  precision: Precision = DEFAULT_PRECISION
+
+  def __call__(self, x: jax.Array) -> list[jax.Array]:
+    x, = promote_dtype(x, dtype=self.dtype)
+    return gaussian_pyramid(x, self.levels, self.precision)
+
+
+class AffineWarp(nn.Module):
+  """The spatial transformer's sampler (`affine_warp`): ``(x (B, H, W, C), theta (B, 2, 3))`` ->
+  ``(B, H, W, C)``, x resampled bilinearly at ``theta @ (xn, yn, 1)`` (zeros outside). Identity
+  theta returns x. Equivariant to nothing by construction: it applies the warp it is given.
+
+  Attributes:
+    dtype: computation dtype of the sampled values (None: x's); coordinates are float32.
+    param_dtype: unused (no parameters); kept for the uniform layer signature.
+    precision: of the sampling grid's einsum (default "highest").
+  """
+  dtype: Optional[Dtype] = None
+  param_dtype: Dtype = jnp.float32
+  precision: Precision = DEFAULT_PRECISION
+
+  def __call__(self, x: jax.Array, theta: jax.Array) -> jax.Array:
+    x, = promote_dtype(x, dtype=self.dtype)
+    return affine_warp(x, theta, self.precision)

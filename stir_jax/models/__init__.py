@@ -85,7 +85,8 @@ def get_model(name: str, num_channels: int, num_classes: int, kernel_size: int =
   """
   spec = _spec(name)
   if num_channels < 1 or num_classes < 2:
-    raise ValueError(f"need num_channels >= 1 and num_classes >= 2, got {num_channels}, {num_classes}")
+    raise ValueError(
+        f"need num_channels >= 1 and num_classes >= 2, got {num_channels}, {num_classes}")
   cls, _ = spec.load()
   return cls(num_classes=num_classes, kernel_size=kernel_size, interpolation=interpolation,
              dtype=canonical_dtype(dtype), param_dtype=canonical_dtype(param_dtype),

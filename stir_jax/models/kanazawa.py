@@ -1,10 +1,11 @@
 """SI-ConvNet (Kanazawa et al. 2014): locally scale-invariant convolutions.
 
-Each layer rescales its input by ``1.26**e`` for ``e = -2 .. 3`` (bilinear, corners aligned, then a
-centred zero-pad or crop back to the input size), applies one shared valid convolution (+ bias) to
-every rescaled copy, rescales each result back by the inverse factor (again centred pad/crop to the
-valid output size), and max-pools over the six scales; a ReLU follows. The network is two such
-layers (C->16, 16->32), a global max and a dense layer.
+The layer is `stir_jax.layers.kanazawa` (`kanazawa_conv2d`, `KanazawaConv`). Each layer rescales its
+input by ``1.26**e`` for ``e = -2 .. 3`` (bilinear, corners aligned, then a centred zero-pad or crop
+back to the input size), applies one shared valid convolution (+ bias) to every rescaled copy,
+rescales each result back by the inverse factor (again centred pad/crop to the valid output size),
+and max-pools over the six scales; a ReLU follows. The network is two such layers (C->16, 16->32), a
+global max and a dense layer.
 
 Scale behaviour: the max over rescaled copies makes each layer's response approximately invariant to
 local rescalings by the six factors (0.63x to 2x) at the image centre; resampling blur, the centred
@@ -24,7 +25,6 @@ Example:
 """
 from __future__ import annotations
 
-import functools
 from typing import Optional, Sequence
 
 import flax.linen as nn
@@ -33,88 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from stir_jax.layers.dtypes import DEFAULT_PRECISION, Dtype, PrecisionLike
-from stir_jax.layers.resample import apply_separable, rescale_matrix
+from stir_jax.layers.kanazawa import SCALES, KanazawaConv
 from stir_jax.models import common
-
-# 1.26**e for e = -2..3, in double precision as the reference computes them.
-SCALES = tuple(1.26**e for e in range(-2, 4))
-
-
-class KanazawaConv(nn.Module):
-  """Scale-invariant conv: rescale input, shared valid conv (+bias), rescale back, max over scales.
-
-  Attributes:
-    features: output channels.
-    kernel_size: conv kernel side.
-    scales: the rescaling factors (1 passes the input through untouched).
-    impl: convolution algorithm, see `stir_jax.layers.conv.conv2d`.
-    dtype, param_dtype, precision: as flax.linen.Conv (precision default "highest"); the
-      rescalings run in dtype with this precision.
-  """
-  features: int
-  kernel_size: int = 7
-  scales: Sequence[float] = SCALES
-  impl: str = "auto"
-  dtype: Optional[Dtype] = None  # computation dtype; None: inferred (float32 for float32 images)
-  param_dtype: Dtype = jnp.float32
-  precision: PrecisionLike = DEFAULT_PRECISION  # of every conv and matmul ("default": backend's)
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    """Applies the layer (without the ReLU).
-
-    The shared convolution runs once per distinct input window: for a factor below 1 the rescale
-    back reads only a central window of the convolution's output, so only that window (and the
-    input it needs) is computed (`_window_operators`); the copies of equal size share one call.
-
-    Args:
-      x: ``(batch, H, W, in)``.
-
-    Returns:
-      ``(batch, H - k + 1, W - k + 1, features)``: max over scales of the back-rescaled responses.
-    """
-    _, h, w, _ = x.shape
-    k = self.kernel_size
-    conv = common.Conv(self.features, k, impl=self.impl, name="conv", **common.dtype_kwargs(self))
-    x = common.compute_input(x, self.dtype)
-    resize = lambda z, *mats: apply_separable(z, *mats, precision=self.precision)
-    by_window = {}  # input window (rows, cols) -> [(scale index, rescaled input, back matrices)]
-    for i, s in enumerate(self.scales):
-      if s == 1:
-        by_window.setdefault((h, w), []).append((i, x, None))
-        continue
-      in_h, in_w, back_h, back_w = _window_operators(h, w, k, s)
-      by_window.setdefault((len(in_h), len(in_w)), []).append(
-          (i, resize(x, in_h, in_w), (back_h, back_w)))
-    outputs = [None] * len(self.scales)
-    for items in by_window.values():
-      responses = jnp.split(conv(jnp.concatenate([z for _, z, _ in items], axis=0)), len(items))
-      for (i, _, back), y in zip(items, responses):
-        outputs[i] = y if back is None else resize(y, *back)
-    return jnp.max(jnp.stack(outputs), axis=0)
-
-
-@functools.lru_cache(maxsize=None)
-def _window_operators(h: int, w: int, k: int, scale: float):
-  """Rescale matrices of one Kanazawa scale, restricted to the window its rescale back reads.
-
-  The layer computes ``back @ conv(rescale @ x)`` per axis, with ``rescale = rescale_matrix(n, s)``
-  and ``back = rescale_matrix(n - k + 1, 1 / s)``. Where ``back`` has all-zero columns (s < 1:
-  upsampling then a centred crop reads only the middle), the convolution outputs they would read
-  are not needed; output window ``[j0, j1)`` needs input rows ``[j0, j1 + k - 1)``.
-
-  Returns:
-    ``(in_h, in_w, back_h, back_w)``: ``in_*`` (window + k - 1, n) and ``back_*`` (n - k + 1, window),
-    float64 NumPy; the full matrices where every output is read.
-  """
-  ops = []
-  for n in (h, w):
-    back = rescale_matrix(n - k + 1, 1 / scale)
-    used = np.flatnonzero(np.any(back != 0, axis=0))
-    j0, j1 = int(used[0]), int(used[-1]) + 1
-    ops.append((rescale_matrix(n, scale)[j0:j1 + k - 1], back[:, j0:j1]))
-  (in_h, back_h), (in_w, back_w) = ops
-  return in_h, in_w, back_h, back_w
 
 
 class KanazawaModel(nn.Module):

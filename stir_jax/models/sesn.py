@@ -1,10 +1,11 @@
 """Scale-equivariant steerable networks: SESN (Hermite basis) and DISCO.
 
-Each conv kernel is a trained combination of ``F = 49`` fixed basis functions given at ``S = 4``
-scales (`stir_jax.layers.sesn_basis`). Layer 1 (Z2 -> H) correlates the image with the kernel at
-every scale, giving a scale axis; layer 2 (H -> H, scale filter size 1) correlates scale slice
-``s`` with the layer-2 kernel at scale ``s`` (no mixing across scales). ReLU follows each layer,
-then a global max over (scale, y, x) and a dense layer.
+The layers are `stir_jax.layers.sesn` (`sesn_lift`, `sesn_scale_conv`, `SESConvZ2H`, `SESConvHH`,
+`sesn_basis_for`). Each conv kernel is a trained combination of ``F = 49`` fixed basis functions
+given at ``S = 4`` scales (`stir_jax.layers.sesn_basis`). Layer 1 (Z2 -> H) correlates the image
+with the kernel at every scale, giving a scale axis; layer 2 (H -> H, scale filter size 1)
+correlates scale slice ``s`` with the layer-2 kernel at scale ``s`` (no mixing across scales). ReLU
+follows each layer, then a global max over (scale, y, x) and a dense layer.
 
 Scale behaviour: upscaling the input by ``scales[s+1] / scales[s]`` approximately upscales the maps
 and shifts the scale axis by one towards larger scales (up to the ends of the finite scale axis and
@@ -37,110 +38,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stir_jax.layers import sesn_basis
-from stir_jax.layers.conv import conv2d
-from stir_jax.layers.dtypes import DEFAULT_PRECISION, Dtype, PrecisionLike, canonical_precision
-from stir_jax.layers.dtypes import promote_dtype
-from stir_jax.layers.initializers import torch_uniform
+from stir_jax.layers.dtypes import DEFAULT_PRECISION, Dtype, PrecisionLike
+from stir_jax.layers.sesn import SESConvHH, SESConvZ2H, sesn_basis_for
 from stir_jax.models import common
-
-
-class SESConvZ2H(nn.Module):
-  """Steerable conv from images to scale-space maps: ``(B, H, W, C) -> (B, S, H', W', O)``.
-
-  Valid correlation with ``K[o, s, c] = sum_f weight[o, c, f] * basis[f, s]`` at every scale ``s``,
-  plus one bias per output channel shared by all scales.
-
-  Attributes:
-    features: output channels ``O``.
-    basis: ``(F, S, size, size)`` basis (a NumPy constant).
-    impl: convolution algorithm, see `stir_jax.layers.conv.conv2d`.
-    dtype, param_dtype, precision: as flax.linen.Conv (precision default "highest").
-  """
-  features: int
-  basis: np.ndarray
-  impl: str = "auto"
-  dtype: Optional[Dtype] = None  # computation dtype; None: inferred (float32 for float32 images)
-  param_dtype: Dtype = jnp.float32
-  precision: PrecisionLike = DEFAULT_PRECISION  # of every conv and matmul ("default": backend's)
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    """Applies the layer.
-
-    Args:
-      x: ``(batch, H, W, in)``.
-
-    Returns:
-      ``(batch, S, H - size + 1, W - size + 1, features)``.
-    """
-    num_funcs, num_scales, size, _ = self.basis.shape
-    c = x.shape[-1]
-    weight = self.param("weight", torch_uniform(c * num_funcs), (self.features, c, num_funcs),
-                        self.param_dtype)
-    bias = self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype)
-    x, weight, bias = promote_dtype(x, weight, bias, dtype=self.dtype)
-    basis = jnp.asarray(self.basis, x.dtype)
-    # HWIO kernel, output channel s * O + o.
-    kernel = jnp.einsum("ocf,fshw->hwcso", weight, basis,
-                        precision=canonical_precision(self.precision))
-    kernel = kernel.reshape(size, size, c, num_scales * self.features)
-    y = conv2d(x, kernel, impl=self.impl, precision=self.precision)
-    b, h, w, _ = y.shape
-    y = y.reshape(b, h, w, num_scales, self.features).transpose(0, 3, 1, 2, 4)
-    return y + bias
-
-
-class SESConvHH(nn.Module):
-  """Steerable conv on scale-space maps, scale filter size 1.
-
-  ``(B, S, H, W, C) -> (B, S, H', W', O)``.
-
-  Scale slice ``s`` is correlated (valid) with ``K[o, c, s] = sum_f weight[o, c, 0, f] *
-  basis[f, s]``; scales are not mixed. One bias per output channel.
-
-  Attributes:
-    features: output channels ``O``.
-    basis: ``(F, S, size, size)`` basis (a NumPy constant).
-    impl: convolution algorithm, see `stir_jax.layers.conv.conv2d`.
-    dtype, param_dtype, precision: as flax.linen.Conv (precision default "highest").
-  """
-  features: int
-  basis: np.ndarray
-  impl: str = "auto"
-  dtype: Optional[Dtype] = None  # computation dtype; None: inferred (float32 for float32 images)
-  param_dtype: Dtype = jnp.float32
-  precision: PrecisionLike = DEFAULT_PRECISION  # of every conv and matmul ("default": backend's)
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    """Applies the layer.
-
-    Args:
-      x: ``(batch, S, H, W, in)``.
-
-    Returns:
-      ``(batch, S, H - size + 1, W - size + 1, features)``.
-    """
-    num_funcs, num_scales, size, _ = self.basis.shape
-    b, s, h, w, c = x.shape
-    if s != num_scales:
-      raise ValueError(f"input has {s} scales, the basis {num_scales}")
-    weight = self.param("weight", torch_uniform(c * num_funcs), (self.features, c, 1, num_funcs),
-                        self.param_dtype)
-    bias = self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype)
-    x, weight, bias = promote_dtype(x, weight, bias, dtype=self.dtype)
-    basis = jnp.asarray(self.basis, x.dtype)
-    # Grouped conv, one group per scale: HWIO kernel (size, size, C, S * O).
-    kernel = jnp.einsum("ocf,fshw->hwcso", weight[:, :, 0], basis,
-                        precision=canonical_precision(self.precision))
-    kernel = kernel.reshape(size, size, c, num_scales * self.features)
-    x = x.transpose(0, 2, 3, 1, 4).reshape(b, h, w, s * c)
-    y = conv2d(x, kernel, impl=self.impl, feature_group_count=num_scales,
-               precision=self.precision)
-    _, ho, wo, _ = y.shape
-    y = y.reshape(b, ho, wo, num_scales, self.features).transpose(0, 3, 1, 2, 4)
-    return y + bias
 
 
 class _SESNModel(nn.Module):
@@ -174,8 +74,8 @@ class _SESNModel(nn.Module):
     basis = self._basis()
     dt = common.dtype_kwargs(self)
     x = common.compute_input(x, self.dtype)
-    stage1 = nn.relu(SESConvZ2H(16, basis, self.impl, name="conv1", **dt)(x))
-    stage2 = nn.relu(SESConvHH(32, basis, self.impl, name="conv2", **dt)(stage1))
+    stage1 = nn.relu(SESConvZ2H(16, basis, impl=self.impl, name="conv1", **dt)(x))
+    stage2 = nn.relu(SESConvHH(32, basis, impl=self.impl, name="conv2", **dt)(stage1))
     features = common.global_max(stage2)
     logits = common.Dense(self.num_classes, name="lin", **dt)(features)
     if not with_aux:
@@ -199,9 +99,7 @@ class HermiteModel(_SESNModel):
   """
 
   def _basis(self) -> np.ndarray:
-    return sesn_basis.hermite_basis(size=2 * self.kernel_size + 1,
-                                    scales=sesn_basis.HERMITE_SCALES,
-                                    effective_size=self.kernel_size, mult=1.5, max_order=4)
+    return sesn_basis_for("hermite", self.kernel_size)
 
 
 class DiscoModel(_SESNModel):
@@ -215,9 +113,7 @@ class DiscoModel(_SESNModel):
   """
 
   def _basis(self) -> np.ndarray:
-    return sesn_basis.disco_basis(size=2 * self.kernel_size + 1, scales=sesn_basis.DISCO_SCALES,
-                                  effective_size=self.kernel_size, mult=1.9, max_order=4,
-                                  min_scale=1.9)
+    return sesn_basis_for("disco", self.kernel_size)
 
 
 def from_torch(state: dict[str, np.ndarray]) -> dict:

@@ -50,6 +50,7 @@ def test_fft_size_and_auto_choice():
   cpu = jax.default_backend() == "cpu"
   assert pick_impl(5) == ("fft" if cpu else "xla")
   assert pick_impl(1) == "xla"
+  assert pick_impl(5, "cpu") == "fft" and pick_impl(5, "gpu") == pick_impl(5, "tpu") == "xla"
 
 
 def test_unknown_impl():

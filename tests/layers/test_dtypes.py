@@ -14,7 +14,7 @@ import pytest
 
 from stir_jax.layers import conv, resample, siconv
 from stir_jax.layers.scale_pool import scale_pool
-from stir_jax.models import xu
+from stir_jax.layers.xu import xu_kernels
 
 TOLERANCE = {jnp.bfloat16: 0.03, jnp.float16: 0.005}
 S = siconv.num_scales_for(15, 5)
@@ -45,7 +45,7 @@ CASES = {
                    (2, 6, 9, 9, 3), (3, 3, 3, 3, 4)),
     "conv3d fft": (lambda x, w, b: conv.conv3d(x, w, b, impl="fft"),
                    (2, 6, 9, 9, 3), (3, 3, 3, 3, 4)),
-    "xu_kernels": (lambda x, w, b: conv.conv2d(x, xu.xu_kernels(w, (3, 5, 7)), jnp.tile(b, 3), 3,
+    "xu_kernels": (lambda x, w, b: conv.conv2d(x, xu_kernels(w, (3, 5, 7)), jnp.tile(b, 3), 3,
                                                impl="xla"),
                    (2, 12, 12, 3), (5, 5, 3, 4)),
 }

@@ -107,3 +107,21 @@ def test_warp_gradient_matches_finite_difference():
     d = jnp.zeros_like(theta).at[idx].set(eps)
     fd = (f(theta + d) - f(theta - d)) / (2 * eps)
     np.testing.assert_allclose(grad[idx], fd, rtol=2e-2)
+
+
+def test_pyramid_and_sampler_modules():
+  from stir_jax.layers import AffineWarp, GaussianPyramid
+  x = jax.random.uniform(jax.random.PRNGKey(3), (2, 16, 16, 3))
+  levels, ref = jax.jit(lambda x: (GaussianPyramid(levels=3).apply({}, x),
+                                   resample.gaussian_pyramid(x, 3)))(x)
+  assert [p.shape for p in levels] == [(2, 16, 16, 3), (2, 8, 8, 3), (2, 4, 4, 3)]
+  for a, b in zip(levels, ref):
+    np.testing.assert_array_equal(a, b)
+  theta = jnp.array([[[0.9, 0.1, 0.05], [-0.05, 1.1, 0.02]]] * 2)
+  identity = jnp.tile(jnp.array([[1.0, 0, 0], [0, 1, 0]]), (2, 1, 1))
+  warp = jax.jit(AffineWarp().apply)
+  np.testing.assert_array_equal(warp({}, x, theta), jax.jit(resample.affine_warp)(x, theta))
+  np.testing.assert_allclose(warp({}, x, identity), x, atol=1e-6)
+  low = jax.jit(AffineWarp(dtype=jnp.bfloat16).apply)({}, x, identity)
+  assert low.dtype == jnp.bfloat16
+  np.testing.assert_allclose(low.astype(jnp.float32), x, atol=4e-3)

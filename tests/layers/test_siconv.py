@@ -212,3 +212,33 @@ def test_siconv2d_pool_non_square_uses_direct(rng):
   p_ref, i_ref = _pool_reference(x, w, b, s, "bicubic")
   np.testing.assert_array_equal(p, p_ref)
   np.testing.assert_array_equal(i, i_ref)
+
+
+def test_fft_factors_computed_in_program_match_float64():
+  """The DFT factors of the FFT path are computed in the program (iota, cos, sin) to keep it
+  small; they equal the float64 NumPy construction to float32 accuracy."""
+  from stir_jax.layers import siconv_fft
+  from stir_jax.layers.interpolation import interpolation_matrix
+  n, k, s, mode = 64, 7, 29, "bicubic"
+  rows = np.arange(n)
+  g = np.empty((s, n, k), np.complex128)
+  for i in range(s):
+    t = k + 2 * i
+    emb = np.zeros((n, k))
+    np.add.at(emb, (np.arange(t) - i) % n, interpolation_matrix(k, t, mode) * (k / t))
+    g[i] = np.conj(np.exp(-2j * np.pi * np.outer(rows, rows) / n) @ emb)
+  ref = np.concatenate([np.concatenate([g.real, -g.imag], -1),
+                        np.concatenate([g.imag, g.real], -1)], 1)
+  ours = jax.jit(siconv_fft._kernel_factors, static_argnums=(0, 1, 2, 3, 4))(
+      n, k, s, mode, jnp.float32)
+  assert np.max(np.abs(np.asarray(ours) - ref)) <= 2e-6 * np.max(np.abs(ref))
+  i, o0, v = 5, n - k + 1, n // 2 + 1
+  p = np.arange(i, o0 - i)
+  e, f = jax.jit(siconv_fft._inverse_factors, static_argnums=(0, 1, 2, 3))(n, k, i, jnp.float32)
+  ref_e = np.exp(2j * np.pi * np.outer(p, rows) / n)
+  ref_e = np.stack([np.stack([ref_e.real, -ref_e.imag], 1),
+                    np.stack([ref_e.imag, ref_e.real], 1)], 1).reshape(2 * len(p), 2 * n)
+  weights = np.where((np.arange(v) == 0) | (2 * np.arange(v) == n), 1.0, 2.0) / n**2
+  ref_f = np.exp(2j * np.pi * np.outer(p, np.arange(v)) / n) * weights
+  assert np.max(np.abs(np.asarray(e) - ref_e)) <= 1e-6
+  assert np.max(np.abs(np.asarray(f) - np.concatenate([ref_f.real, -ref_f.imag], 1))) <= 1e-6 / n**2

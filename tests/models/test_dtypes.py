@@ -1,6 +1,6 @@
-"""Every model in bfloat16 (and a subset in float16): finite forward and backward passes whose logits
-stay close to float32's; and the precision policy: by default every convolution and matmul runs at
-HIGHEST precision, `precision="default"` hands the choice to the backend.
+"""Every model in bfloat16 (and a subset in float16): finite forward and backward passes whose
+logits stay close to float32's; and the precision policy: by default every convolution and matmul
+runs at HIGHEST precision, `precision="default"` hands the choice to the backend.
 
 Tolerance. The error is measured as max|logits_low - logits_f32| / max|logits_f32|. bfloat16 keeps
 8 significant bits, a relative rounding error of at most 2^-9 ~ 0.002 per stored value; on the way

@@ -4,9 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from stir_jax.layers.resample import scaled_size
 from stir_jax.models import kanazawa
-from stir_jax.models.kanazawa import SCALES, KanazawaModel
+from stir_jax.models.kanazawa import KanazawaModel
 from tests.helpers import num_state_params, rel_err
 
 
@@ -41,11 +40,6 @@ def test_traces_match_reference(fixture, outputs):
   assert rel_err(aux["features"], fixture["trace_features"]) <= 1e-4
 
 
-def test_rescaled_sizes():
-  assert [scaled_size(64, s) for s in SCALES] == [40, 50, 64, 80, 101, 128]
-  assert [scaled_size(58, 1 / s) for s in SCALES] == [92, 73, 58, 46, 36, 28]
-  assert [scaled_size(58, s) for s in SCALES] == [36, 46, 58, 73, 92, 116]
-  assert [scaled_size(52, 1 / s) for s in SCALES] == [82, 65, 52, 41, 32, 25]
 
 
 def test_init_matches_reference_parameter_layout(fixture, rng):
@@ -55,24 +49,3 @@ def test_init_matches_reference_parameter_layout(fixture, rng):
   assert (jax.tree.map(lambda a: a.shape, variables["params"])
           == jax.tree.map(np.shape, kanazawa.from_torch(fixture)))
   assert sum(a.size for a in jax.tree.leaves(variables["params"])) == num_state_params(fixture)
-
-
-def test_windowed_layer_equals_full_computation(rng):
-  """Convolving only the window that the rescale back reads changes nothing."""
-  from stir_jax.layers.resample import apply_separable, rescale_matrix
-  kx, kw = jax.random.split(rng)
-  x = jax.random.normal(kx, (2, 40, 40, 3))
-  layer = kanazawa.KanazawaConv(features=4, kernel_size=5)
-  variables = layer.init(kw, x)
-  kernel = variables["params"]["conv"]["kernel"]
-  bias = variables["params"]["conv"]["bias"]
-  conv = lambda z: jax.lax.conv_general_dilated(
-      z, kernel, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"),
-      precision=jax.lax.Precision.HIGHEST) + bias
-  full = []
-  for s in SCALES:
-    y = conv(apply_separable(x, rescale_matrix(40, s), rescale_matrix(40, s)))
-    full.append(apply_separable(y, rescale_matrix(36, 1 / s), rescale_matrix(36, 1 / s)))
-  assert kanazawa._window_operators(40, 40, 5, SCALES[0])[0].shape[0] < 40  # a window is cut
-  np.testing.assert_allclose(layer.apply(variables, x), jnp.max(jnp.stack(full), axis=0),
-                             rtol=1e-5, atol=1e-5)

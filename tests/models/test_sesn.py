@@ -65,19 +65,3 @@ def test_init_zero_bias_uniform_weight(rng):
   assert params["conv1"]["weight"].shape == (16, 2, 49)
   bound = 1 / np.sqrt(16 * 49)
   assert bound * 0.9 < float(jnp.max(jnp.abs(params["conv2"]["weight"]))) <= bound
-
-
-def test_scale_axis_is_not_mixed():
-  """Layer 2 treats each scale slice independently: zeroing one slice only changes its output."""
-  basis = HermiteModel(num_classes=1)._basis()
-  layer = sesn.SESConvHH(4, basis)
-  key = jax.random.PRNGKey(3)
-  x = jax.random.normal(key, (1, 4, 20, 20, 2))
-  weight = jax.random.normal(key, (4, 2, 1, 49))
-  variables = {"params": {"weight": weight, "bias": jnp.ones((4,))}}
-  apply = jax.jit(layer.apply)
-  y = apply(variables, x)
-  y_masked = apply(variables, x.at[:, 2].set(0.0))
-  assert y.shape == (1, 4, 6, 6, 4)
-  np.testing.assert_array_equal(y[:, [0, 1, 3]], y_masked[:, [0, 1, 3]])
-  assert float(jnp.max(jnp.abs(y[:, 2] - y_masked[:, 2]))) > 0

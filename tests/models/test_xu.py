@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from stir_jax.models import xu
-from stir_jax.models.xu import XuModel, xu_kernels
+from stir_jax.models.xu import XuModel
 from tests.helpers import num_state_params, rel_err
 
 
@@ -39,26 +39,6 @@ def test_column_kernels_match_reference(fixture, outputs):
   assert rel_err(aux["conv2_kernel"], fixture["extra_conv2_kernel"].transpose(2, 3, 1, 0)) <= 1e-5
 
 
-def test_column_kernel_rules():
-  kernel = jax.random.normal(jax.random.PRNGKey(1), (7, 7, 2, 3))
-  stack = np.asarray(jax.jit(xu_kernels)(kernel))
-  cols = stack.reshape(11, 11, 2, 5, 3)
-  padded = np.pad(np.asarray(kernel), ((2, 2), (2, 2), (0, 0), (0, 0)))
-  # Sizes 7 and 11 are the padded kernel itself (11 is a nearest 11 -> 11 identity).
-  np.testing.assert_allclose(cols[:, :, :, 2], padded, rtol=1e-6)
-  np.testing.assert_allclose(cols[:, :, :, 4], padded, rtol=1e-6)
-  # Size 9: legacy nearest 11 -> 9 (rows floor(o * 11 / 9)), zero-padded by 1.
-  rows = [0, 1, 2, 3, 4, 6, 7, 8, 9]
-  np.testing.assert_allclose(cols[1:10, 1:10, :, 3] * np.abs(padded[np.ix_(rows, rows)]).sum((0, 1))
-                             / np.abs(padded).sum((0, 1)), padded[np.ix_(rows, rows)], rtol=1e-5)
-  # Size 3 lives in the central 3x3 and keeps the L1 norm of the original.
-  assert np.all(cols[:4, :, :, 0] == 0) and np.all(cols[7:, :, :, 0] == 0)
-  np.testing.assert_allclose(np.abs(cols[:, :, :, 0]).sum((0, 1)), np.abs(padded).sum((0, 1)),
-                             rtol=1e-5)
-  # Size 3: bilinear with aligned corners samples rows/cols 0, 5, 10 of the padded kernel exactly.
-  corners = padded[np.ix_([0, 5, 10], [0, 5, 10])]
-  scale = np.abs(padded).sum((0, 1)) / np.abs(corners).sum((0, 1))
-  np.testing.assert_allclose(cols[4:7, 4:7, :, 0], corners * scale, rtol=1e-5)
 
 
 def test_init_matches_reference_parameter_layout(fixture, rng):

@@ -1,0 +1,57 @@
+"""Xu et al.'s SiCNN layer (stir_jax.layers.xu): the column kernels and the layer as a function and
+a module."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from stir_jax.layers.conv import conv2d
+from stir_jax.layers.xu import XuConv, xu_conv2d, xu_kernels
+from tests.helpers import rel_err
+
+
+def test_column_kernel_rules():
+  kernel = jax.random.normal(jax.random.PRNGKey(1), (7, 7, 2, 3))
+  stack = np.asarray(jax.jit(xu_kernels)(kernel))
+  cols = stack.reshape(11, 11, 2, 5, 3)
+  padded = np.pad(np.asarray(kernel), ((2, 2), (2, 2), (0, 0), (0, 0)))
+  # Sizes 7 and 11 are the padded kernel itself (11 is a nearest 11 -> 11 identity).
+  np.testing.assert_allclose(cols[:, :, :, 2], padded, rtol=1e-6)
+  np.testing.assert_allclose(cols[:, :, :, 4], padded, rtol=1e-6)
+  # Size 9: legacy nearest 11 -> 9 (rows floor(o * 11 / 9)), zero-padded by 1.
+  rows = [0, 1, 2, 3, 4, 6, 7, 8, 9]
+  np.testing.assert_allclose(cols[1:10, 1:10, :, 3] * np.abs(padded[np.ix_(rows, rows)]).sum((0, 1))
+                             / np.abs(padded).sum((0, 1)), padded[np.ix_(rows, rows)], rtol=1e-5)
+  # Size 3 lives in the central 3x3 and keeps the L1 norm of the original.
+  assert np.all(cols[:4, :, :, 0] == 0) and np.all(cols[7:, :, :, 0] == 0)
+  np.testing.assert_allclose(np.abs(cols[:, :, :, 0]).sum((0, 1)), np.abs(padded).sum((0, 1)),
+                             rtol=1e-5)
+  # Size 3: bilinear with aligned corners samples rows/cols 0, 5, 10 of the padded kernel exactly.
+  corners = padded[np.ix_([0, 5, 10], [0, 5, 10])]
+  scale = np.abs(padded).sum((0, 1)) / np.abs(corners).sum((0, 1))
+  np.testing.assert_allclose(cols[4:7, 4:7, :, 0], corners * scale, rtol=1e-5)
+
+
+def test_layer_function_and_module():
+  kx, kw, kv = jax.random.split(jax.random.PRNGKey(0), 3)
+  x = jax.random.normal(kx, (2, 16, 16, 2))
+  w1 = jax.random.normal(kw, (7, 7, 2, 3))
+  w2 = jax.random.normal(kv, (7, 7, 3, 4))
+
+  @jax.jit
+  def run(x, w1, w2):
+    y1 = xu_conv2d(x, w1)
+    y1_mod, kernels = XuConv(3, initial=True).apply({"params": {"kernel": w1}}, x)
+    y2 = xu_conv2d(y1, w2, grouped=True)
+    y2_masked = xu_conv2d(y1.at[..., 3:6].set(0.0), w2, grouped=True)  # column 1's maps
+    same7 = conv2d(x, w1, padding=3, impl="xla")
+    return y1, y1_mod, kernels, y2, y2_masked, same7
+
+  y1, y1_mod, kernels, y2, y2_masked, same7 = run(x, w1, w2)
+  assert y1.shape == (2, 16, 16, 15) and y2.shape == (2, 16, 16, 20)
+  assert kernels.shape == (11, 11, 2, 15)
+  np.testing.assert_array_equal(y1_mod, y1)
+  # Column 2 (size 7) is the plain 'same' convolution with the base kernel.
+  assert rel_err(y1[..., 6:9], same7) <= 1e-5
+  # Grouped: zeroing column 1's input changes column 1's output only.
+  changed = np.asarray(jnp.max(jnp.abs(y2 - y2_masked), axis=(0, 1, 2))).reshape(5, 4)
+  assert np.all(changed[1] > 0) and np.all(np.delete(changed, 1, axis=0) == 0)
