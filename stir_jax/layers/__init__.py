@@ -20,6 +20,10 @@ Layer families (function -> module):
   affine_warp(x, theta), affine_grid, grid_sample_bilinear    AffineWarp (spatial transformer)
 Helpers: conv2d / conv3d (XLA or exact FFT forms), interpolation_matrix, resize_kernel,
 num_scales_for, torch_uniform.
+Submodule `stir_jax.layers.gaussian`: Lindeberg's discrete scale space (the discrete analogue of the
+Gaussian, sampled and integrated Gaussians and their derivatives, the N-jet, jet2mask), exact and
+differentiable in sigma, checked against pyscsp 1.0.3: the building blocks of Gaussian-derivative
+networks (no layer or model over them yet).
 
 >>> y = siconv2d(x, w, b, num_scales=num_scales_for(64, 7))   # x (B, 64, 64, C), w (7, 7, C, 16)
 >>> pooled, idx = scale_pool(y, "pixel")                      # (B, 58, 58, 16), (B, 58, 58, 16)
