@@ -145,32 +145,27 @@ class SESConvZ2H(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     basis = _resolve_basis(self.basis, self.kernel_size)
     num_funcs, c = basis.shape[0], x.shape[-1]
-    weight = self.param("weight", torch_uniform(c * num_funcs), (self.features, c, num_funcs),
-                        self.param_dtype)
+    weight = self.param("weight", torch_uniform(c * num_funcs),
+                        self._weight_shape(c, num_funcs), self.param_dtype)
     bias = self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype)
     x, weight, bias = promote_dtype(x, weight, bias, dtype=self.dtype)
+    return self._conv(x, weight, bias, basis)
+
+  def _weight_shape(self, channels: int, num_funcs: int) -> tuple[int, ...]:
+    return (self.features, channels, num_funcs)
+
+  def _conv(self, x, weight, bias, basis):
     return sesn_lift(x, weight, bias, basis, self.impl, self.precision)
 
 
-class SESConvHH(nn.Module):
+class SESConvHH(SESConvZ2H):
   """Scale-to-scale layer over `sesn_scale_conv`: ``(B, S, H, W, C) -> (B, S, H', W', features)``.
 
   Attributes: as `SESConvZ2H`.
   """
-  features: int
-  basis: Union[str, np.ndarray] = "hermite"
-  kernel_size: int = 7
-  impl: str = "auto"
-  dtype: Optional[Dtype] = None
-  param_dtype: Dtype = jnp.float32
-  precision: PrecisionLike = DEFAULT_PRECISION
 
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    basis = _resolve_basis(self.basis, self.kernel_size)
-    num_funcs, c = basis.shape[0], x.shape[-1]
-    weight = self.param("weight", torch_uniform(c * num_funcs), (self.features, c, 1, num_funcs),
-                        self.param_dtype)
-    bias = self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype)
-    x, weight, bias = promote_dtype(x, weight, bias, dtype=self.dtype)
+  def _weight_shape(self, channels: int, num_funcs: int) -> tuple[int, ...]:
+    return (self.features, channels, 1, num_funcs)
+
+  def _conv(self, x, weight, bias, basis):
     return sesn_scale_conv(x, weight, bias, basis, self.impl, self.precision)
