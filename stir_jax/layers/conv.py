@@ -142,7 +142,7 @@ def _per_platform(impl_fn, choices: dict[str, str], *args):
 def conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None, padding="VALID",
            impl: str = "auto", feature_group_count: int = 1,
            precision: PrecisionLike = DEFAULT_PRECISION) -> jax.Array:
-  """Cross-correlation of x (B, H, W, Cin) with kernel (kh, kw, Cin // G, Cout), stride 1, plus bias.
+  """Cross-correlation of x (B, H, W, Cin) with kernel (kh, kw, Cin // G, Cout), stride 1, + bias.
 
   padding: "VALID", "SAME", an int (on every side) or ((top, bottom), (left, right)).
   feature_group_count: G, as in XLA (output block g reads input block g).

@@ -111,8 +111,8 @@ def _resolve_impl(x: jax.Array, impl: str) -> str:
 
 # Both public functions are jitted (their options static): an eager call, such as an eager
 # ``model.init``, then compiles each layer once instead of dispatching its hundreds of per-scale
-# operations one by one (pixel_pool's eager init on the 2-core CPU: 48 s before, 12 s with this
-# and the program-size work in siconv_fft; the standard model's: 2.6 s).
+# operations one by one (pixel_pool's eager init on the 2-core CPU: 49 s before, 16 s with this
+# and the program-size work in siconv_fft; the standard model's: 4 s).
 # Under an outer jit they are inlined as any nested jit.
 _STATIC = ("num_scales", "mode", "impl", "precision")
 

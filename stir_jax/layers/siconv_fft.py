@@ -9,7 +9,7 @@ first V = N//2 + 1 rows of ``G_i``. One input spectrum is shared by all scales; 
 contraction over input channels at every frequency gives the output spectrum, and a cropped inverse
 DFT (two real matmuls) gives the valid square.
 
-The layout. Every matmul is a plain GEMM and nothing is transposed per scale:
+The layout. Every matmul is a plain GEMM and the forward pass transposes nothing per scale:
 
 * the input spectrum is kept as ``A[r, u, v, b, (x, c)]`` with ``A[0] = [X_re, -X_im]`` and
   ``A[1] = [X_im, X_re]``, so that ``Y[r] = sum_(x,c) A[r, ..., (x, c)] K[x, ..., c, o]`` gives the
@@ -24,8 +24,8 @@ The layout. Every matmul is a plain GEMM and nothing is transposed per scale:
   pixel, or a running choice of one scale per (b, c) for slice and energy pooling), so the pooled
   forms never build the (B, S, H, W, C) stack. The backward pass is written by hand, scale by scale;
 * the program's size does not depend on the batch (no loop over batch elements) and it embeds no
-  large constants: the DFT factors are computed in the program from iota, cos and sin
-  (`_kernel_factors`, `_inverse_factors`); only the (S, N, k) resize taps are tabulated. The
+  large constants: the DFT factors are computed in the program from iota, cos and sin, once per
+  layer (`_kernel_factors`, `_inverse_tables`); only the (S, N, k) resize taps are tabulated. The
   scales stay a Python loop, faster here than a scan (see `_forward`).
 
 Callers check shapes (see `stir_jax.layers.siconv`, whose ``siconv2d`` and ``siconv2d_pool`` take
@@ -88,25 +88,32 @@ def _kernel_factors(n: int, k: int, num_scales: int, mode: str, dtype) -> jax.Ar
                           jnp.concatenate([g_im, g_re], -1)], 1)
 
 
-def _inverse_factors(n: int, k: int, i: int, dtype) -> tuple[jax.Array, jax.Array]:
-  """Scale i's cropped inverse DFT (e, f), rows and columns p, q in [i, o0 - i), m = o0 - 2i:
+def _inverse_tables(n: int, k: int, dtype) -> tuple[jax.Array, jax.Array]:
+  """The cropped inverse DFT of every output row p in [0, o0), as two tables (e, f); scale i
+  uses rows [i, o0 - i) of both (`_inverse_factors`):
 
-  e (2m, 2N), rows (p, x), columns (r, u): the r part of Y[u] to the x part of
+  e (o0, 2, 2N), [p, x, (r, u)]: the r part of Y[u] to the x part of
   ``sum_u exp(2 pi i u p / N) Y[u]``;
-  f (m, 2V), columns (x, v): ``y[q] = sum_(x, v) f[q, (x, v)] Z_x[v]``, the real part of the inverse
-  half-spectrum sum with its 1/N^2 and Hermitian weights (1 for v = 0 and v = N/2, else 2). Exact for
-  spectra of real signals, as ``irfft2`` is. Computed in the program from iota (see
-  `_kernel_factors`).
+  f (o0, 2V), columns (x, v): ``y[q] = sum_(x, v) f[q, (x, v)] Z_x[v]``, the real part of the
+  inverse half-spectrum sum with its 1/N^2 and Hermitian weights (1 for v = 0 and v = N/2, else 2).
+  Exact for spectra of real signals, as ``irfft2`` is. Computed in the program from iota, once per
+  layer (see `_kernel_factors`).
   """
   o0, v = n - k + 1, n // 2 + 1
-  p = jnp.arange(i, o0 - i)
-  cos, sin = _phases(p, jnp.arange(n), n, dtype)                            # (m, N)
-  e = jnp.stack([jnp.stack([cos, -sin], 1), jnp.stack([sin, cos], 1)], 1)   # (m, x, r, N)
+  p = jnp.arange(o0)
+  cos, sin = _phases(p, jnp.arange(n), n, dtype)                            # (o0, N)
+  e = jnp.stack([jnp.concatenate([cos, -sin], 1), jnp.concatenate([sin, cos], 1)], 1)
   cols = jnp.arange(v)
   weights = jnp.where((cols == 0) | (2 * cols == n), 1.0, 2.0).astype(dtype) / (n * n)
-  cos, sin = _phases(p, cols, n, dtype)                                     # (m, V)
-  f = jnp.concatenate([cos * weights, -sin * weights], 1)
-  return e.reshape(2 * (o0 - 2 * i), 2 * n), f
+  cos, sin = _phases(p, cols, n, dtype)                                     # (o0, V)
+  return e, jnp.concatenate([cos * weights, -sin * weights], 1)
+
+
+def _inverse_factors(tables, i: int) -> tuple[jax.Array, jax.Array]:
+  """Scale i's (e (2m, 2N), rows (p, x); f (m, 2V)) for p, q in [i, o0 - i), m = o0 - 2i."""
+  e, f = tables
+  o0 = f.shape[0]
+  return e[i:o0 - i].reshape(2 * (o0 - 2 * i), -1), f[i:o0 - i]
 
 
 def _border_distance(o0: int) -> jax.Array:
@@ -273,12 +280,13 @@ def _forward(x, weight, bias, num_scales, mode, pool):
   b, n, c, k, o, o0, v = _dims(x, weight)
   dt = x.dtype
   g2 = _kernel_factors(n, k, num_scales, mode, dt)
+  tables = _inverse_tables(n, k, dt)
   a, t2 = _prepare(x, weight, g2)
 
   def scales():
     for i in range(num_scales):
       kf = _kernel_spectrum(g2[i], t2[i], n, v, c, o)
-      e, f = _inverse_factors(n, k, i, dt)
+      e, f = _inverse_factors(tables, i)
       y_spec = _product(a, kf)
       yield _scale_output(e, f, y_spec, n, v, b, o) + (bias.astype(dt) + _exact_zero_from(y_spec))
 
@@ -298,6 +306,7 @@ def _backward(x, weight, a, g2, num_scales, scale_cotangent):
   # The kernels with (C, O) swapped: the spectra for dA come out as (2, N, V, O, C).
   t2_t = _half_kernels(jnp.transpose(weight, (0, 1, 3, 2)).astype(dt), g2, v)
   a_t = _batch_minor(a)
+  tables = _inverse_tables(n, k, dt)
   da = [jnp.zeros(a.shape[:-1] + (c,), dt)] * 2  # the two halves of A's last axis
   dt2 = []
   dbias = jnp.zeros((o,), dt)
@@ -305,7 +314,7 @@ def _backward(x, weight, a, g2, num_scales, scale_cotangent):
     gi = scale_cotangent(i, (slice(i, o0 - i), slice(i, o0 - i))).astype(dt)
     m = gi.shape[0]
     dbias = dbias + jnp.sum(gi, axis=(0, 1, 2))
-    e, f = _inverse_factors(n, k, i, dt)
+    e, f = _inverse_factors(tables, i)
     fb = jnp.broadcast_to(f, (m, m, 2 * v))
     dz = jax.lax.dot_general(fb, gi.reshape(m, m, b * o), (((1,), (1,)), ((0,), (0,))),
                              precision=_HIGHEST)                          # (p, (x, v), (b, o))

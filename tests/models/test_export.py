@@ -26,7 +26,8 @@ def test_train_step_exports(name, platform):
   assert exported.platforms == (platform,)
   assert [a.shape for a in exported.in_avals] == [a.shape for a in jax.tree.leaves(args)]
   # Outputs: new params and optimizer state (same shapes as the inputs) and the loss.
-  assert [a.shape for a in exported.out_avals] == [a.shape for a in jax.tree.leaves(args[:2])] + [()]
+  expected = [a.shape for a in jax.tree.leaves(args[:2])] + [()]
+  assert [a.shape for a in exported.out_avals] == expected
   text = exported.mlir_module()
   assert ("stablehlo.fft" in text) == (name in FFT_EVERYWHERE), name
   assert len(exported.mlir_module_serialized) < (1 << 20)
