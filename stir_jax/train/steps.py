@@ -34,7 +34,7 @@ def train_step_fn(model, tx) -> Callable:
     count = jnp.maximum(psum(mask.sum(), axis_name), 1.0)
 
     def loss_fn(params):
-      logits = model.apply({"params": params}, batch["image"])
+      logits = model.apply({"params": params}, batch["image"]).astype(jnp.float32)
       return jnp.sum(metrics.cross_entropy(logits, batch["label"]) * mask) / count, logits
 
     (_, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -51,7 +51,7 @@ def eval_step_fn(model) -> Callable:
   """step(params, batch, axis_name) -> stats with per-scale sums over the whole global batch."""
 
   def step(params, batch, axis_name=None):
-    logits = model.apply({"params": params}, batch["image"])
+    logits = model.apply({"params": params}, batch["image"]).astype(jnp.float32)
     return psum(metrics.batch_stats(logits, batch["label"], batch["scale"], batch["mask"]),
                 axis_name)
 
