@@ -11,3 +11,17 @@ def rel_err(ours, ref) -> float:
 def num_state_params(state: dict) -> int:
   """Parameters in a reference state dict (dotted names), bases (buffers) excluded."""
   return sum(v.size for k, v in state.items() if "." in k and not k.endswith("basis.basis"))
+
+
+def load_peer(fixtures_dir, name: str) -> tuple[dict, dict, dict]:
+  """A ../shared/fixtures/peers file: (arrays by key, json-decoded args, json-decoded meta)."""
+  import json  # pylint: disable=g-import-not-at-top
+  with np.load(fixtures_dir / "peers" / f"{name}.npz") as f:
+    arrays = {k: f[k] for k in f.files if k not in ("args", "meta")}
+    return arrays, json.loads(str(f["args"])), json.loads(str(f["meta"]))
+
+
+def nchw_to_nhwc(a):
+  """(N, C, H, W) -> (N, H, W, C), and (N, C, S, H, W) -> (N, S, H, W, C)."""
+  a = np.asarray(a)
+  return a.transpose(0, 2, 3, 1) if a.ndim == 4 else a.transpose(0, 2, 3, 4, 1)
