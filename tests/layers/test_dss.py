@@ -98,3 +98,16 @@ def test_dconv2d_scale_taps_and_init(rng):
 def test_bessel_shapes(num_scales):
   y = dss.dss_besselconv2d(jnp.ones((2, 9, 7, 3)), num_scales)
   assert y.shape == (2, num_scales, 9, 7, 3)
+
+
+def test_dconv2d_semigroup_shift(rng):
+  """Scale s + 1 of a Dconv2d (kS = 1) sampled at even pixels equals scale s of the same layer on
+  the even-pixel subsampled input scales s + 1 ..: dilation 2^(s+1) on the grid is dilation 2^s on
+  the subsampled grid (exactly, zero padding included)."""
+  kx, kw = jax.random.split(rng)
+  h = jax.random.normal(kx, (1, 3, 16, 16, 2))
+  w = jax.random.normal(kw, (4, 2, 1, 3, 3))
+  b = jnp.arange(4.0)
+  y, y_sub = jax.jit(lambda h, w, b: (dss.dss_dconv2d(h, w, b),
+                                       dss.dss_dconv2d(h[:, 1:, ::2, ::2], w, b)))(h, w, b)
+  np.testing.assert_allclose(y[:, 1:, ::2, ::2], y_sub, rtol=1e-5, atol=1e-5)
