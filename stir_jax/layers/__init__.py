@@ -16,7 +16,8 @@ Layer families (function -> module):
   kanazawa_conv2d(x, w, b, scales)                            KanazawaConv (SI-ConvNet layer)
   sesn_lift(x, w, b, basis), sesn_scale_conv(x, w, b, basis), sesn_conv1x1(x, w)
                                         SESConvZ2H, SESConvHH, SESConvHH1x1 (SESN, Sosnovik et al.;
-    bases hermite_basis_a ("A"), hermite_basis ("B"), disco_basis, sesn_basis_for("hermite" | "disco"))
+    bases hermite_basis_a ("A"), hermite_basis ("B"), disco_basis,
+    sesn_basis_for("hermite" | "disco"))
   dss_besselconv2d(x, num_scales), dss_dconv2d(x, w, b, base)  BesselConv2d, Dconv2d (Deep
     Scale-Spaces, Worrall & Welling: discrete-Gaussian lifting, dilated semigroup convolution)
   gaussian_pyramid(x, levels)                                 GaussianPyramid (the ensemble's)

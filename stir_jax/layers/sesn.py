@@ -117,10 +117,11 @@ def sesn_scale_conv(x: jax.Array, weight: jax.Array, bias: Optional[jax.Array],
   """Steerable convolution on scale-space maps (H -> H): ``SESConv_H_H``.
 
   With ``J = weight.shape[2]`` (the scale filter size), output scale s is
-  ``sum_{j < J} corr(x[:, s + j], K_{s, j}) + bias`` with ``K_{s, j}[o, c] = sum_f weight[o, c, j, f]
-  basis[f, s]``: the kernel is always built at the *output* scale s, and the input's scale axis
-  is zero-padded at its end by ``J - 1`` (so the top scales see fewer input scales). ``J = 1``
-  treats every scale slice independently. One grouped convolution, a group per output scale.
+  ``sum_{j < J} corr(x[:, s + j], K_{s, j}) + bias`` with
+  ``K_{s, j}[o, c] = sum_f weight[o, c, j, f] basis[f, s]``: the kernel is always built at the
+  *output* scale s, and the input's scale axis is zero-padded at its end by ``J - 1`` (so the top
+  scales see fewer input scales). ``J = 1`` treats every scale slice independently. One grouped
+  convolution, a group per output scale.
 
   Args:
     x: ``(batch, S, H, W, in)``.

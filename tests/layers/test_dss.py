@@ -10,7 +10,8 @@ from tests.helpers import load_peer, nchw_to_nhwc, rel_err
 
 
 def test_bessel_kernels_equal_the_peer_buffers(fixtures_dir):
-  """Variances, widths and the stored kernelx_<d> / kernely_<d> (kernel times a channel identity)."""
+  """Variances, widths and the stored kernelx_<d> / kernely_<d> (the kernel times a channel
+  identity)."""
   arrays, args, meta = load_peer(fixtures_dir, "dss_besselconv2d")
   config = (args["n_scales"], args["base"], args["zero_scale"])
   np.testing.assert_allclose(dss.bessel_variances(*config), meta["derived"]["variances_t"],
@@ -81,17 +82,20 @@ def test_dconv2d_scale_taps_and_init(rng):
   dropped (the kernel's second scale tap never reaches output scale S - 1). He init, bias 1."""
   layer = dss.Dconv2d(4, (2, 3, 3), use_bias=True)
   x = jax.random.normal(rng, (1, 3, 12, 12, 8))
-  variables = jax.jit(layer.init)(rng, x)
-  weights = variables["params"]["weights"]
-  np.testing.assert_array_equal(variables["params"]["bias"], 1.0)
-  assert abs(float(jnp.std(weights)) / np.sqrt(2 / (2 * 9 * 8)) - 1) < 0.15
-  apply = jax.jit(layer.apply)
-  y = apply(variables, x)
-  y1 = apply(variables, x.at[:, 1].set(0.0))
+
+  @jax.jit
+  def run(key, x):
+    params = layer.init(key, x)["params"]
+    apply = lambda p, x: layer.apply({"params": p}, x)
+    no_tap1 = {**params, "weights": params["weights"].at[:, :, 1].set(0.0)}
+    return params, apply(params, x), apply(params, x.at[:, 1].set(0.0)), apply(no_tap1, x)
+
+  params, y, y1, y_no_tap1 = run(rng, x)
+  np.testing.assert_array_equal(params["bias"], 1.0)
+  assert abs(float(jnp.std(params["weights"])) / np.sqrt(2 / (2 * 9 * 8)) - 1) < 0.15
   assert float(jnp.max(jnp.abs(y[:, 0] - y1[:, 0]))) > 0  # scale 1 feeds output 0 (tap 1)
   np.testing.assert_array_equal(y[:, 2], y1[:, 2])        # ... but not output 2
-  no_tap1 = {"params": {**variables["params"], "weights": weights.at[:, :, 1].set(0.0)}}
-  np.testing.assert_array_equal(apply(no_tap1, x)[:, 2], y[:, 2])
+  np.testing.assert_array_equal(y_no_tap1[:, 2], y[:, 2])
 
 
 @pytest.mark.parametrize("num_scales", [1, 3])

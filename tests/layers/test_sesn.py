@@ -1,5 +1,5 @@
-"""The SESN layers (stir_jax.layers.sesn) with the Hermite (A, B) and the DISCO basis, and their parity
-with the authors' layers (peer fixtures sesn_*.npz)."""
+"""The SESN layers (stir_jax.layers.sesn) with the Hermite (A, B) and the DISCO basis, and their
+parity with the authors' layers (peer fixtures sesn_*.npz)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -123,14 +123,19 @@ def test_scale_size_two_reads_the_next_scale_and_zero_beyond(rng):
   scale sees zeros beyond the axis (its j = 1 tap contributes nothing)."""
   basis = hermite_basis_a(7, (1.0, 1.41, 2.0), 3)
   layer = SESConvHH(2, basis, padding=3, scale_size=2)
-  x = jax.random.normal(rng, (1, 3, 10, 10, 2))
-  variables = layer.init(rng, x)
-  apply = jax.jit(layer.apply)
-  y = apply(variables, x)
-  y0 = apply(variables, x.at[:, 1].set(0.0))  # scale 1 feeds output scales 0 and 1
+  kx, kw = jax.random.split(rng)
+  x = jax.random.normal(kx, (1, 3, 10, 10, 2))
+  weight = jax.random.normal(kw, (2, 2, 2, 9))
+  bias = jnp.array([0.5, -1.0])
+
+  @jax.jit
+  def outputs(x, weight):
+    apply = lambda x, w: layer.apply({"params": {"weight": w, "bias": bias}}, x)
+    return (apply(x, weight), apply(x.at[:, 1].set(0.0), weight),  # scale 1 feeds outputs 0, 1
+            apply(x, weight.at[:, :, 1].set(0.0)))                  # without the j = 1 tap
+
+  y, y0, y_top = outputs(x, weight)
   assert float(jnp.max(jnp.abs(y[:, 0] - y0[:, 0]))) > 0
   assert float(jnp.max(jnp.abs(y[:, 1] - y0[:, 1]))) > 0
   np.testing.assert_array_equal(y[:, 2], y0[:, 2])
-  top = variables["params"]["weight"].at[:, :, 1].set(0.0)  # the j = 1 tap
-  y_top = apply({"params": {**variables["params"], "weight": top}}, x)
   np.testing.assert_allclose(y_top[:, 2], y[:, 2], rtol=1e-5, atol=1e-5)

