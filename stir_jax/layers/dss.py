@@ -191,12 +191,14 @@ class BesselConv2d(nn.Module):
     base: scale factor between neighbouring scales.
     zero_scale: the input's assumed blur.
     dtype: computation dtype (None: x's).
+    param_dtype: unused (no parameters); kept for the uniform layer signature.
     precision: of the blur's matrix products (default "highest").
   """
   num_scales: int
   base: float = 2.0
   zero_scale: float = 0.5
   dtype: Optional[Dtype] = None
+  param_dtype: Dtype = jnp.float32
   precision: PrecisionLike = DEFAULT_PRECISION
 
   @nn.compact

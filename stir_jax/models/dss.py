@@ -90,8 +90,7 @@ class DSSModel(nn.Module):
     """
     dt = common.dtype_kwargs(self)
     x = common.compute_input(x, self.dtype)
-    lifted = BesselConv2d(self.num_scales, base=self.base, zero_scale=self.zero_scale,
-                          dtype=self.dtype, precision=self.precision)(x)
+    lifted = BesselConv2d(self.num_scales, base=self.base, zero_scale=self.zero_scale, **dt)(x)
     kernel = (1, self.kernel_size, self.kernel_size)
     stage1 = nn.relu(Dconv2d(16, kernel, base=self.base, use_bias=True, name="conv1", **dt)(lifted))
     stage2 = nn.relu(Dconv2d(32, kernel, base=self.base, use_bias=True, name="conv2", **dt)(stage1))

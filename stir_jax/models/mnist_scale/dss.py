@@ -60,8 +60,7 @@ class _MnistDSS(nn.Module):
     return {"dtype": self.dtype, "param_dtype": self.param_dtype, "precision": self.precision}
 
   def _lift(self, x: jax.Array) -> jax.Array:
-    return BesselConv2d(NUM_SCALES, base=BASE, zero_scale=ZERO_SCALE, dtype=self.dtype,
-                        precision=self.precision)(x)
+    return BesselConv2d(NUM_SCALES, base=BASE, zero_scale=ZERO_SCALE, **self._kw())(x)
 
   def _dconv(self, features: int, index: int) -> nn.Module:
     return Dconv2d(features, KERNEL, base=BASE, num_out_scales=NUM_SCALES, name=f"main{index}",
