@@ -14,8 +14,12 @@ Layer families (function -> module):
   scale_pool(y, mode)                                  -> (pooled, indices); ScalePool
   xu_kernels(w, kernel_sizes), xu_conv2d(x, w, grouped=...)   XuConv (Xu et al.'s SiCNN layer)
   kanazawa_conv2d(x, w, b, scales)                            KanazawaConv (SI-ConvNet layer)
-  sesn_lift(x, w, b, basis), sesn_scale_conv(x, w, b, basis)  SESConvZ2H, SESConvHH (SESN; bases
-    hermite_basis, disco_basis, sesn_basis_for("hermite" | "disco"))
+  sesn_lift(x, w, b, basis), sesn_scale_conv(x, w, b, basis), sesn_conv1x1(x, w)
+                                        SESConvZ2H, SESConvHH, SESConvHH1x1 (SESN, Sosnovik et al.;
+    bases hermite_basis_a ("A"), hermite_basis ("B"), disco_basis,
+    sesn_basis_for("hermite" | "disco"))
+  dss_besselconv2d(x, num_scales), dss_dconv2d(x, w, b, base)  BesselConv2d, Dconv2d (Deep
+    Scale-Spaces, Worrall & Welling: discrete-Gaussian lifting, dilated semigroup convolution)
   gaussian_pyramid(x, levels)                                 GaussianPyramid (the ensemble's)
   affine_warp(x, theta), affine_grid, grid_sample_bilinear    AffineWarp (spatial transformer)
 Helpers: conv2d / conv3d (XLA or exact FFT forms), interpolation_matrix, resize_kernel,
@@ -30,6 +34,7 @@ networks (no layer or model over them yet).
 >>> layer = SiConv2d(16, pool="pixel", dtype=jnp.bfloat16)    # (pooled, idx) in bfloat16
 """
 from stir_jax.layers.conv import conv2d, conv3d
+from stir_jax.layers.dss import BesselConv2d, Dconv2d, dss_besselconv2d, dss_dconv2d
 from stir_jax.layers.dtypes import DEFAULT_PRECISION
 from stir_jax.layers.initializers import torch_uniform
 from stir_jax.layers.interpolation import MODES, interpolation_matrix, resize_kernel
@@ -37,16 +42,18 @@ from stir_jax.layers.kanazawa import KanazawaConv, kanazawa_conv2d
 from stir_jax.layers.resample import AffineWarp, GaussianPyramid, affine_grid, affine_warp
 from stir_jax.layers.resample import gaussian_pyramid, grid_sample_bilinear
 from stir_jax.layers.scale_pool import POOL_MODES, ScalePool, scale_pool
-from stir_jax.layers.sesn import SESConvHH, SESConvZ2H, sesn_basis_for, sesn_lift, sesn_scale_conv
-from stir_jax.layers.sesn_basis import disco_basis, hermite_basis
+from stir_jax.layers.sesn import SESConvHH, SESConvHH1x1, SESConvZ2H, sesn_basis_for, sesn_conv1x1
+from stir_jax.layers.sesn import sesn_lift, sesn_scale_conv
+from stir_jax.layers.sesn_basis import disco_basis, hermite_basis, hermite_basis_a
 from stir_jax.layers.siconv import SiConv2d, num_scales_for, siconv2d, siconv2d_pool
 from stir_jax.layers.xu import XuConv, xu_conv2d, xu_kernels
 
 __all__ = [
-    "AffineWarp", "DEFAULT_PRECISION", "GaussianPyramid", "KanazawaConv", "MODES", "POOL_MODES",
-    "SESConvHH", "SESConvZ2H", "ScalePool", "SiConv2d", "XuConv", "affine_grid", "affine_warp",
-    "conv2d", "conv3d", "disco_basis", "gaussian_pyramid", "grid_sample_bilinear",
-    "hermite_basis", "interpolation_matrix", "kanazawa_conv2d", "num_scales_for", "resize_kernel",
-    "scale_pool", "sesn_basis_for", "sesn_lift", "sesn_scale_conv", "siconv2d", "siconv2d_pool",
+    "AffineWarp", "BesselConv2d", "DEFAULT_PRECISION", "Dconv2d", "GaussianPyramid", "KanazawaConv",
+    "MODES", "POOL_MODES", "SESConvHH", "SESConvHH1x1", "SESConvZ2H", "ScalePool", "SiConv2d",
+    "XuConv", "affine_grid", "affine_warp", "conv2d", "conv3d", "disco_basis", "dss_besselconv2d",
+    "dss_dconv2d", "gaussian_pyramid", "grid_sample_bilinear", "hermite_basis", "hermite_basis_a",
+    "interpolation_matrix", "kanazawa_conv2d", "num_scales_for", "resize_kernel", "scale_pool",
+    "sesn_basis_for", "sesn_conv1x1", "sesn_lift", "sesn_scale_conv", "siconv2d", "siconv2d_pool",
     "torch_uniform", "xu_conv2d", "xu_kernels",
 ]

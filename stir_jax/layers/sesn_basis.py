@@ -8,7 +8,9 @@ correlating it with the scale-``s`` kernel approximates correlating it with the 
 and then downscaling by ``r``; this is what makes the layer (approximately) scale-equivariant.
 
 * `hermite_basis`: Hermite polynomials times Gaussians, sampled at every scale (``HermiteBasisB`` of
-  the reference). Equivariance is approximate because of sampling and truncation to the support.
+  the reference, ``steerable_B`` in ISosnovik/sesn). Equivariance is approximate because of sampling
+  and truncation to the support. `hermite_basis_a` is SESN's basis "A" (``steerable_A``): one
+  Gaussian width per scale and all order pairs below ``effective_size``.
 * `disco_basis`: the DISCO basis (Sosnovik et al., BMVC 2021), whose per-scale kernels were
   *optimised* so that the discrete scale convolution is as equivariant as possible on a discrete
   grid.
@@ -130,6 +132,52 @@ def hermite_basis_unnormalized(size: int = 15, scales: Sequence[float] = HERMITE
     funcs = hermite_varying_sigma(support, sigma, max_order, mult, num_funcs)
     per_scale.append(_pad_to(funcs, size))
   return np.stack(per_scale, axis=1)
+
+
+def hermite_basis_a_unnormalized(size: int, scales: Sequence[float],
+                                 effective_size: int) -> np.ndarray:
+  """`hermite_basis_a` before the scale-0 normalisation, float64 ``(F, S, size, size)``."""
+  max_scale = max(scales)
+  orders = range(effective_size)
+  per_scale = []
+  for sigma in scales:
+    support = int(size * sigma / max_scale) // 2 * 2 + 1
+    g = [hermite_gaussian_1d(support, sigma, m) for m in orders]
+    funcs = np.stack([np.outer(g[f % effective_size], g[f // effective_size])
+                      for f in range(effective_size**2)])
+    per_scale.append(_pad_to(funcs, size))
+  return np.stack(per_scale, axis=1)
+
+
+@functools.lru_cache(maxsize=None)
+def _hermite_basis_a_cached(size, scales, effective_size) -> np.ndarray:
+  basis = normalize_by_min_scale(
+      hermite_basis_a_unnormalized(size, scales, effective_size)).astype(np.float32)
+  basis.setflags(write=False)
+  return basis
+
+
+def hermite_basis_a(size: int, scales: Sequence[float], effective_size: int) -> np.ndarray:
+  """SESN Hermite basis "A" (``steerable_A`` of ISosnovik/sesn ``models/impl/ses_basis.py``).
+
+  One Gaussian width per scale: for each ``sigma`` the 1-D functions
+  `hermite_gaussian_1d` ``(support, sigma, m)``, ``m < effective_size``, are sampled on the support
+  ``int(size * sigma / max(scales)) // 2 * 2 + 1`` and function ``f`` is the outer product of
+  order ``f % effective_size`` along rows (H) with order ``f // effective_size`` along columns;
+  zero-padded, centred, to ``size`` and stacked on axis 1, then `normalize_by_min_scale`.
+
+  Args:
+    size: kernel support (odd).
+    scales: the basis scales ``sigma``, smallest first.
+    effective_size: ``effective_size**2`` functions (orders ``0 .. effective_size - 1`` per axis).
+
+  Returns:
+    ``(effective_size**2, len(scales), size, size)`` float32 (read-only).
+
+  >>> hermite_basis_a(9, (1.0, 1.41, 2.0), 3).shape
+  (9, 3, 9, 9)
+  """
+  return _hermite_basis_a_cached(int(size), tuple(float(s) for s in scales), int(effective_size))
 
 
 @functools.lru_cache(maxsize=None)

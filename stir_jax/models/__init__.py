@@ -1,4 +1,4 @@
-"""Model registry: every model of the paper (and soft_pool) by name.
+"""Model registry: every model of the paper (and soft_pool, and dss: Deep Scale-Spaces) by name.
 
 >>> model = get_model("pixel_pool", num_channels=1, num_classes=36)
 >>> variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 1)))
@@ -53,6 +53,7 @@ MODELS: dict[str, ModelSpec] = {
     "kanazawa": ModelSpec(_M + "kanazawa", "KanazawaModel"),
     "hermite": ModelSpec(_M + "sesn", "HermiteModel"),
     "disco": ModelSpec(_M + "sesn", "DiscoModel"),
+    "dss": ModelSpec(_M + "dss", "DSSModel"),
 }
 
 
