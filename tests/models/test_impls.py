@@ -30,7 +30,7 @@ NO_FIXTURE = {"soft_pool"}  # the paper has no soft pooling: its forms are compa
 
 
 # models with one form only (none take another impl): their parity tests are elsewhere
-SINGLE_FORM: set[str] = set()
+SINGLE_FORM: set[str] = {"dss"}  # lax.conv_general_dilated only
 
 
 def test_every_model_is_covered():
