@@ -13,13 +13,20 @@ Layer families (function -> module):
                                                        -> scale_pool(siconv2d(...), pool), fused
   scale_pool(y, mode)                                  -> (pooled, indices); ScalePool
   xu_kernels(w, kernel_sizes), xu_conv2d(x, w, grouped=...)   XuConv (Xu et al.'s SiCNN layer)
-  kanazawa_conv2d(x, w, b, scales)                            KanazawaConv (SI-ConvNet layer)
+    the sesn repository's version: xu_sesn_kernels(w, scales), xu_sesn_conv2d    XuSesnConv
+  kanazawa_conv2d(x, w, b, scales, padding=0)                 KanazawaConv (SI-ConvNet layer;
+    padding=p with its scales is the sesn repository's Kanazawa_SIConv2d)
   sesn_lift(x, w, b, basis), sesn_scale_conv(x, w, b, basis), sesn_conv1x1(x, w)
                                         SESConvZ2H, SESConvHH, SESConvHH1x1 (SESN, Sosnovik et al.;
     bases hermite_basis_a ("A"), hermite_basis ("B"), disco_basis,
     sesn_basis_for("hermite" | "disco"))
   dss_besselconv2d(x, num_scales), dss_dconv2d(x, w, b, base)  BesselConv2d, Dconv2d (Deep
     Scale-Spaces, Worrall & Welling: discrete-Gaussian lifting, dilated semigroup convolution)
+  scale_steerable_conv2d(x, mult_real, mult_imag, basis, kernel_sizes, kernel_size)
+    basis steerable_basis(size)                               ScaleConvSteering (SS-CNN)
+  sevf_scalar_conv2d(x, w, scales, angles), sevf_vector_conv2d(u, v, w_u, w_v, ...) -> (u, v)
+    scales sevf_scales(); vector_magnitude, vector_max_pool   SEVFScalarConv, SEVFVectorConv,
+                                                              VectorMaxPool, VectorBatchNorm (SEVF)
   gaussian_pyramid(x, levels)                                 GaussianPyramid (the ensemble's)
   affine_warp(x, theta), affine_grid, grid_sample_bilinear    AffineWarp (spatial transformer)
 Helpers: conv2d / conv3d (XLA or exact FFT forms), interpolation_matrix, resize_kernel,
@@ -42,18 +49,28 @@ from stir_jax.layers.kanazawa import KanazawaConv, kanazawa_conv2d
 from stir_jax.layers.resample import AffineWarp, GaussianPyramid, affine_grid, affine_warp
 from stir_jax.layers.resample import gaussian_pyramid, grid_sample_bilinear
 from stir_jax.layers.scale_pool import POOL_MODES, ScalePool, scale_pool
+from stir_jax.layers.scale_steerable import ScaleConvSteering, SteerableBasis
+from stir_jax.layers.scale_steerable import scale_steerable_conv2d, steerable_basis
 from stir_jax.layers.sesn import SESConvHH, SESConvHH1x1, SESConvZ2H, sesn_basis_for, sesn_conv1x1
 from stir_jax.layers.sesn import sesn_lift, sesn_scale_conv
 from stir_jax.layers.sesn_basis import disco_basis, hermite_basis, hermite_basis_a
+from stir_jax.layers.sevf import SEVFScalarConv, SEVFVectorConv, VectorBatchNorm, VectorMaxPool
+from stir_jax.layers.sevf import sevf_scalar_conv2d, sevf_scales, sevf_vector_conv2d
+from stir_jax.layers.sevf import vector_magnitude, vector_max_pool
 from stir_jax.layers.siconv import SiConv2d, num_scales_for, siconv2d, siconv2d_pool
-from stir_jax.layers.xu import XuConv, xu_conv2d, xu_kernels
+from stir_jax.layers.xu import XuConv, XuSesnConv, xu_conv2d, xu_kernels, xu_sesn_conv2d
+from stir_jax.layers.xu import xu_sesn_kernels
 
 __all__ = [
-    "AffineWarp", "BesselConv2d", "DEFAULT_PRECISION", "Dconv2d", "GaussianPyramid", "KanazawaConv",
-    "MODES", "POOL_MODES", "SESConvHH", "SESConvHH1x1", "SESConvZ2H", "ScalePool", "SiConv2d",
-    "XuConv", "affine_grid", "affine_warp", "conv2d", "conv3d", "disco_basis", "dss_besselconv2d",
-    "dss_dconv2d", "gaussian_pyramid", "grid_sample_bilinear", "hermite_basis", "hermite_basis_a",
+    "AffineWarp", "BesselConv2d", "DEFAULT_PRECISION", "Dconv2d", "GaussianPyramid",
+    "KanazawaConv", "MODES", "POOL_MODES", "SESConvHH", "SESConvHH1x1", "SESConvZ2H",
+    "SEVFScalarConv", "SEVFVectorConv", "ScaleConvSteering", "ScalePool", "SiConv2d",
+    "SteerableBasis", "VectorBatchNorm", "VectorMaxPool", "XuConv", "XuSesnConv", "affine_grid",
+    "affine_warp", "conv2d", "conv3d", "disco_basis", "dss_besselconv2d", "dss_dconv2d",
+    "gaussian_pyramid", "grid_sample_bilinear", "hermite_basis", "hermite_basis_a",
     "interpolation_matrix", "kanazawa_conv2d", "num_scales_for", "resize_kernel", "scale_pool",
-    "sesn_basis_for", "sesn_conv1x1", "sesn_lift", "sesn_scale_conv", "siconv2d", "siconv2d_pool",
-    "torch_uniform", "xu_conv2d", "xu_kernels",
+    "scale_steerable_conv2d", "sesn_basis_for", "sesn_conv1x1", "sesn_lift", "sesn_scale_conv",
+    "sevf_scalar_conv2d", "sevf_scales", "sevf_vector_conv2d", "siconv2d", "siconv2d_pool",
+    "steerable_basis", "torch_uniform", "vector_magnitude", "vector_max_pool", "xu_conv2d",
+    "xu_kernels", "xu_sesn_conv2d", "xu_sesn_kernels",
 ]

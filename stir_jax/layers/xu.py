@@ -12,7 +12,28 @@ at the reference scale, so a max over columns is approximately invariant over th
 kernel sizes (0.43x to 1.57x by default); not exactly equivariant (kernel resampling and a fixed
 image grid). Equivariant to integer translations (exactly, away from the borders).
 
-Reference: ``XuConv2d`` of the authors' code.
+Reference: ``XuConv2d`` of the authors' code (taltstidl/scale-equivariant-cnn,
+``siconvnet/contrib/xu.py``), itself adapted from the sesn repository.
+
+The sesn repository's version, ``XU_SIConv2d`` (ISosnovik/sesn, commit deaa16c,
+``models/impl/scale_modules.py``; its MNIST-scale model uses scales 0.3 .. 3.33), is
+`xu_sesn_kernels` / `xu_sesn_conv2d` / `XuSesnConv`. How it differs from the paper's layer:
+
+* parametrisation: scale factors ``s`` instead of kernel sizes; the k x k kernel is zero-padded to
+  ``K = k + 2 ceil((int(k max s) - k) / 2)`` (7 for k = 5 and max s = 1.59, 23 for k = 7 and
+  3.33) instead of to the largest kernel size;
+* resize rule: the padded K x K kernel itself is rescaled by the factor, to ``floor(K s)``:
+  ``s > 1`` *upscales* with legacy nearest using the given factor (source ``floor(o *
+  float32(1/s))``) and then centre-crops back to K; ``s < 1`` downscales bilinearly
+  (``align_corners=True``, source ``o (K - 1) / (n - 1)``) and zero-pads back to K; ``s = 1`` is
+  untouched. The paper's layer instead resizes the padded kernel to each target *size* (nearest
+  with the ratio ``m / t`` for sizes above k, which shrinks the padded kernel, bilinear with
+  aligned corners below k) and zero-pads back to the largest size;
+* padding: ``int(k max s) // 2`` (equal to ``K // 2`` for odd k) instead of ``max size // 2``;
+* the same in both: L1 renormalisation per (out, in) pair to the padded kernel, no bias,
+  scale-major output channels (``s * out + o``), grouping by input scale (sesn:
+  ``groups = num_input_scales``; paper: grouped unless the layer is initial); the sesn layer also
+  passes a 1x1 kernel through unscaled for every scale.
 
 >>> y = xu_conv2d(jnp.zeros((2, 64, 64, 1)), jnp.zeros((7, 7, 1, 16)))
 >>> y.shape                                   # 5 columns of 16 channels
@@ -20,6 +41,7 @@ Reference: ``XuConv2d`` of the authors' code.
 """
 from __future__ import annotations
 
+import math
 from typing import Optional, Sequence
 
 import flax.linen as nn
@@ -32,7 +54,7 @@ from stir_jax.layers.dtypes import DEFAULT_PRECISION, Dtype, PrecisionLike, cano
 from stir_jax.layers.dtypes import float32_inside, promote_dtype
 from stir_jax.layers.initializers import torch_uniform
 from stir_jax.layers.interpolation import interpolation_matrix
-from stir_jax.layers.resample import center_pad_crop_matrix, linear_resize_matrix
+from stir_jax.layers.resample import center_pad_crop_matrix, linear_resize_matrix, scaled_size
 
 KERNEL_SIZES = (3, 5, 7, 9, 11)
 
@@ -56,6 +78,26 @@ def xu_resize_matrix(kernel_size: int, max_size: int, size: int) -> np.ndarray:
   return center_pad_crop_matrix(size, max_size) @ resize
 
 
+def _resize_and_renormalise(padded: jax.Array, mats: np.ndarray,
+                            precision: PrecisionLike) -> jax.Array:
+  """Every column kernel ``A_g P A_g^T``, L1-renormalised to the padded kernel ``P`` per (in, out).
+
+  padded: ``(m, m, I, O)``; mats: ``(G, m, m)`` -> ``(m, m, I, G * O)`` in padded's dtype (the L1
+  norms are summed in float32 at least); output channel ``g * O + o`` is column ``g``.
+  """
+  m, _, i, o = padded.shape
+  acc = float32_inside(padded.dtype)
+  l1 = lambda z: jnp.sum(jnp.abs(z), axis=(0, 1), keepdims=True, dtype=acc)
+  norm = l1(padded)                                                               # (1, 1, I, O)
+  # All columns at once (one einsum over the stacked resize matrices, not a loop over sizes).
+  mats = jnp.asarray(mats, padded.dtype)
+  precision = canonical_precision(precision)
+  rows = jnp.einsum("gah,hwio->gawio", mats, padded, precision=precision)
+  scaled = jnp.einsum("gawio,gbw->abigo", rows, mats, precision=precision)      # (m, m, I, G, O)
+  scaled = (scaled * norm[..., None, :] / l1(scaled)).astype(padded.dtype)
+  return scaled.reshape(m, m, i, len(mats) * o)
+
+
 def xu_kernels(kernel: jax.Array, kernel_sizes: Sequence[int] = KERNEL_SIZES,
                precision: PrecisionLike = DEFAULT_PRECISION) -> jax.Array:
   """The stack of rescaled, L1-renormalised kernels of one Xu layer.
@@ -74,17 +116,8 @@ def xu_kernels(kernel: jax.Array, kernel_sizes: Sequence[int] = KERNEL_SIZES,
   m = max(kernel_sizes)
   pad = (m - k) // 2
   padded = jnp.pad(kernel, ((pad, pad), (pad, pad), (0, 0), (0, 0)))
-  acc = float32_inside(kernel.dtype)
-  l1 = lambda z: jnp.sum(jnp.abs(z), axis=(0, 1), keepdims=True, dtype=acc)
-  norm = l1(padded)                                                               # (1, 1, I, O)
-  # All columns at once (one einsum over the stacked resize matrices, not a loop over sizes).
-  mats = jnp.asarray(np.stack([xu_resize_matrix(k, m, size) for size in kernel_sizes]),
-                     kernel.dtype)                                               # (G, m, m)
-  precision = canonical_precision(precision)
-  rows = jnp.einsum("gah,hwio->gawio", mats, padded, precision=precision)
-  scaled = jnp.einsum("gawio,gbw->abigo", rows, mats, precision=precision)      # (m, m, I, G, O)
-  scaled = (scaled * norm[..., None, :] / l1(scaled)).astype(kernel.dtype)
-  return scaled.reshape(m, m, kernel.shape[2], len(kernel_sizes) * kernel.shape[3])
+  mats = np.stack([xu_resize_matrix(k, m, size) for size in kernel_sizes])
+  return _resize_and_renormalise(padded, mats, precision)
 
 
 def xu_conv2d(x: jax.Array, kernel: jax.Array, kernel_sizes: Sequence[int] = KERNEL_SIZES, *,
@@ -155,3 +188,147 @@ class XuConv(nn.Module):
     y = conv2d(x, kernels, padding=max(self.kernel_sizes) // 2, impl=self.impl,
                feature_group_count=groups, precision=self.precision)
     return y, kernels
+
+
+# --------------------------------------------------------------------------------------------------
+# The sesn repository's version: XU_SIConv2d (scale factors instead of kernel sizes).
+# --------------------------------------------------------------------------------------------------
+
+
+def xu_sesn_padded_size(kernel_size: int, scales: Sequence[float]) -> int:
+  """``K = k + 2 ceil((int(k max(scales)) - k) / 2)``: the side the sesn layer pads its kernel to."""
+  return kernel_size + 2 * math.ceil((int(kernel_size * max(scales)) - kernel_size) / 2)
+
+
+def xu_sesn_padding(kernel_size: int, scales: Sequence[float]) -> int:
+  """The sesn layer's convolution padding ``int(k max(scales)) // 2`` (0 for a 1x1 kernel)."""
+  return int(kernel_size * max(scales)) // 2 if kernel_size > 1 else 0
+
+
+def _nearest_by_factor(in_size: int, out_size: int, scale: float) -> np.ndarray:
+  """PyTorch's legacy nearest resize with a given ``scale_factor``, ``(out, in)``: source index
+  ``min(floor(o * float32(1 / scale)), in - 1)`` in float32 (identity when the sizes agree, ``o //
+  2`` at exactly twice the size)."""
+  out = np.arange(out_size)
+  if out_size == in_size:
+    src = out
+  elif out_size == 2 * in_size:
+    src = out >> 1
+  else:
+    step = np.float32(1.0 / scale)
+    src = np.minimum(np.floor(out.astype(np.float32) * step).astype(np.int64), in_size - 1)
+  mat = np.zeros((out_size, in_size))
+  mat[out, src] = 1.0
+  return mat
+
+
+def xu_sesn_resize_matrix(padded_size: int, scale: float) -> np.ndarray:
+  """One axis of the sesn layer's kernel rescaling, on the kernel already padded to ``K``.
+
+  ``scale == 1``: identity. ``scale > 1``: nearest with the scale factor (`_nearest_by_factor`) up
+  to ``floor(K scale)``, then a centred crop back to ``K``. ``scale < 1``: bilinear
+  ``align_corners=True`` down to ``floor(K scale)``, then centred zero padding back to ``K``
+  (crop/pad left amount ``(K - n) // 2``, floor division).
+
+  Returns:
+    ``(K, K)`` float64.
+  """
+  if scale == 1:
+    return np.eye(padded_size)
+  size = scaled_size(padded_size, scale)
+  if scale > 1:
+    resize = _nearest_by_factor(padded_size, size, scale)
+  else:
+    resize = linear_resize_matrix(padded_size, size, True)
+  return center_pad_crop_matrix(size, padded_size) @ resize
+
+
+def xu_sesn_kernels(kernel: jax.Array, scales: Sequence[float],
+                    precision: PrecisionLike = DEFAULT_PRECISION) -> jax.Array:
+  """The rescaled, L1-renormalised kernels of the sesn repository's ``XU_SIConv2d``.
+
+  The base kernel is zero-padded to ``K = xu_sesn_padded_size(k, scales)``, rescaled per scale by
+  `xu_sesn_resize_matrix` and renormalised to the padded kernel's L1 norm per (out, in) pair. A
+  1x1 kernel is repeated per scale, untouched (the reference's special case).
+
+  Args:
+    kernel: ``(k, k, in, out)`` HWIO base kernel.
+    scales: the scale factors.
+    precision: of the resizing einsums.
+
+  Returns:
+    ``(K, K, in, len(scales) * out)`` HWIO, kernel's dtype; output channel ``s * out + o`` is
+    kernel ``o`` at ``scales[s]`` (the reference's ``transformed_kernel`` transposed).
+  """
+  k = kernel.shape[0]
+  if k == 1:
+    return jnp.tile(kernel, (1, 1, 1, len(scales)))
+  size = xu_sesn_padded_size(k, scales)
+  pad = (size - k) // 2
+  padded = jnp.pad(kernel, ((pad, pad), (pad, pad), (0, 0), (0, 0)))
+  mats = np.stack([xu_sesn_resize_matrix(size, float(s)) for s in scales])
+  return _resize_and_renormalise(padded, mats, precision)
+
+
+def xu_sesn_conv2d(x: jax.Array, kernel: jax.Array, scales: Sequence[float],
+                   num_input_scales: int = 1, impl: str = "auto",
+                   precision: PrecisionLike = DEFAULT_PRECISION) -> jax.Array:
+  """The sesn repository's ``XU_SIConv2d``: a bias-free correlation with `xu_sesn_kernels`,
+  padding ``int(k max(scales)) // 2``, ``groups = num_input_scales``.
+
+  Args:
+    x: ``(batch, H, W, num_input_scales * in)``; with several input scales, channel block ``s``
+      holds scale ``s`` and feeds only output scale ``s``.
+    kernel: ``(k, k, in, out)`` HWIO base kernel.
+    scales: the scale factors.
+    num_input_scales: 1 (every scale reads all of x) or ``len(scales)`` (grouped).
+    impl: convolution algorithm, see `stir_jax.layers.conv.conv2d` (auto: FFT for the grouped
+      layer on CPU).
+    precision: of the kernel rescaling and the convolution.
+
+  Returns:
+    ``(batch, H', W', len(scales) * out)`` with ``H' = H + 2 padding - K + 1`` (``H`` for odd
+    k); channel ``s * out + o`` is scale ``s``, filter ``o``.
+  """
+  if num_input_scales not in (1, len(scales)):
+    raise ValueError(f"num_input_scales must be 1 or len(scales) = {len(scales)}, got "
+                     f"{num_input_scales}")
+  x, kernel = promote_dtype(x, kernel)
+  kernels = xu_sesn_kernels(kernel, scales, precision)
+  return conv2d(x, kernels, padding=xu_sesn_padding(kernel.shape[0], scales), impl=impl,
+                feature_group_count=num_input_scales, precision=precision)
+
+
+class XuSesnConv(nn.Module):
+  """The sesn repository's ``XU_SIConv2d`` over `xu_sesn_conv2d`: ``(B, H, W, num_input_scales *
+  in) -> (B, H', W', len(scales) * features)``.
+
+  Parameter ``kernel`` (k, k, in, features) HWIO (the reference's ``weight`` (O, I, k, k)
+  transposed), PyTorch's default init; no bias.
+
+  Attributes:
+    features: output channels per scale.
+    kernel_size: side of the trained kernel.
+    scales: the scale factors.
+    num_input_scales: 1 or len(scales) (grouped; see `xu_sesn_conv2d`).
+    impl: convolution algorithm, see `stir_jax.layers.conv.conv2d`.
+    dtype, param_dtype, precision: as flax.linen.Conv (precision default "highest").
+  """
+  features: int
+  kernel_size: int = 7
+  scales: Sequence[float] = (1.0,)
+  num_input_scales: int = 1
+  impl: str = "auto"
+  dtype: Optional[Dtype] = None
+  param_dtype: Dtype = jnp.float32
+  precision: PrecisionLike = DEFAULT_PRECISION
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    in_channels = x.shape[-1] // self.num_input_scales
+    k = self.kernel_size
+    kernel = self.param("kernel", torch_uniform(in_channels * k * k),
+                        (k, k, in_channels, self.features), self.param_dtype)
+    x, kernel = promote_dtype(x, kernel, dtype=self.dtype)
+    return xu_sesn_conv2d(x, kernel, self.scales, self.num_input_scales, self.impl,
+                          self.precision)

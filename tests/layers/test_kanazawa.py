@@ -1,4 +1,5 @@
-"""Kanazawa et al.'s SI-ConvNet layer (stir_jax.layers.kanazawa)."""
+"""Kanazawa et al.'s SI-ConvNet layer (stir_jax.layers.kanazawa), the paper's version and the sesn
+repository's (padding)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,6 +8,8 @@ from stir_jax.layers import kanazawa
 from stir_jax.layers.conv import conv2d
 from stir_jax.layers.kanazawa import SCALES, KanazawaConv, kanazawa_conv2d
 from stir_jax.layers.resample import apply_separable, rescale_matrix, scaled_size
+from tests.helpers import load_peer, nchw_to_nhwc
+from tests.peer_checks import errors, outputs_and_vjp
 
 
 def test_rescaled_sizes():
@@ -45,4 +48,31 @@ def test_single_unit_scale_is_a_plain_convolution(rng):
   y, plain = jax.jit(lambda x, k, b: (kanazawa_conv2d(x, k, b, scales=(1.0,)),
                                       conv2d(x, k, b)))(x, kernel, bias)
   assert y.shape == (2, 10, 10, 5)
+  np.testing.assert_array_equal(y, plain)
+
+
+def test_sesn_version_matches_reference(fixtures_dir):
+  """The sesn repository's Kanazawa_SIConv2d (scales 0.63, 1, 1.59, padding 2) is KanazawaConv
+  with padding=2 (fixture kanazawa_siconv2d)."""
+  a, args, _ = load_peer(fixtures_dir, "kanazawa_siconv2d")
+  layer = KanazawaConv(args["out_channels"], args["kernel_size"], tuple(args["scales"]),
+                       padding=args["padding"])
+  params = {"conv": {"kernel": a["weight"].transpose(2, 3, 1, 0), "bias": a["bias"]}}
+  y, grads, (grad_x,) = outputs_and_vjp(lambda p, x: layer.apply({"params": p}, x), params,
+                                        (nchw_to_nhwc(a["x"]),), nchw_to_nhwc(a["r"]))
+  assert y.shape == (2, 20, 20, 3)
+  errs = errors({"y": (y, nchw_to_nhwc(a["y"])), "grad_x": (grad_x, nchw_to_nhwc(a["grad_x"])),
+                 "grad/weight": (grads["conv"]["kernel"], a["grad/weight"].transpose(2, 3, 1, 0)),
+                 "grad/bias": (grads["conv"]["bias"], a["grad/bias"])})
+  assert max(errs.values()) <= 1e-5, errs
+
+
+def test_padding_is_applied_to_each_rescaled_copy(rng):
+  """padding=p equals the unpadded layer's formula with the zero padding folded in after the
+  rescale: for the factor 1 alone it is a padded convolution."""
+  x = jax.random.normal(rng, (1, 9, 9, 1))
+  kernel = jax.random.normal(rng, (3, 3, 1, 2))
+  y, plain = jax.jit(lambda x, k: (kanazawa_conv2d(x, k, jnp.zeros(2), scales=(1.0,), padding=1),
+                                   conv2d(x, k, jnp.zeros(2), padding=1)))(x, kernel)
+  assert y.shape == (1, 9, 9, 2)
   np.testing.assert_array_equal(y, plain)

@@ -1,12 +1,15 @@
 """Xu et al.'s SiCNN layer (stir_jax.layers.xu): the column kernels and the layer as a function and
-a module."""
+a module; the sesn repository's XU_SIConv2d against its fixtures."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from stir_jax.layers.conv import conv2d
-from stir_jax.layers.xu import XuConv, xu_conv2d, xu_kernels
-from tests.helpers import rel_err
+from stir_jax.layers.xu import XuConv, XuSesnConv, xu_conv2d, xu_kernels, xu_sesn_kernels
+from stir_jax.layers.xu import xu_sesn_padded_size, xu_sesn_padding, xu_sesn_resize_matrix
+from tests.helpers import load_peer, nchw_to_nhwc, rel_err
+from tests.peer_checks import errors, outputs_and_vjp
 
 
 def test_column_kernel_rules():
@@ -55,3 +58,37 @@ def test_layer_function_and_module():
   # Grouped: zeroing column 1's input changes column 1's output only.
   changed = np.asarray(jnp.max(jnp.abs(y2 - y2_masked), axis=(0, 1, 2))).reshape(5, 4)
   assert np.all(changed[1] > 0) and np.all(np.delete(changed, 1, axis=0) == 0)
+
+
+@pytest.mark.parametrize("name", ["xu_siconv2d_single_input", "xu_siconv2d_multiscale_input"])
+def test_sesn_version_matches_reference(name, fixtures_dir):
+  """XuSesnConv against the sesn repository's XU_SIConv2d: output, gradients and the stored
+  transformed_kernel (the rescaled, renormalised kernels it convolves with)."""
+  a, args, _ = load_peer(fixtures_dir, name)
+  scales = tuple(args["scales"])
+  layer = XuSesnConv(args["out_channel"], args["kernel_size"], scales, args["num_input_scales"])
+  params = {"kernel": a["weight"].transpose(2, 3, 1, 0)}
+  (y, kernels), grads, (grad_x,) = outputs_and_vjp(
+      lambda p, x: (layer.apply({"params": p}, x), xu_sesn_kernels(p["kernel"], scales)),
+      params, (nchw_to_nhwc(a["x"]),), (nchw_to_nhwc(a["r"]), jnp.zeros((7, 7, 2, 9))))
+  assert y.shape == (2, 20, 20, 9) and kernels.shape == (7, 7, 2, 9)
+  errs = errors({"y": (y, nchw_to_nhwc(a["y"])), "grad_x": (grad_x, nchw_to_nhwc(a["grad_x"])),
+                 "grad/weight": (grads["kernel"], a["grad/weight"].transpose(2, 3, 1, 0)),
+                 "transformed_kernel": (kernels, a["transformed_kernel"].transpose(2, 3, 1, 0))})
+  assert max(errs.values()) <= 1e-5, errs
+
+
+def test_sesn_resize_rules():
+  """K = 23 for k = 7 and max scale 3.33 (padding 11); upscaling is nearest with the given factor
+  (source floor(o * float32(1 / s))), then a centred crop; downscaling bilinear with aligned
+  corners, then centred zero padding."""
+  scales = (0.3, 0.45, 0.67, 1.0, 1.49, 2.23, 3.33)
+  assert xu_sesn_padded_size(7, scales) == 23 and xu_sesn_padding(7, scales) == 11
+  assert xu_sesn_padded_size(5, (0.63, 1.0, 1.59)) == 7
+  up = xu_sesn_resize_matrix(23, 1.49)        # 23 -> floor(34.27) = 34; crop (23 - 34) // 2 = -6
+  src = np.floor(np.arange(34, dtype=np.float32) * np.float32(1 / 1.49)).astype(int)
+  np.testing.assert_array_equal(up, np.eye(23)[src[6:29]])
+  down = xu_sesn_resize_matrix(23, 0.3)                      # 23 -> floor(6.9) = 6, pad 8 + 9
+  assert np.all(down[:8] == 0) and np.all(down[14:] == 0)
+  np.testing.assert_allclose(down[8:14] @ np.arange(23.0), np.arange(6) * 22 / 5, rtol=1e-12)
+  np.testing.assert_array_equal(xu_sesn_resize_matrix(23, 1.0), np.eye(23))
