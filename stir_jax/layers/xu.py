@@ -196,7 +196,7 @@ class XuConv(nn.Module):
 
 
 def xu_sesn_padded_size(kernel_size: int, scales: Sequence[float]) -> int:
-  """``K = k + 2 ceil((int(k max(scales)) - k) / 2)``: the side the sesn layer pads its kernel to."""
+  """``K = k + 2 ceil((int(k max(scales)) - k) / 2)``, the side the sesn layer pads kernels to."""
   return kernel_size + 2 * math.ceil((int(kernel_size * max(scales)) - kernel_size) / 2)
 
 

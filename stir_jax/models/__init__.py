@@ -1,4 +1,4 @@
-"""Model registry: every model of the paper (and soft_pool, and dss: Deep Scale-Spaces) by name.
+"""Model registry: every model of the paper (and soft_pool, dss, ss and sevf) by name.
 
 >>> model = get_model("pixel_pool", num_channels=1, num_classes=36)
 >>> variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 1)))
@@ -54,6 +54,9 @@ MODELS: dict[str, ModelSpec] = {
     "hermite": ModelSpec(_M + "sesn", "HermiteModel"),
     "disco": ModelSpec(_M + "sesn", "DiscoModel"),
     "dss": ModelSpec(_M + "dss", "DSSModel"),
+    # Beyond the paper: two more scale-equivariant families in its model pattern.
+    "ss": ModelSpec(_M + "scale_steerable", "ScaleSteerableModel"),
+    "sevf": ModelSpec(_M + "sevf", "SEVFModel"),
 }
 
 

@@ -66,8 +66,13 @@ class Linear(nn.Module):
 
 class Head(nn.Module):
   """The sesn MNIST head on a (B, 2, 2, C3) map: flatten (PyTorch order), Linear(4*C3 -> 256, no
-  bias), BatchNorm1d, ReLU, Dropout(0.7), Linear(256 -> num_classes)."""
+  bias), BatchNorm1d, ReLU, Dropout(0.7), Linear(256 -> num_classes).
+
+  SS-CNN and SEVF write it as 1x1 convolutions on the flattened (B, 4*C3, 1, 1) map (``fc1``,
+  ``fc1bn``, ``fc2``): the same function, except that their ``fc1`` has a bias
+  (``hidden_bias=True``; convert with `conv_head_from_torch`)."""
   num_classes: int = 10
+  hidden_bias: bool = False
   dtype: Optional[Dtype] = None
   param_dtype: Dtype = jnp.float32
   precision: PrecisionLike = DEFAULT_PRECISION
@@ -75,7 +80,7 @@ class Head(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     dt = {"dtype": self.dtype, "param_dtype": self.param_dtype}
-    x = Linear(HIDDEN, use_bias=False, precision=self.precision, name="linear0", **dt)(
+    x = Linear(HIDDEN, use_bias=self.hidden_bias, precision=self.precision, name="linear0", **dt)(
         torch_flatten(x))
     x = nn.relu(batch_norm(train, "linear1", **dt)(x))
     x = nn.Dropout(DROPOUT, deterministic=not train)(x)
@@ -103,3 +108,13 @@ def head_from_torch(state: dict, prefix: str = "linear") -> tuple[dict, dict]:
   bn_p, bn_s = torch_bn(state, f"{prefix}.1")
   return ({"linear0": torch_linear(state, f"{prefix}.0"), "linear1": bn_p,
            "linear4": torch_linear(state, f"{prefix}.4")}, {"linear1": bn_s})
+
+
+def conv_head_from_torch(state: dict, fc1: str = "fc1", bn: str = "fc1bn",
+                         fc2: str = "fc2") -> tuple[dict, dict]:
+  """`Head(hidden_bias=True)` params and batch_stats from the 1x1-conv head of SS-CNN and SEVF
+  (``fc1`` (256, 4*C3, 1, 1) + bias, BatchNorm2d ``fc1bn``, ``fc2`` (10, 256, 1, 1) + bias)."""
+  linear = lambda name: {"kernel": np.asarray(state[f"{name}.weight"], np.float32)[:, :, 0, 0].T,
+                         "bias": np.asarray(state[f"{name}.bias"], np.float32)}
+  bn_p, bn_s = torch_bn(state, bn)
+  return ({"linear0": linear(fc1), "linear1": bn_p, "linear4": linear(fc2)}, {"linear1": bn_s})

@@ -1,0 +1,101 @@
+"""SS-CNN (Ghosh & Gupta 2019, scale-steerable filters) in the paper's STIR model pattern.
+
+Not one of the paper's models: a baseline beside them, built like `stir_jax.models.sesn` (two
+scale-equivariant layers with 16 and 32 channels, a global max over scale and space, a dense
+layer). Each layer is `stir_jax.layers.scale_steerable.ScaleConvSteering`: its kernels are complex
+combinations of fixed log-radial harmonics (3 radial orders x 9 angular windows), steered to every
+kernel size, correlated with 'same' padding, max-pooled over the sizes and ReLU'd (the scale axis
+is pooled inside the layer, as in the reference). Maps stay 64x64.
+
+Kernel sizes (5, 7, 9, 13, 19) around the nominal 7 (the base kernel size of every STIR model):
+steered scales n / 7 from 0.71 to 2.71, a 3.8x range to match the 3.8x range of STIR's object
+sizes (17 .. 64 px), in roughly geometric steps (x1.3 .. 1.46) as the object sizes are spread in
+scale; below 5 the log-radial basis has almost no support left, and every size costs nothing extra
+in the FFT form the layer takes on CPU (one correlation with the stacked, zero-padded kernels).
+
+Parameters (no biases, as the reference): ``mult_real`` and ``mult_imag`` (3, out, in, 9) per
+layer: 2 * 27 * 16 * C + 2 * 27 * 32 * 16 + 33 * num_classes = 29,700 for grey images and 36
+classes (the paper's models have about 27k; the standard CNN 27,108).
+
+Scale behaviour: the max over steered sizes makes each layer's response approximately invariant to
+local rescalings within 0.71 .. 2.71 of the nominal size (approximate: the basis is sampled on a
+pixel grid and cropped); the global max adds translation invariance.
+
+Reference (the layer): ISosnovik/sesn (commit deaa16c), ``models/impl/scale_steerable.py``,
+``ScaleConv_steering``; no reference STIR model or checkpoint exists, so `from_torch` raises.
+
+Example:
+  >>> import jax, jax.numpy as jnp
+  >>> model = ScaleSteerableModel(num_classes=10)
+  >>> x = jnp.zeros((2, 64, 64, 1))
+  >>> variables = model.init(jax.random.PRNGKey(0), x)
+  >>> model.apply(variables, x).shape
+  (2, 10)
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from stir_jax.layers.dtypes import DEFAULT_PRECISION, Dtype, PrecisionLike
+from stir_jax.layers.scale_steerable import ScaleConvSteering
+from stir_jax.models import common
+
+KERNEL_SIZES = (5, 7, 9, 13, 19)
+
+
+class ScaleSteerableModel(nn.Module):
+  """SS-CNN: steerable conv C->16, steerable conv 16->32 (each with its max over kernel sizes and
+  ReLU), global max, dense.
+
+  Attributes:
+    num_classes: logits per sample.
+    kernel_size: nominal kernel size (size n is steered to scale n / kernel_size).
+    interpolation: unused (kept for a uniform model signature).
+    kernel_sizes: the steered kernel sizes of both layers.
+    impl: convolution algorithm ("auto": FFT on CPU for these large kernels, XLA elsewhere).
+    dtype, param_dtype, precision: as flax.linen.Conv (precision default "highest").
+  """
+  num_classes: int
+  kernel_size: int = 7
+  interpolation: str = "bicubic"
+  kernel_sizes: Sequence[int] = KERNEL_SIZES
+  impl: str = "auto"
+  dtype: Optional[Dtype] = None  # computation dtype; None: inferred (float32 for float32 images)
+  param_dtype: Dtype = jnp.float32
+  precision: PrecisionLike = DEFAULT_PRECISION  # of every conv and matmul ("default": backend's)
+
+  @nn.compact
+  def __call__(self, x: jax.Array, with_aux: bool = False):
+    """Classifies ``x``.
+
+    Args:
+      x: ``(batch, 64, 64, channels)`` float32 images.
+      with_aux: also return intermediates.
+
+    Returns:
+      ``logits (batch, num_classes)``, or ``(logits, aux)`` with aux ``stage1`` (B, 64, 64, 16),
+      ``stage2`` (B, 64, 64, 32) and ``features`` (B, 32).
+    """
+    dt = common.dtype_kwargs(self)
+    x = common.compute_input(x, self.dtype)
+    sizes = tuple(self.kernel_sizes)
+    stage1 = ScaleConvSteering(16, self.kernel_size, sizes, impl=self.impl, name="conv1", **dt)(x)
+    stage2 = ScaleConvSteering(32, self.kernel_size, sizes, impl=self.impl, name="conv2",
+                               **dt)(stage1)
+    features = common.global_max(stage2)
+    logits = common.Dense(self.num_classes, name="lin", **dt)(features)
+    if not with_aux:
+      return logits
+    return logits, {"stage1": stage1, "stage2": stage2, "features": features}
+
+
+def from_torch(state: dict) -> dict:
+  """Raises ValueError: no reference (PyTorch) checkpoint of this STIR model exists."""
+  del state
+  raise ValueError("no reference checkpoint exists for the STIR 'ss' model (SS-CNN is not among "
+                   "the paper's models); train it with train.py, or load the sesn repository's "
+                   "MNIST model with stir_jax.convert.from_sesn_model('mnist_ss_28', ...)")

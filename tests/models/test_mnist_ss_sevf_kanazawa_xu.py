@@ -1,0 +1,36 @@
+"""MNIST-scale models of the sesn repository: SS-CNN, SEVF (scalar and vector), Kanazawa and Xu
+(stir_jax.models.mnist_scale), loaded through stir_jax.convert.from_sesn_model and checked against
+the model_mnist_*_28 fixtures: logits, grad_x and every parameter gradient within 1e-4 of
+max|ref| (the fixtures README's model tolerance)."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from stir_jax.models import mnist_scale
+from tests.helpers import load_peer
+from tests.models.peer_model_checks import TOLERANCE, check_model
+
+FACTORIES = ["mnist_ss_28", "mnist_sevf_scalar_28", "mnist_sevf_vector_28", "mnist_kanazawa_28",
+             "mnist_xu_28"]
+
+
+@pytest.mark.parametrize("factory", FACTORIES)
+def test_matches_reference(factory, fixtures_dir):
+  errs = check_model(fixtures_dir, factory)
+  worst = max(errs, key=errs.get)
+  assert errs[worst] <= TOLERANCE, (worst, errs[worst], errs)
+
+
+@pytest.mark.parametrize("factory", FACTORIES)
+def test_parameter_count_matches_reference(factory, fixtures_dir):
+  """Every trainable reference parameter that the forward pass reads exists here with its size;
+  the unused ones (SS-CNN's bn3 and const_real, SEVF's vector batch-norm weight) do not."""
+  arrays, _, meta = load_peer(fixtures_dir, f"model_{factory}")
+  unused = {"mnist_ss_28": ["bn3.weight", "bn3.bias"] + [f"conv{i}.steer_conv.const_real"
+                                                       for i in (1, 2, 3)],
+            "mnist_sevf_vector_28": ["bn1.weight", "bn2.weight"]}.get(factory, [])
+  expected = sum(arrays[n].size for n in meta["trainable_params"] if n not in unused)
+  module = mnist_scale.get_mnist_model(factory)
+  variables = jax.eval_shape(module.init, jax.random.PRNGKey(0), jnp.zeros((1, 28, 28, 1)))
+  assert sum(a.size for a in jax.tree.leaves(variables["params"])) == expected
