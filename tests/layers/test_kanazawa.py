@@ -7,7 +7,8 @@ import numpy as np
 from stir_jax.layers import kanazawa
 from stir_jax.layers.conv import conv2d
 from stir_jax.layers.kanazawa import SCALES, KanazawaConv, kanazawa_conv2d
-from stir_jax.layers.resample import apply_separable, rescale_matrix, scaled_size
+from stir_jax.layers.resample import apply_separable, center_pad_crop_matrix, rescale_matrix
+from stir_jax.layers.resample import scaled_size
 from tests.helpers import load_peer, nchw_to_nhwc
 from tests.peer_checks import errors, outputs_and_vjp
 
@@ -67,12 +68,21 @@ def test_sesn_version_matches_reference(fixtures_dir):
   assert max(errs.values()) <= 1e-5, errs
 
 
-def test_padding_is_applied_to_each_rescaled_copy(rng):
-  """padding=p equals the unpadded layer's formula with the zero padding folded in after the
-  rescale: for the factor 1 alone it is a padded convolution."""
-  x = jax.random.normal(rng, (1, 9, 9, 1))
-  kernel = jax.random.normal(rng, (3, 3, 1, 2))
-  y, plain = jax.jit(lambda x, k: (kanazawa_conv2d(x, k, jnp.zeros(2), scales=(1.0,), padding=1),
-                                   conv2d(x, k, jnp.zeros(2), padding=1)))(x, kernel)
-  assert y.shape == (1, 9, 9, 2)
+def test_padding_is_applied_to_each_rescaled_copy():
+  """padding=p zero-pads each rescaled copy before the shared convolution: for the factor 1 alone
+  it is a padded convolution, and a downscaled copy's response equals the unpadded layer's on the
+  input zero-padded after rescaling."""
+  gen = np.random.default_rng(0)
+  x = gen.standard_normal((1, 9, 9, 1), np.float32)
+  kernel = gen.standard_normal((3, 3, 1, 2), np.float32)
+  pad = center_pad_crop_matrix(9, 11)
+  y, plain, down, manual = jax.jit(lambda x, k: (
+      kanazawa_conv2d(x, k, jnp.zeros(2), scales=(1.0,), padding=1),
+      conv2d(x, k, jnp.zeros(2), padding=1),
+      kanazawa_conv2d(x, k, jnp.zeros(2), scales=(0.63,), padding=1),
+      apply_separable(conv2d(apply_separable(x, pad @ rescale_matrix(9, 0.63),
+                                             pad @ rescale_matrix(9, 0.63)), k, jnp.zeros(2)),
+                      rescale_matrix(9, 1 / 0.63), rescale_matrix(9, 1 / 0.63))))(x, kernel)
+  assert y.shape == (1, 9, 9, 2) and down.shape == (1, 9, 9, 2)
   np.testing.assert_array_equal(y, plain)
+  np.testing.assert_allclose(down, manual, rtol=1e-5, atol=1e-6)

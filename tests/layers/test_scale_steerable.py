@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from stir_jax.layers import scale_steerable
-from stir_jax.layers.conv import conv2d
 from stir_jax.layers.scale_steerable import ScaleConvSteering, steerable_basis, steerable_kernels
 from tests.helpers import load_peer, nchw_to_nhwc, rel_err
 from tests.peer_checks import errors, outputs_and_vjp
@@ -52,41 +51,47 @@ def test_layer_matches_reference(fixtures_dir):
   assert set(params) == {"mult_real", "mult_imag"}
 
 
-def test_fused_sizes_equal_one_convolution_per_size(rng):
+def _correlate_same(x, kernel):
+  """NumPy 'same' cross-correlation with zero padding: x (B, H, W, I), kernel (n, n, I, O)."""
+  n = kernel.shape[0]
+  b, h, w, _ = x.shape
+  padded = np.pad(x, ((0, 0), (n // 2, n // 2), (n // 2, n // 2), (0, 0)))
+  out = np.zeros((b, h, w, kernel.shape[3]))
+  for dy in range(n):
+    for dx in range(n):
+      out += np.einsum("bhwi,io->bhwo", padded[:, dy:dy + h, dx:dx + w], kernel[dy, dx])
+  return out
+
+
+def test_fused_sizes_equal_one_convolution_per_size():
   """The zero-padded kernels in one 'same' convolution (XLA or FFT) equal one correlation per size
-  with padding (n - 1) / 2, then the first maximum over sizes and a ReLU."""
+  with padding (n - 1) / 2 (each size's kernel lives in its centre crop), then the first maximum
+  over sizes and a ReLU."""
   basis = steerable_basis(9)
-  kr, ki, kx = jax.random.split(rng, 3)
-  mr, mi = jax.random.normal(kr, (3, 4, 2, 9)), jax.random.normal(ki, (3, 4, 2, 9))
-  x = jax.random.normal(kx, (2, 12, 12, 2))
+  gen = np.random.default_rng(0)
+  mr, mi = gen.standard_normal((2, 3, 4, 2, 9), np.float32)
+  x = gen.standard_normal((2, 12, 12, 2), np.float32)
   sizes = (3, 5, 9)
-
-  @jax.jit
-  def run(x, mr, mi):
-    kernels = steerable_kernels(mr, mi, basis, sizes, 5).reshape(9, 9, 2, 3, 4)
-    per_size = []
-    for j, n in enumerate(sizes):
-      c = (9 - n) // 2
-      assert_zero = jnp.abs(kernels[..., j, :]).sum() - jnp.abs(
-          kernels[c:9 - c, c:9 - c, :, j, :]).sum()
-      per_size.append((conv2d(x, kernels[c:9 - c, c:9 - c, :, j, :], padding=n // 2,
-                              impl="xla"), assert_zero))
-    outs = [scale_steerable.scale_steerable_conv2d(x, mr, mi, basis, sizes, 5, impl=impl)
-            for impl in ("xla", "fft")]
-    return per_size, outs
-
-  per_size, (y_xla, y_fft) = run(x, mr, mi)
-  assert all(float(z) == 0.0 for _, z in per_size)  # size n lives in its centre crop
-  expected = jax.nn.relu(jnp.max(jnp.stack([y for y, _ in per_size]), axis=0))
+  kernels, y_xla, y_fft = jax.jit(lambda x, mr, mi: [
+      steerable_kernels(mr, mi, basis, sizes, 5)] + [
+          scale_steerable.scale_steerable_conv2d(x, mr, mi, basis, sizes, 5, impl=impl)
+          for impl in ("xla", "fft")])(x, mr, mi)
+  kernels = np.asarray(kernels, np.float64).reshape(9, 9, 2, 3, 4)
+  per_size = []
+  for j, n in enumerate(sizes):
+    c = (9 - n) // 2
+    crop = kernels[c:9 - c, c:9 - c, :, j]
+    assert np.abs(kernels[..., j, :]).sum() == np.abs(crop).sum()  # zero outside the crop
+    per_size.append(_correlate_same(np.asarray(x, np.float64), crop))
+  expected = np.maximum(np.max(per_size, axis=0), 0)
   assert rel_err(y_xla, expected) <= 1e-5
   assert rel_err(y_fft, expected) <= 1e-5
 
 
-def test_steering_at_the_nominal_size_is_the_plain_combination(rng):
+def test_steering_at_the_nominal_size_is_the_plain_combination():
   """At n = kernel_size the steering angle is 0: W = sum mult_real * real - mult_imag * imag."""
   basis = steerable_basis(7)
-  kr, ki = jax.random.split(rng)
-  mr, mi = jax.random.normal(kr, (3, 2, 1, 9)), jax.random.normal(ki, (3, 2, 1, 9))
+  mr, mi = np.random.default_rng(1).standard_normal((2, 3, 2, 1, 9), np.float32)
   w = jax.jit(lambda a, b: steerable_kernels(a, b, basis, (7,), 7))(mr, mi)
   plain = (np.einsum("koib,khwb->hwio", mr, basis.real)
            - np.einsum("koib,khwb->hwio", mi, basis.imag))
@@ -94,13 +99,18 @@ def test_steering_at_the_nominal_size_is_the_plain_combination(rng):
 
 
 def test_init_and_errors(rng):
+  """The reference's init bound sqrt(2 / (B in out)) (its filters have unit norm), the parameter
+  shapes, and the argument checks."""
   layer = ScaleConvSteering(8, 7, (5, 7, 9))
-  params = jax.jit(layer.init)(rng, jnp.zeros((1, 16, 16, 3)))["params"]
+  params = jax.eval_shape(layer.init, rng, jnp.zeros((1, 16, 16, 3)))["params"]
+  assert {k: v.shape for k, v in params.items()} == {"mult_real": (3, 8, 3, 9),
+                                                     "mult_imag": (3, 8, 3, 9)}
   bound = np.sqrt(2 / (9 * 8 * 3))
-  for p in params.values():
-    assert p.shape == (3, 8, 3, 9)
-    assert 0.9 * bound < float(jnp.max(jnp.abs(p))) <= bound
+  draw = jax.jit(scale_steerable._coefficient_init(9, 8 * 3), static_argnums=1)(
+      jax.random.key(0, impl="rbg"), (3, 8, 3, 9))  # rbg: compiles in a fraction of threefry
+  assert 0.9 * bound < float(jnp.max(jnp.abs(draw))) <= bound
   with pytest.raises(ValueError, match="odd"):
     steerable_basis(8)
   with pytest.raises(ValueError, match="kernel sizes"):
-    steerable_kernels(params["mult_real"], params["mult_imag"], steerable_basis(9), (4, 9), 7)
+    steerable_kernels(jnp.zeros((3, 8, 3, 9)), jnp.zeros((3, 8, 3, 9)), steerable_basis(9),
+                      (4, 9), 7)
