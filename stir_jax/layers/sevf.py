@@ -250,11 +250,17 @@ class VectorMaxPool(nn.Module):
   Attributes:
     window: window side and stride.
     padding: implicit padding on every side.
+    dtype: computation dtype (None: u's and v's promoted dtype).
+    param_dtype, precision: accepted for the uniform layer signature (no parameters, no matmul).
   """
   window: int
   padding: int = 0
+  dtype: Optional[Dtype] = None
+  param_dtype: Dtype = jnp.float32
+  precision: PrecisionLike = DEFAULT_PRECISION
 
   def __call__(self, u: jax.Array, v: jax.Array) -> tuple[jax.Array, jax.Array]:
+    u, v = promote_dtype(u, v, dtype=self.dtype)
     return vector_max_pool(u, v, self.window, self.padding)
 
 
@@ -273,11 +279,13 @@ class VectorBatchNorm(nn.Module):
     momentum: of the running variance (0.5, the reference's).
     dtype: computation dtype (None: inferred); the variance is computed in float32 at least.
     param_dtype: dtype of the running variance (float32).
+    precision: accepted for the uniform layer signature (no matmul).
   """
   epsilon: float = 1e-5
   momentum: float = 0.5
   dtype: Optional[Dtype] = None
   param_dtype: Dtype = jnp.float32
+  precision: PrecisionLike = DEFAULT_PRECISION
 
   @nn.compact
   def __call__(self, u: jax.Array, v: jax.Array, train: bool = False

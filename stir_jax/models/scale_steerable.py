@@ -10,8 +10,11 @@ is pooled inside the layer, as in the reference). Maps stay 64x64.
 Kernel sizes (5, 7, 9, 13, 19) around the nominal 7 (the base kernel size of every STIR model):
 steered scales n / 7 from 0.71 to 2.71, a 3.8x range to match the 3.8x range of STIR's object
 sizes (17 .. 64 px), in roughly geometric steps (x1.3 .. 1.46) as the object sizes are spread in
-scale; below 5 the log-radial basis has almost no support left, and every size costs nothing extra
-in the FFT form the layer takes on CPU (one correlation with the stacked, zero-padded kernels).
+scale. Below 5 the log-radial basis has almost no support left; large sizes cost little in the
+FFT form the layer takes on CPU (one correlation with all sizes' kernels zero-padded to 19x19,
+whose cost hardly depends on the kernel size). Measured on the shared 2-core CPU: a train step at
+batch 16 takes 2.3-2.6 s against the standard CNN's 0.2-0.25 s (about 12x; XLA's direct
+convolution instead: 10.7 s).
 
 Parameters (no biases, as the reference): ``mult_real`` and ``mult_imag`` (3, out, in, 9) per
 layer: 2 * 27 * 16 * C + 2 * 27 * 32 * 16 + 33 * num_classes = 29,700 for grey images and 36

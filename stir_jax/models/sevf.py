@@ -20,7 +20,8 @@ Factors ``1.26**i`` for ``i = -6 .. 0`` (0.25 .. 1, ``n_scales_small=7, n_scales
 STIR's object sizes (17 .. 64 px): the smallest objects meet the kernel at full resolution, as in
 the standard CNN, and the largest shrink to it. Only downscaling keeps all seven branches at 2.6
 plain convolutions of work (the reference's default reaches 2.0, upscaling to 128x128, whose
-branch alone costs four).
+branch alone costs four). Measured on the shared 2-core CPU: a train step at batch 16 takes 1.6 s
+against the standard CNN's 0.2 s (about 8x: the 'same' branches, the resizes and their gradients).
 
 Scale behaviour: the max over resized branches makes each layer's magnitude approximately invariant
 to local rescalings by the covered factors (and the angle approximately equivariant); approximate

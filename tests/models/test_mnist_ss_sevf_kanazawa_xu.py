@@ -57,3 +57,13 @@ def test_train_mode_updates_batch_stats(factory, rng):
   assert logits.shape == (2, 10)
   assert jax.tree.map(jnp.shape, updates["batch_stats"]) == jax.tree.map(
       jnp.shape, variables["batch_stats"])
+
+
+@pytest.mark.parametrize("factory", FACTORIES)
+def test_computation_dtype(factory, rng):
+  """dtype="bfloat16" reaches the logits, parameters stay float32 (traced only)."""
+  module = mnist_scale.get_mnist_model(factory, dtype="bfloat16")
+  x = jnp.zeros((2, 28, 28, 1))
+  variables = jax.eval_shape(module.init, rng, x)
+  assert {a.dtype for a in jax.tree.leaves(variables["params"])} == {jnp.dtype(jnp.float32)}
+  assert jax.eval_shape(module.apply, variables, x).dtype == jnp.bfloat16

@@ -93,12 +93,12 @@ class MnistSEVFVector(_MnistSEVF):
     c1, c2, c3 = VECTOR_CHANNELS
     u, v = self._conv(SEVFScalarConv, c1, "conv1")(self._input(x))
     u, v = VectorBatchNorm(dtype=self.dtype, param_dtype=self.param_dtype, name="bn1")(
-        *VectorMaxPool(2)(u, v), train=train)
+        *VectorMaxPool(2, dtype=self.dtype)(u, v), train=train)
     u, v = self._conv(SEVFVectorConv, c2, "conv2")(u, v)
     u, v = VectorBatchNorm(dtype=self.dtype, param_dtype=self.param_dtype, name="bn2")(
-        *VectorMaxPool(2)(u, v), train=train)
+        *VectorMaxPool(2, dtype=self.dtype)(u, v), train=train)
     u, v = self._conv(SEVFVectorConv, c3, "conv3")(u, v)
-    u, v = VectorMaxPool(self.pool_size, 2)(u, v)
+    u, v = VectorMaxPool(self.pool_size, 2, dtype=self.dtype)(u, v)
     return self._head(vector_magnitude(u, v), train)
 
 
