@@ -24,9 +24,10 @@ IMPLS = {
     "standard": CONV_IMPLS, "ensemble": CONV_IMPLS, "spatial_transform": CONV_IMPLS,
     "xu": CONV_IMPLS, "kanazawa": CONV_IMPLS, "hermite": CONV_IMPLS, "disco": CONV_IMPLS,
     "pixel_pool": SICONV_IMPLS, "slice_pool": SICONV_IMPLS, "energy_pool": SICONV_IMPLS,
-    "soft_pool": SICONV_IMPLS, "conv3d": SICONV_IMPLS,
+    "soft_pool": SICONV_IMPLS, "conv3d": SICONV_IMPLS, "ss": CONV_IMPLS, "sevf": CONV_IMPLS,
 }
-NO_FIXTURE = {"soft_pool"}  # the paper has no soft pooling: its forms are compared with each other
+# no reference model (the paper has no soft pooling, SS-CNN or SEVF): forms compared with each other
+NO_FIXTURE = {"soft_pool", "ss", "sevf"}
 
 
 # models with one form only (none take another impl): their parity tests are elsewhere

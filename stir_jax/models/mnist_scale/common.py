@@ -80,8 +80,8 @@ class Head(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     dt = {"dtype": self.dtype, "param_dtype": self.param_dtype}
-    x = Linear(HIDDEN, use_bias=self.hidden_bias, precision=self.precision, name="linear0", **dt)(
-        torch_flatten(x))
+    x = Linear(HIDDEN, use_bias=self.hidden_bias, precision=self.precision, name="linear0",
+               **dt)(torch_flatten(x))
     x = nn.relu(batch_norm(train, "linear1", **dt)(x))
     x = nn.Dropout(DROPOUT, deterministic=not train)(x)
     return Linear(self.num_classes, precision=self.precision, name="linear4", **dt)(x)
