@@ -58,15 +58,20 @@ def _config(data_path, **overrides):
 
 @pytest.fixture(scope="module")
 def compile_cache(tmp_path_factory):
+  """JAX's persistent compilation cache in a temporary folder for this module's runs (JAX decides
+  once per process whether it uses the cache: reset_cache makes it look again)."""
+  from jax.experimental.compilation_cache import compilation_cache
   keys = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
           "jax_persistent_cache_min_entry_size_bytes")
   before = {k: jax.config.values[k] for k in keys}
   jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("jax_cache")))
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  compilation_cache.reset_cache()
   yield
   for k, v in before.items():
     jax.config.update(k, v)
+  compilation_cache.reset_cache()
 
 
 @pytest.fixture(scope="module")

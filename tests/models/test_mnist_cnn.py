@@ -22,11 +22,9 @@ def _torch_grad(grads: dict, name: str) -> np.ndarray:
   if module.startswith("main."):
     index = int(module.split(".")[1])
     block = next(i for i, pair in enumerate(cnn.TORCH_INDICES, start=1) if index in pair)
-    is_conv = index == cnn.TORCH_INDICES[block - 1][0]
-    g = grads[f"conv{block}" if is_conv else f"bn{block}"]
+    g = grads[f"conv{block}" if index == cnn.TORCH_INDICES[block - 1][0] else f"bn{block}"]
   else:
     g = grads["linear"][f"linear{module.split('.')[1]}"]
-    is_conv = False
   leaf = np.asarray(g[{"weight": "kernel" if "kernel" in g else "scale", "bias": "bias"}[kind]])
   if leaf.ndim == 4:   # HWIO -> OIHW
     return leaf.transpose(3, 2, 0, 1)
