@@ -35,7 +35,7 @@ def batch_norm(train: bool, name: str, dtype: Optional[Dtype] = None,
 def max_pool(x: jax.Array, window: int = 2, padding: int = 0) -> jax.Array:
   """PyTorch MaxPool2d(window, stride=window, padding) over (H, W) of (..., H, W, C): pads with
   -inf, floors the output size, and sends a tie's gradient to one element (reduce_window)."""
-  pads = ((padding, padding), (padding, padding))
+  pads = ((padding, padding), (padding, padding))  # flax pads the window dimensions only
   lead = x.ndim - 3
   return nn.max_pool(x.reshape((-1,) + x.shape[lead:]), (window, window), (window, window),
                      pads).reshape(x.shape[:lead] + ((x.shape[-3] + 2 * padding) // window,
