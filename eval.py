@@ -2,7 +2,8 @@
 
   python eval.py --workdir=runs/default        one run: generalization.csv, accuracy_vs_scale.png,
                                                equivariance.npz/.png, indices.npz/.png (pooling
-                                               models), consistency.json, next to the run
+                                               models), consistency.json, next to the run (an
+                                               MNIST-scale run: accuracy_vs_scale.csv/.png)
   python eval.py --runs=runs --out=report      many runs: results.csv, summary.csv (with the
                                                paper's means), generalization.png, epoch_time.csv,
                                                size_bands.csv, report.md
@@ -44,7 +45,9 @@ def main(argv):
   from stir_jax.train import distributed  # pylint: disable=g-import-not-at-top
   out = cli.run(evaluation.evaluate, workdir)
   if distributed.is_main():
-    print(f"test accuracy {out['test_accuracy']:.4f}; wrote {workdir}/generalization.csv "
+    written = ("accuracy_vs_scale.csv" if "per_scale_bin" in out  # an MNIST-scale run
+               else "generalization.csv")
+    print(f"test accuracy {out['test_accuracy']:.4f}; wrote {workdir}/{written} "
           f"and {workdir}/accuracy_vs_scale.png")
 
 

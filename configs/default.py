@@ -11,9 +11,11 @@ import ml_collections
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
-  # Model name from stir_jax.models.MODELS (standard, pixel_pool, slice_pool, ...).
+  # Model name from stir_jax.models.MODELS (standard, pixel_pool, slice_pool, ...), or for
+  # MNIST-scale data one of stir_jax.models.mnist_scale.FACTORIES (configs/mnist_scale.py).
   config.model = "pixel_pool"
-  # A STIR npz file. "data/emoji.npz" is generated on first use if it is missing.
+  # A STIR npz file ("data/emoji.npz" is generated on first use if it is missing) or an
+  # MNIST-scale npz file (python -m stir_jax.data mnist-scale).
   config.dataset = "data/emoji.npz"
   # Evaluation scenario: 1 Small2Large, 2 Mid2Rest, 3 Large2Small, 4 All2All.
   config.scenario = 2
@@ -32,13 +34,21 @@ def get_config() -> ml_collections.ConfigDict:
   config.precision = "highest"
   # Adam learning rate (the paper: 1e-3; 1e-2 was tried).
   config.learning_rate = 1e-3
+  # Step schedule: the learning rate is multiplied by lr_decay_factor after each of these epochs
+  # (PyTorch's MultiStepLR; e.g. (20, 40)). Empty: constant (the paper).
+  config.lr_decay_epochs = ()
+  config.lr_decay_factor = 0.1
+  # Input normalisation (image - input_mean) / input_std on images in [0, 1]; the paper uses none.
+  config.input_mean = 0.0
+  config.input_std = 1.0
   # Examples per training step (the paper: 16).
   config.batch_size = 16
   # Examples per evaluation step (memory only; results do not depend on it).
   config.eval_batch_size = 64
   # At most this many epochs (the paper: 200).
   config.num_epochs = 7
-  # Stop after this many epochs without a better validation accuracy (the paper: 10).
+  # Stop after this many epochs without a better validation accuracy (the paper: 10); 0: never
+  # (train num_epochs; the best-validation parameters are still the ones tested).
   config.patience = 10
   # Seed of parameter init and data order.
   config.seed = 1

@@ -1,4 +1,4 @@
-"""Command line for STIR data files: ``python -m stir_jax.data {generate,check,show,bench} ...``.
+"""Command line for the data files: ``python -m stir_jax.data {generate,mnist-scale,check,...}``.
 
 Examples:
 
@@ -10,7 +10,8 @@ Examples:
   python -m stir_jax.data generate --domain aerial --out data/aerial.npz --source dota
   python -m stir_jax.data generate --domain tfds:cifar10 --out data/cifar10.npz --instances 50
   python -m stir_jax.data generate --domain tfds-boxes:coco/2017 --out data/coco.npz
-  python -m stir_jax.data check data/emoji.npz
+  python -m stir_jax.data mnist-scale --idx-dir MNIST_DIR --seed 0 --out data/mnist_scale_0.npz
+  python -m stir_jax.data check data/emoji.npz          (STIR or MNIST-scale files)
   python -m stir_jax.data show data/emoji.npz --out emoji_grid.png
   python -m stir_jax.data bench data/emoji.npz
 
@@ -141,10 +142,7 @@ def _generate(args: argparse.Namespace) -> None:
   if args.domain == "emoji" and args.instances not in (None, 1):
     raise CommandError("emoji has one instance per class (--instances 1)")
   out = pathlib.Path(args.out)
-  if out.exists() and out.is_dir():
-    raise CommandError(f"{out} is a directory")
-  if out.exists() and not args.force:
-    raise CommandError(f"{out} already exists (use --force to overwrite)")
+  _refuse_existing(out, args.force)
   from stir_jax.data import recipes  # pylint: disable=g-import-not-at-top
 
   # Library warnings (download retries, TFDS notices) would bury the one-line error: keep quiet.
@@ -169,6 +167,52 @@ def _generate(args: argparse.Namespace) -> None:
   print(stir_file.summarize(data))
 
 
+def _refuse_existing(out: pathlib.Path, force: bool) -> None:
+  if out.exists() and out.is_dir():
+    raise CommandError(f"{out} is a directory")
+  if out.exists() and not force:
+    raise CommandError(f"{out} already exists (use --force to overwrite)")
+
+
+def _mnist_scale(args: argparse.Namespace) -> None:
+  """Generates one MNIST-scale realisation (stir_jax.data.mnist_scale)."""
+  from stir_jax.data import mnist, mnist_scale, recipes  # pylint: disable=g-import-not-at-top
+
+  out = pathlib.Path(args.out)
+  _refuse_existing(out, args.force)
+  sizes = {"train": args.train_size, "valid": args.val_size, "test": args.test_size}
+  for name, value in (("--train-size", args.train_size), ("--val-size", args.val_size),
+                      ("--test-size", args.test_size)):
+    if value < 1:
+      raise CommandError(f"{name} must be positive, got {value}")
+  if not 0 < args.min_scale <= args.max_scale:
+    raise CommandError(f"need 0 < --min-scale <= --max-scale, got {args.min_scale}, "
+                       f"{args.max_scale}")
+  for name in ("absl", "tensorflow_datasets"):
+    logging.getLogger(name).setLevel(logging.ERROR)
+  start = time.perf_counter()
+  try:
+    if args.idx_dir is not None:
+      folder = pathlib.Path(args.idx_dir)
+      if not folder.is_dir() or not any(folder.iterdir()):
+        problem = ("does not exist" if not folder.exists() else "is not a folder"
+                   if not folder.is_dir() else "is empty")
+        raise CommandError(f"--idx-dir {folder} {problem} (expected the four MNIST IDX files)")
+      source = mnist.read_idx_folder(folder)
+    else:
+      source = mnist.load_tfds_digits(args.domain, args.data_dir)
+    data = mnist_scale.generate_mnist_scale(
+        source, args.seed, sizes=sizes, scale_range=(args.min_scale, args.max_scale),
+        names=mnist.DOMAINS[args.domain]["names"], domain=args.domain, progress=not args.quiet)
+  except recipes.GenerationError as e:
+    raise CommandError(str(e)) from None
+  out.parent.mkdir(parents=True, exist_ok=True)
+  mnist_scale.save_mnist_scale(out, data)
+  print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB) in "
+        f"{time.perf_counter() - start:.1f} s")
+  print(mnist_scale.summarize(data))
+
+
 def _bench(args: argparse.Namespace) -> None:
   """Measures the input pipeline's throughput on this machine."""
   from stir_jax.data import pipeline  # pylint: disable=g-import-not-at-top
@@ -189,7 +233,13 @@ def _bench(args: argparse.Namespace) -> None:
 
 
 def _check(args: argparse.Namespace) -> None:
-  """Loads a STIR file with full validation and prints its summary."""
+  """Loads a STIR or MNIST-scale file with full validation and prints its summary."""
+  from stir_jax.data import mnist_scale  # pylint: disable=g-import-not-at-top
+  if mnist_scale.is_mnist_scale_file(args.file):
+    data = mnist_scale.load_mnist_scale(args.file)
+    print(f"file: {args.file}: OK")
+    print(mnist_scale.summarize(data))
+    return
   data = stir_file.load_stir(args.file, validate=True)
   print(f"file: {args.file}: OK")
   print(stir_file.summarize(data))
@@ -244,7 +294,8 @@ def _show(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
   """The argparse parser of ``python -m stir_jax.data``."""
   parser = _Parser(prog="python -m stir_jax.data", description=__doc__.splitlines()[0])
-  sub = parser.add_subparsers(dest="command", required=True, metavar="{generate,check,show,bench}")
+  sub = parser.add_subparsers(dest="command", required=True,
+                              metavar="{generate,mnist-scale,check,show,bench}")
 
   gen = sub.add_parser("generate", help="generate a STIR file")
   gen.add_argument("--domain", required=True,
@@ -265,7 +316,26 @@ def build_parser() -> argparse.ArgumentParser:
   gen.add_argument("--quiet", action="store_true", help="no progress bar")
   gen.set_defaults(func=_generate)
 
-  check = sub.add_parser("check", help="validate a STIR file and print its summary")
+  scale = sub.add_parser(
+      "mnist-scale", help="generate one MNIST-scale realisation (Sosnovik et al. 2020 recipe)")
+  scale.add_argument("--out", required=True, help="destination .npz (parent folders are created)")
+  scale.add_argument("--idx-dir", default=None,
+                     help="folder with the four MNIST-layout IDX files (default: TFDS --domain)")
+  scale.add_argument("--domain", choices=("mnist", "fashion_mnist"), default="mnist",
+                     help="class names and licence of the source (and the TFDS dataset read "
+                          "without --idx-dir)")
+  scale.add_argument("--seed", type=int, default=0, help="the realisation (the benchmark: 0..5)")
+  scale.add_argument("--train-size", type=int, default=10_000)
+  scale.add_argument("--val-size", type=int, default=2_000)
+  scale.add_argument("--test-size", type=int, default=50_000)
+  scale.add_argument("--min-scale", type=float, default=0.3)
+  scale.add_argument("--max-scale", type=float, default=1.0)
+  scale.add_argument("--data-dir", default=None, help="TFDS data folder (without --idx-dir)")
+  scale.add_argument("--force", action="store_true", help="overwrite an existing file")
+  scale.add_argument("--quiet", action="store_true", help="no progress bar")
+  scale.set_defaults(func=_mnist_scale)
+
+  check = sub.add_parser("check", help="validate a STIR or MNIST-scale file, print its summary")
   check.add_argument("file")
   check.set_defaults(func=_check)
 

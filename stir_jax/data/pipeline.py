@@ -367,6 +367,18 @@ def local_batch_size(batch_size: int, process_count: int) -> int:
   return batch_size // process_count
 
 
+def _check_batching(batch_size: int, process_index: int, process_count: int,
+                    drop_remainder: bool, pad_remainder: bool) -> int:
+  """ValueError for an impossible batching; returns the per-process batch."""
+  local = local_batch_size(batch_size, process_count)
+  if not 0 <= process_index < process_count:
+    raise ValueError(f"process_index {process_index} is outside 0..{process_count - 1}")
+  if process_count > 1 and not (drop_remainder or pad_remainder):
+    raise ValueError("with several processes the last global batch must be dropped "
+                     "(drop_remainder) or padded (pad_remainder)")
+  return local
+
+
 def make_dataset(data_or_path: Source, split: str, scenario: ScenarioLike | None = None, *,
                  batch_size: int, shuffle: bool, seed: int = 0, drop_remainder: bool = False,
                  scales: ScalesLike | None = None, process_index: int = 0,
@@ -398,14 +410,25 @@ def make_dataset(data_or_path: Source, split: str, scenario: ScenarioLike | None
     A tf.data.Dataset of dicts: image (b, 64, 64, C) float32 in [0, 1], label (b,) int32,
     scale (b,) int32, position (b, 2) int32 [, mask (b,) bool].
   """
-  local = local_batch_size(batch_size, process_count)
-  if not 0 <= process_index < process_count:
-    raise ValueError(f"process_index {process_index} is outside 0..{process_count - 1}")
-  if process_count > 1 and not (drop_remainder or pad_remainder):
-    raise ValueError("with several processes the last global batch must be dropped "
-                     "(drop_remainder) or padded (pad_remainder)")
-  tf = _tf()
+  _check_batching(batch_size, process_index, process_count, drop_remainder, pad_remainder)
   arrays = host_arrays(data_or_path, split, scenario, scales=scales)
+  return batch_arrays(arrays, batch_size=batch_size, shuffle=shuffle, seed=seed,
+                      drop_remainder=drop_remainder, process_index=process_index,
+                      process_count=process_count, pad_remainder=pad_remainder)
+
+
+def batch_arrays(arrays: dict[str, np.ndarray], *, batch_size: int, shuffle: bool, seed: int = 0,
+                 drop_remainder: bool = False, process_index: int = 0, process_count: int = 1,
+                 pad_remainder: bool = False):
+  """The tf.data pipeline of `make_dataset` over any examples held as numpy arrays.
+
+  ``arrays`` maps keys to arrays with one leading example axis: "image" (N, H, W, C) uint8 and
+  "label" (N,) at least; every key is gathered per batch, the image as float32 / 255. The global
+  batches, their shuffling, the process shares and the padding mask are `make_dataset`'s (which
+  calls this with a STIR selection; `stir_jax.data.mnist_scale` with its splits).
+  """
+  local = _check_batching(batch_size, process_index, process_count, drop_remainder, pad_remainder)
+  tf = _tf()
   n = len(arrays["label"])
   tensors = {k: tf.constant(v) for k, v in arrays.items()}
 
@@ -423,12 +446,8 @@ def make_dataset(data_or_path: Source, split: str, scenario: ScenarioLike | None
       indices, valid = indices[first:first + local], valid[first:first + local]
     else:
       indices = indices[first:first + local]
-    batch = {
-        "image": tf.cast(tf.gather(tensors["image"], indices), tf.float32) / 255.0,
-        "label": tf.gather(tensors["label"], indices),
-        "scale": tf.gather(tensors["scale"], indices),
-        "position": tf.gather(tensors["position"], indices),
-    }
+    batch = {k: tf.gather(v, indices) for k, v in tensors.items()}
+    batch["image"] = tf.cast(batch["image"], tf.float32) / 255.0
     if pad_remainder:
       batch["mask"] = valid
     return batch
@@ -511,4 +530,4 @@ def ensure_emoji(path: PathLike = DEFAULT_EMOJI_PATH, *, seed: int = 42,
 __all__: Sequence[str] = (
     "Scenario", "SCENARIOS", "SPLITS", "TfdsSource", "get_scenario", "parse_scales", "scales_for",
     "select", "share_range", "shard", "host_arrays", "read_tfds_share", "local_batch_size",
-    "num_examples", "make_dataset", "benchmark", "iterate", "ensure_emoji")
+    "num_examples", "make_dataset", "batch_arrays", "benchmark", "iterate", "ensure_emoji")

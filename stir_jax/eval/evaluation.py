@@ -8,6 +8,8 @@ writes, next to the run:
   indices.npz/.png       pooling models: the kernel scale each ScalePool chose, per test object
   consistency.json       share of objects classified alike at all 48 sizes; for pooling models how
                          closely the chosen kernel size follows the object size (Spearman)
+For an MNIST-scale run (`evaluate_mnist_scale`): the test accuracy, and its accuracy against the
+scale factor s of the digits in accuracy_vs_scale.csv / .png.
 """
 from __future__ import annotations
 
@@ -41,17 +43,22 @@ def load_run_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
 
 
 def restore_model(workdir: pathlib.Path, config, data):
-  """(model, best params) of a run, checked against the data's channel and class counts."""
+  """(model, best variables) of a run, checked against the data's channel and class counts:
+  {"params"}, and "batch_stats" for models with batch norm."""
   model = state_lib.build_model(config, data)
-  target = jax.eval_shape(model.init, jax.random.PRNGKey(0),
-                          jnp.zeros((1, 64, 64, data.num_channels), jnp.float32))["params"]
+  size = inputs.image_size(data)
+  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0),
+                          jnp.zeros((1, size, size, data.num_channels), jnp.float32))
+  target = {k: v for k, v in shapes.items() if k in ("params", "batch_stats")}
   if not (workdir / "checkpoints" / "best").is_dir():
     raise RunError(f"{workdir} has no best checkpoint (checkpoints/best); train it first")
   misfit = (f"the checkpoint in {workdir} does not fit model {config.model!r} with "
             f"{data.num_channels} channels and {data.num_classes} classes")
   ckpt = rundir.Checkpoints(workdir)
   try:
-    params, _ = ckpt.restore_best(target)
+    variables = {"params": ckpt.restore_best(target["params"])[0]}
+    if "batch_stats" in target:
+      variables["batch_stats"] = ckpt.restore_best_batch_stats(target["batch_stats"])
   except RunError:
     raise
   except Exception as e:  # orbax reports structure mismatches in many exception types
@@ -59,10 +66,10 @@ def restore_model(workdir: pathlib.Path, config, data):
   finally:
     ckpt.close()
   try:
-    models.check_params(target, params)
+    models.check_params(target, variables)
   except ValueError as e:
     raise RunError(f"{misfit}: {e}") from None
-  return model, params
+  return model, variables
 
 
 def dataset_name(config) -> str:
@@ -78,10 +85,11 @@ def evaluate(workdir: str | pathlib.Path) -> dict | None:
   workdir = pathlib.Path(workdir)
   config = load_run_config(workdir)
   data = inputs.load_dataset(config)
-  model, params = restore_model(workdir, config, data)
+  model, variables = restore_model(workdir, config, data)
   if not distributed.is_main():
     return None
-  variables = {"params": params}
+  if inputs.is_mnist_scale(data):
+    return evaluate_mnist_scale(workdir, config, data, model, variables)
   # One pass over the test split (all 48 sizes): predictions, pool indices and the test metrics.
   per_object = predict_test_split(model, variables, data, config.eval_batch_size)
   test = test_metrics(per_object, config.scenario)
@@ -115,6 +123,71 @@ def evaluate(workdir: str | pathlib.Path) -> dict | None:
   return {"test_accuracy": test["accuracy"], "per_scale": test["per_scale"],
           "consistency": consistency,
           "equivariance": {k: float(np.nanmean(v)) for k, v in errors.items()}}
+
+
+# Bins of the MNIST-scale scale factor s for the accuracy against scale.
+SCALE_BIN_EDGES = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+def evaluate_mnist_scale(workdir: pathlib.Path, config, data, model, variables) -> dict:
+  """The MNIST-scale test pass: accuracy and loss over the test split (as training's results.json),
+  and the accuracy per bin of the scale factor s (SCALE_BIN_EDGES), written to
+  accuracy_vs_scale.csv and accuracy_vs_scale.png."""
+  from stir_jax.train import engine  # pylint: disable=g-import-not-at-top
+  norm = engine.input_norm(config)
+  images, labels = data.images["test"], data.labels["test"]
+  scales = data.scales["test"]
+
+  @jax.jit
+  def summarize(v, x, y):
+    x = x.astype(jnp.float32)[..., None] / 255.0
+    if norm is not None:
+      x = (x - norm[0]) / norm[1]
+    logits = model.apply(v, x).astype(jnp.float32)
+    return jnp.argmax(logits, -1), metrics.cross_entropy(logits, y)
+
+  preds, losses = [], []
+  batch = config.eval_batch_size
+  for start in range(0, len(labels), batch):
+    pred, loss = jax.device_get(summarize(variables, images[start:start + batch],
+                                          labels[start:start + batch]))
+    preds.append(pred)
+    losses.append(loss)
+  correct = np.concatenate(preds) == labels
+  loss = np.concatenate(losses)
+  edges = np.asarray(SCALE_BIN_EDGES)
+  which = np.clip(np.searchsorted(edges, scales, side="right") - 1, 0, len(edges) - 2)
+  rows = []
+  for b in range(len(edges) - 1):
+    sel = which == b
+    rows.append({"scale_min": float(edges[b]), "scale_max": float(edges[b + 1]),
+                 "count": int(sel.sum()),
+                 "accuracy": metrics.accuracy(correct[sel].sum(), sel.sum())})
+  path = workdir / "accuracy_vs_scale.csv"
+  with open(path.with_suffix(".csv.tmp"), "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+  path.with_suffix(".csv.tmp").replace(path)
+  accuracy = float(correct.mean())
+  _plot_scale_bins(workdir / "accuracy_vs_scale.png", rows,
+                   f"{config.model} on {dataset_name(config)}: test accuracy {accuracy:.2%}")
+  return {"test_accuracy": accuracy, "test_loss": float(loss.mean()),
+          "test_count": int(len(labels)), "per_scale_bin": rows}
+
+
+def _plot_scale_bins(path: pathlib.Path, rows: list[dict], title: str) -> None:
+  plt = _plt()
+  centres = [(r["scale_min"] + r["scale_max"]) / 2 for r in rows]
+  fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=120)
+  ax.plot(centres, [100 * r["accuracy"] for r in rows], marker="o", color="tab:blue")
+  ax.set(xlabel="scale factor s of the digit", ylabel="test accuracy (%)", title=title,
+         xlim=(SCALE_BIN_EDGES[0], SCALE_BIN_EDGES[-1]))
+  ax.title.set_fontsize(9)
+  ax.grid(alpha=0.3)
+  fig.tight_layout()
+  fig.savefig(path)
+  plt.close(fig)
 
 
 def _map_ndim(model, variables, data, stage: str) -> int:

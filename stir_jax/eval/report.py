@@ -46,6 +46,8 @@ def find_runs(runs_dir: pathlib.Path) -> list[dict]:
   for path in sorted(runs_dir.rglob("results.json")):
     try:
       res = json.loads(path.read_text())
+      if res.get("benchmark") == "mnist_scale":
+        continue  # the report compares STIR runs (MNIST-scale has no object sizes or scenarios)
       cfg = res["config"]
       runs.append({
           "run": str(path.parent.relative_to(runs_dir)), "model": res["model"],

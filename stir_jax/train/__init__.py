@@ -2,6 +2,7 @@
 
   state.py        TrainState, the optimiser, the model a config names
   steps.py        the pure per-device train and evaluation steps (psum over the data axis)
+  global_batch.py train-mode batch norm and dropout over the global batch (models with a train mode)
   placement.py    the (seed, data) mesh: where arrays live, the steps compiled over it (jit or pmap)
   inputs.py       the run's data: this process's part of every global batch
   rundir.py       the run directory: config, metrics, checkpoints, results; RunError

@@ -1,5 +1,8 @@
 """The training engine: the paper's protocol (Adam, early stopping on validation accuracy, the
 best-validation parameters tested) for one seed or many, on one device or many, on one host or many.
+The same loop runs the MNIST-scale protocol (Sosnovik et al. 2020: Adam with a step learning rate,
+a fixed number of epochs, normalised inputs, models with batch norm and dropout; configs/
+mnist_scale.py) when config.dataset is an MNIST-scale file and config.model one of its models.
 
 `train_and_evaluate(config, workdir)` is what train.py calls; the sweep calls `train_seeds`. Both
 run the one loop of `train_seeds`: the seeds are stacked along a leading axis (one seed is the
@@ -10,7 +13,8 @@ ordinary run), placed on a (seed, data) mesh (`placement.Placement`), and every 
   - updates each seed's early stopping, writes its metrics.jsonl row (process 0) and checkpoints.
 A seed that stops (early stopping, num_epochs, a non-finite loss) leaves the stacked state: the
 remaining seeds are re-placed, so it costs no more compute. At the end every seed's best parameters
-are tested in one pass over the test split at all 48 sizes and each seed's results.json is written.
+are tested in one pass over the test split (STIR: at all 48 sizes) and each seed's results.json is
+written.
 
 Rerunning resumes every seed from its own checkpoints/latest; a finished seed (results.json) is
 skipped. The run directories are `workdir` for one seed and `workdir/seed_<s>` for several
@@ -31,7 +35,6 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import stir_jax
-from stir_jax.data import pipeline
 from stir_jax import metrics
 from stir_jax.train import distributed, inputs, rundir, state as state_lib, steps
 from stir_jax.train.placement import Placement, prefetch, stack, unstack
@@ -57,8 +60,9 @@ def early_stopping_update(meta: dict, epoch: int, val_accuracy: float) -> tuple[
 
 
 def should_stop(meta: dict, patience: int) -> bool:
-  """Stop once `patience` epochs in a row brought no better validation accuracy."""
-  return meta["bad_epochs"] >= patience
+  """Stop once `patience` epochs in a row brought no better validation accuracy (patience 0: never,
+  every run trains num_epochs)."""
+  return patience > 0 and meta["bad_epochs"] >= patience
 
 
 # --- one seed's run ----------------------------------------------------------------------------
@@ -82,19 +86,21 @@ class SeedRun:
 
 
 def start_or_resume(model, tx, seed: int, num_channels: int, workdir: pathlib.Path,
-                    write: bool) -> tuple[Any, dict, list[dict], rundir.Checkpoints]:
+                    write: bool, image_size: int = 64, train_mode: bool = False
+                    ) -> tuple[Any, dict, list[dict], rundir.Checkpoints]:
   """A seed's host state after its last saved epoch, or a fresh one.
 
   Returns (host state, early-stopping meta, metrics history, checkpoints). metrics.jsonl lines past
   the restored epoch (written by a run killed before its checkpoint) are dropped (when `write`).
   """
-  state = jax.device_get(state_lib.create_train_state(model, tx, jax.random.PRNGKey(seed),
-                                                      num_channels))
+  state = jax.device_get(state_lib.create_train_state(
+      model, tx, jax.random.PRNGKey(seed), num_channels, image_size, train_mode))
   ckpt = rundir.Checkpoints(workdir)
   meta, history = fresh_meta(), []
-  restored = ckpt.restore_latest(state)
+  restored = ckpt.restore_latest(state_lib.checkpoint_tree(state))
   if restored is not None:
-    state, meta = restored
+    tree, meta = restored
+    state = state_lib.from_checkpoint_tree(state, tree)
     history = [r for r in rundir.read_metrics(workdir) if r["epoch"] <= meta["epoch"]]
     if write:
       print(f"resuming {workdir} after epoch {meta['epoch']}")
@@ -108,7 +114,8 @@ def start_or_resume(model, tx, seed: int, num_channels: int, workdir: pathlib.Pa
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
                        progress: bool = True,
                        on_epoch_end: Callable[[int], None] | None = None) -> dict:
-  """Trains config.model on config.dataset with early stopping, then tests the best parameters.
+  """Trains config.model on config.dataset (early stopping unless config.patience is 0), then tests
+  the best parameters.
 
   config.num_seeds = N > 1 trains seeds config.seed .. config.seed + N - 1 together, one run
   directory workdir/seed_<s> each; otherwise workdir is the run directory. Returns results.json
@@ -173,9 +180,20 @@ def train_seeds(config: ml_collections.ConfigDict, dirs: dict[int, pathlib.Path]
 
   data = inputs.load_dataset(config)
   model = state_lib.build_model(config, data)
-  tx = state_lib.make_optimizer(config)
+  steps_per_epoch = math.ceil(inputs.num_train_examples(data, config.scenario) / config.batch_size)
+  tx = state_lib.make_optimizer(config, steps_per_epoch)
   parallelism, batching = config.get("parallelism", "jit"), config.get("seed_batching", "auto")
-  train_fn, eval_fn = steps.train_step_fn(model, tx), steps.eval_step_fn(model)
+  train_mode = state_lib.has_train_mode(config.model)
+  norm = input_norm(config)
+  train_fn = steps.train_step_fn(model, tx, train_mode=train_mode, input_norm=norm)
+  eval_fn = steps.eval_step_fn(model, with_batch_stats=train_mode, input_norm=norm)
+  per_scale = not inputs.is_mnist_scale(data)  # STIR batches carry object sizes
+
+  def eval_variables(state):
+    """What the eval step takes: params, or {"params", "batch_stats"} (train-mode models)."""
+    if train_mode:
+      return {"params": state.params, "batch_stats": state.batch_stats}
+    return state.params
   compiled: dict[int, tuple[Placement, Callable, Callable]] = {}
 
   def placed(n: int) -> tuple[Placement, Callable, Callable]:
@@ -197,13 +215,12 @@ def train_seeds(config: ml_collections.ConfigDict, dirs: dict[int, pathlib.Path]
 
   runs = []
   for s in todo:
-    host, meta, history, ckpt = start_or_resume(model, tx, s, data.num_channels, dirs[s], main)
+    host, meta, history, ckpt = start_or_resume(model, tx, s, data.num_channels, dirs[s], main,
+                                                inputs.image_size(data), train_mode)
     runs.append(SeedRun(s, dirs[s], configs[s], host, meta, history, ckpt,
                         tb=rundir.tensorboard_writer(dirs[s]) if main else None))
   if progress and main:
     print(f"training {placement.describe()}")
-  steps_per_epoch = math.ceil(pipeline.num_examples(data, "train", config.scenario)
-                              / config.batch_size)
   on_device, device_state = None, None  # which runs the placed state holds, and the state
   while True:
     active = [r for r in runs if r.running(config)]
@@ -235,8 +252,8 @@ def train_seeds(config: ml_collections.ConfigDict, dirs: dict[int, pathlib.Path]
         bar.set_postfix(loss=f"{np.mean(host['loss_sum'] / np.maximum(host['count'], 1)):.3f}")
     bar.close()
     train_totals = placement.get_sums(sums)
-    val_totals = placement.evaluate(eval_step, device_state.params, inputs.split_batches(
-        data, "valid", config.scenario, batch_size=eval_bs))
+    val_totals = placement.evaluate(eval_step, eval_variables(device_state), inputs.split_batches(
+        data, "valid", config.scenario, batch_size=eval_bs), per_scale=per_scale)
     seconds = time.perf_counter() - start
     host = placement.get_state(device_state)
     improved_count = 0
@@ -258,12 +275,13 @@ def train_seeds(config: ml_collections.ConfigDict, dirs: dict[int, pathlib.Path]
       if improved:
         improved_count += 1
         r.ckpt.save_best(epochs[i], r.state.params,
-                         {"epoch": epochs[i], "val_accuracy": val["accuracy"]})
+                         {"epoch": epochs[i], "val_accuracy": val["accuracy"]},
+                         batch_stats=r.state.batch_stats if train_mode else None)
       r.history.append(row)
       if main:
         rundir.rewrite_metrics(r.dir, r.history)
         rundir.log_scalars(r.tb, epochs[i], row)
-      r.ckpt.save_latest(epochs[i], r.state, r.meta)
+      r.ckpt.save_latest(epochs[i], state_lib.checkpoint_tree(r.state), r.meta)
     if progress and main:
       _print_epoch(label, [r for r in active if r.failed is None], improved_count, seconds)
     if on_epoch_end is not None:
@@ -272,21 +290,21 @@ def train_seeds(config: ml_collections.ConfigDict, dirs: dict[int, pathlib.Path]
   tested = [r for r in runs if r.failed is None]
   if tested:
     placement, _, eval_step = placed(len(tested))
-    best_params, bests = [], []
+    best_states, bests = [], []
     for r in tested:
       params, best = r.ckpt.restore_best(r.state.params)
-      best_params.append(params)
+      batch_stats = (r.ckpt.restore_best_batch_stats(r.state.batch_stats) if train_mode
+                     else r.state.batch_stats)
+      best_states.append(r.state.replace(params=params, batch_stats=batch_stats))
       bests.append(best)
+    best_variables = [eval_variables(b) for b in best_states]
     totals = placement.evaluate(
-        eval_step, placement.put_state(stack(best_params)),
-        inputs.split_batches(data, "test", config.scenario,
-                             batch_size=placement.eval_batch_size(config.eval_batch_size),
-                             scales=metrics.SCALES))
-    test_scales = pipeline.scales_for(config.scenario, "test")
+        eval_step, placement.put_state(stack(best_variables)),
+        inputs.test_batches(data, config.scenario,
+                            placement.eval_batch_size(config.eval_batch_size)),
+        per_scale=per_scale)
     for i, r in enumerate(tested):
-      total = {k: v[i] for k, v in totals.items()}
-      test = {**metrics.finalize(metrics.restrict(total, test_scales)),
-              "per_scale": metrics.finalize(total)["per_scale"]}
+      test = inputs.test_results(data, config.scenario, {k: v[i] for k, v in totals.items()})
       results[r.seed] = _results(r, test, bests[i], placement, len(runs))
       if main:
         rundir.write_json(r.dir / "results.json", results[r.seed])
@@ -297,6 +315,14 @@ def train_seeds(config: ml_collections.ConfigDict, dirs: dict[int, pathlib.Path]
     raise RunError("; ".join(failed)
                    + (f" (the other {len(tested)} seeds finished)" if tested else ""))
   return results
+
+
+def input_norm(config) -> tuple[float, float] | None:
+  """(config.input_mean, config.input_std), or None when they leave the images as they are."""
+  mean, std = float(config.get("input_mean", 0.0)), float(config.get("input_std", 1.0))
+  if std <= 0:
+    raise RunError(f"input_std must be positive, got {std}")
+  return None if (mean, std) == (0.0, 1.0) else (mean, std)
 
 
 def _print_epoch(label: str, done: list[SeedRun], improved: int, seconds: float) -> None:
@@ -318,10 +344,13 @@ def _results(run: SeedRun, test: dict, best: dict, placement: Placement,
   """A seed's results.json."""
   config = run.config
   stop = "early stopping" if should_stop(run.meta, config.patience) else "num_epochs reached"
+  benchmark = {"per_scale": test["per_scale"]} if "per_scale" in test else {
+      "benchmark": "mnist_scale"}
   return {
-      "model": config.model, "dataset": str(config.dataset), "scenario": config.scenario,
+      "model": config.model, "dataset": str(config.dataset),
+      "scenario": config.scenario if "per_scale" in test else None,
       "test_loss": test["loss"], "test_accuracy": test["accuracy"], "test_count": test["count"],
-      "per_scale": test["per_scale"],
+      **benchmark,
       "best_val_accuracy": best["val_accuracy"], "best_epoch": best["epoch"],
       "epochs_run": len(run.history), "stop_reason": stop,
       "mean_epoch_seconds": (float(np.mean([r["epoch_seconds"] for r in run.history]))

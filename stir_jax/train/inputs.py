@@ -1,17 +1,26 @@
-"""The data a run reads: its STIR file, and this process's part of every global batch."""
+"""The data a run reads, and this process's part of every global batch.
+
+config.dataset is a STIR file (`stir_jax.data.stir_file`; splits train/valid/test at the scenario's
+object sizes) or an MNIST-scale file (`stir_jax.data.mnist_scale`; its own train/valid/test splits,
+no scenario); which one is read from the file. The functions below hide the difference from the
+engine: image shape, epoch length, batches, the test pass and its results.
+"""
 from __future__ import annotations
 
 import pathlib
-from typing import Iterator, Sequence
+from typing import Iterator, Sequence, Union
 
 import jax
 import numpy as np
 
-from stir_jax.data import pipeline, stir_file
+from stir_jax import metrics
+from stir_jax.data import mnist_scale, pipeline, stir_file
 from stir_jax.train.rundir import RunError
 
+Data = Union[stir_file.StirData, mnist_scale.MnistScaleData]
 
-def load_dataset(config) -> stir_file.StirData:
+
+def load_dataset(config) -> Data:
   """Loads config.dataset, generating the emoji domain first when that file is missing."""
   path = pathlib.Path(config.dataset)
   if not path.exists() and path.name.startswith("emoji"):
@@ -21,9 +30,27 @@ def load_dataset(config) -> stir_file.StirData:
     from stir_jax.train import distributed  # pylint: disable=g-import-not-at-top
     distributed.barrier("emoji generated")
   try:
+    if mnist_scale.is_mnist_scale_file(path):
+      return mnist_scale.load_mnist_scale(path)
     return stir_file.load_stir(path)
   except stir_file.StirFileError as e:
     raise RunError(str(e)) from None
+
+
+def is_mnist_scale(data: Data) -> bool:
+  return isinstance(data, mnist_scale.MnistScaleData)
+
+
+def image_size(data: Data) -> int:
+  """The side of the (square) images: 64 for STIR, 28 for MNIST-scale."""
+  return data.image_size if is_mnist_scale(data) else stir_file.IMAGE_SIZE
+
+
+def num_train_examples(data: Data, scenario: int) -> int:
+  """Training examples per epoch (all processes together)."""
+  if is_mnist_scale(data):
+    return data.num_examples("train")
+  return pipeline.num_examples(data, "train", scenario)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -31,16 +58,37 @@ def epoch_seed(seed: int, epoch: int) -> int:
   return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
 
 
-def split_batches(data, split: str, scenario: int, *, batch_size: int, seed: int | None = None,
-                  scales: Sequence[int] | None = None) -> Iterator[dict]:
+def split_batches(data: Data, split: str, scenario: int, *, batch_size: int,
+                  seed: int | None = None, scales: Sequence[int] | None = None
+                  ) -> Iterator[dict]:
   """This process's part of every global batch of batch_size examples (see
   `pipeline.make_dataset`: the global batches do not depend on the number of processes). Every
   batch is padded to full size with a 'mask' of real examples, so shapes stay static (no
   recompilation for a short last batch) and every process runs the same number of steps. `seed`
-  shuffles (training); None keeps the selection order (evaluation)."""
-  ds = pipeline.make_dataset(data, split, scenario, batch_size=batch_size,
-                             shuffle=seed is not None, seed=seed or 0, scales=scales,
-                             process_index=jax.process_index(),
-                             process_count=jax.process_count(), pad_remainder=True)
+  shuffles (training); None keeps the selection order (evaluation). STIR batches carry the object
+  size ("scale", for per-size metrics); MNIST-scale batches do not (scenario and scales unused)."""
+  common = dict(batch_size=batch_size, shuffle=seed is not None, seed=seed or 0,
+                process_index=jax.process_index(), process_count=jax.process_count(),
+                pad_remainder=True)
+  if is_mnist_scale(data):
+    ds, keys = mnist_scale.make_dataset(data, split, **common), ("image", "label", "mask")
+  else:
+    ds = pipeline.make_dataset(data, split, scenario, scales=scales, **common)
+    keys = ("image", "label", "scale", "mask")
   for batch in pipeline.iterate(ds):
-    yield {k: batch[k] for k in ("image", "label", "scale", "mask")}
+    yield {k: batch[k] for k in keys}
+
+
+def test_batches(data: Data, scenario: int, batch_size: int) -> Iterator[dict]:
+  """The final test pass: STIR's test split at all 48 sizes, or MNIST-scale's test split."""
+  return split_batches(data, "test", scenario, batch_size=batch_size,
+                       scales=None if is_mnist_scale(data) else metrics.SCALES)
+
+
+def test_results(data: Data, scenario: int, total: dict) -> dict:
+  """loss, accuracy, count of a test pass's sums; for STIR on the scenario's test sizes, with the
+  accuracy per size (per_scale) besides."""
+  if is_mnist_scale(data):
+    return metrics.finalize(total)
+  restricted = metrics.restrict(total, pipeline.scales_for(scenario, "test"))
+  return {**metrics.finalize(restricted), "per_scale": metrics.finalize(total)["per_scale"]}

@@ -230,9 +230,11 @@ class Placement:
     return self._compile(self._over_seeds(one_seed, (0, 0, None)),
                          (seeds, seeds, P(DATA_AXIS)), seeds, donate=(1,))
 
-  def evaluate(self, eval_step: Callable, params, batches: Iterable[dict]) -> dict:
-    """Host sums (N, ...) of eval_step over host batches: one pass, the next batch prefetched."""
-    sums, seen = self.zero_sums(per_scale=True), False
+  def evaluate(self, eval_step: Callable, params, batches: Iterable[dict],
+               per_scale: bool = True) -> dict:
+    """Host sums (N, ...) of eval_step over host batches: one pass, the next batch prefetched.
+    per_scale: the batches carry STIR object sizes ("scale"), so the sums have per-size parts."""
+    sums, seen = self.zero_sums(per_scale=per_scale), False
     for batch in prefetch(batches, self.put_eval_batch):
       sums, seen = eval_step(params, sums, batch), True
     if not seen:

@@ -4,7 +4,8 @@
   metrics.jsonl        one line per epoch: train/val loss and accuracy, epoch seconds
   tensorboard/         the same scalars as TensorBoard events
   checkpoints/latest/  orbax: the full train state after the last finished epoch (for resuming)
-  checkpoints/best/    orbax: the parameters with the best validation accuracy so far
+  checkpoints/best/    orbax: the parameters with the best validation accuracy so far (and, for
+                       models with batch norm, their batch_stats)
   results.json         written once at the end: test accuracy, per-scale test accuracy, ...
 
 One seed writes `workdir` itself; several seeds trained together write `workdir/seed_<s>` each
@@ -28,7 +29,9 @@ class RunError(RuntimeError):
 
 # Fields added to the config after runs were made with the older config: a run directory without
 # the field is the same run as one with this value (so older runs resume and count as finished).
-CONFIG_DEFAULTS: dict[str, Any] = {"dtype": "float32", "precision": "highest"}
+CONFIG_DEFAULTS: dict[str, Any] = {"dtype": "float32", "precision": "highest",
+                                   "lr_decay_epochs": [], "lr_decay_factor": 0.1,
+                                   "input_mean": 0.0, "input_std": 1.0}
 
 
 def config_dict(config) -> dict:
@@ -121,7 +124,7 @@ class Checkpoints:
     self.latest = ocp.CheckpointManager((workdir / "checkpoints" / "latest").absolute(),
                                         options=opts, item_names=("state", "meta"))
     self.best = ocp.CheckpointManager((workdir / "checkpoints" / "best").absolute(),
-                                      options=opts, item_names=("params", "meta"))
+                                      options=opts, item_names=("params", "meta", "batch_stats"))
 
   def save_latest(self, epoch: int, state, meta: dict) -> None:
     self.latest.save(epoch, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
@@ -136,11 +139,14 @@ class Checkpoints:
         state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
     return got["state"], got["meta"]
 
-  def save_best(self, epoch: int, params, meta: dict) -> None:
+  def save_best(self, epoch: int, params, meta: dict, batch_stats=None) -> None:
+    """The best parameters so far; `batch_stats` too for models with batch norm."""
     for stale in [s for s in self.best.all_steps() if s >= epoch]:
       self.best.delete(stale)  # left by a run killed between its best and latest saves
-    self.best.save(epoch, args=ocp.args.Composite(params=ocp.args.StandardSave(params),
-                                                  meta=ocp.args.JsonSave(meta)))
+    items = {"params": ocp.args.StandardSave(params), "meta": ocp.args.JsonSave(meta)}
+    if batch_stats is not None:
+      items["batch_stats"] = ocp.args.StandardSave(batch_stats)
+    self.best.save(epoch, args=ocp.args.Composite(**items))
     self.best.wait_until_finished()
 
   def restore_best(self, target_params) -> tuple[Any, dict]:
@@ -150,6 +156,17 @@ class Checkpoints:
     got = self.best.restore(step, args=ocp.args.Composite(
         params=ocp.args.StandardRestore(target_params), meta=ocp.args.JsonRestore()))
     return got["params"], got["meta"]
+
+  def restore_best_batch_stats(self, target):
+    """The batch_stats saved with the best parameters (models with batch norm)."""
+    step = self.best.latest_step()
+    if step is None:
+      raise RunError("the run has no best checkpoint yet")
+    if not (self.best.directory / str(step) / "batch_stats").exists():
+      raise RunError(f"the best checkpoint (epoch {step}) holds no batch_stats")
+    got = self.best.restore(step, args=ocp.args.Composite(
+        batch_stats=ocp.args.StandardRestore(target)))
+    return got["batch_stats"]
 
   def close(self) -> None:
     self.latest.close()

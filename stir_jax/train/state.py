@@ -10,26 +10,83 @@ import optax
 from flax import struct
 
 from stir_jax import models
+from stir_jax.models import mnist_scale as mnist_scale_models
 from stir_jax.train.rundir import RunError
+
+# The fields a checkpoint holds only when they are set (STIR models have no batch statistics and
+# no dropout, and their checkpoints keep the three original fields).
+OPTIONAL_FIELDS = ("batch_stats", "rng")
 
 
 @struct.dataclass
 class TrainState:
+  """step, params, opt_state; for models with a train mode (batch norm, dropout) also
+  batch_stats (flax's "batch_stats" collection, updated by every train step) and rng (the base key
+  of the dropout masks: step s uses fold_in(rng, s))."""
   step: jax.Array
   params: Any
   opt_state: Any
+  batch_stats: Any = struct.field(default_factory=dict)
+  rng: Any = None
 
 
-def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """Adam with the config's learning rate (PyTorch's Adam defaults: b1 .9, b2 .999, eps 1e-8)."""
-  return optax.adam(config.learning_rate)
+def has_train_mode(name: str) -> bool:
+  """Whether model `name` is called with ``train=True`` when training (batch norm and dropout,
+  the MNIST-scale family) rather than like the STIR models (parameters only)."""
+  return name in mnist_scale_models.FACTORIES
 
 
-def create_train_state(model, tx, rng: jax.Array, num_channels: int) -> TrainState:
-  """A fresh state for one seed. Jitted: run eagerly, the SiConv models' scale loops take about a
-  minute to initialise."""
-  params = jax.jit(model.init)(rng, jnp.zeros((1, 64, 64, num_channels), jnp.float32))["params"]
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+def make_optimizer(config: ml_collections.ConfigDict,
+                   steps_per_epoch: int | None = None) -> optax.GradientTransformation:
+  """Adam with the config's learning rate (PyTorch's Adam defaults: b1 .9, b2 .999, eps 1e-8).
+
+  config.lr_decay_epochs (e.g. (20, 40)) multiplies the rate by config.lr_decay_factor after each
+  of those epochs, as PyTorch's MultiStepLR stepped once per epoch: with (20, 40) and 0.1, epochs
+  1-20 train at lr, 21-40 at lr / 10, 41- at lr / 100. That needs `steps_per_epoch`.
+  """
+  epochs = [int(e) for e in config.get("lr_decay_epochs", ())]
+  if not epochs:
+    return optax.adam(config.learning_rate)
+  if sorted(set(epochs)) != epochs or epochs[0] < 1:
+    raise RunError(f"lr_decay_epochs must be increasing positive epochs, got {tuple(epochs)}")
+  if not steps_per_epoch:
+    raise RunError("lr_decay_epochs needs the number of steps per epoch")
+  factor = float(config.get("lr_decay_factor", 0.1))
+  schedule = optax.piecewise_constant_schedule(
+      config.learning_rate, {e * steps_per_epoch: factor for e in epochs})
+  return optax.adam(schedule)
+
+
+def create_train_state(model, tx, rng: jax.Array, num_channels: int, image_size: int = 64,
+                       train_mode: bool = False) -> TrainState:
+  """A fresh state for one seed, the model initialised on (1, image_size, image_size,
+  num_channels) images. With `train_mode` it also holds the model's batch_stats and the dropout
+  key. Jitted: run eagerly, the SiConv models' scale loops take about a minute to initialise."""
+  variables = jax.jit(model.init)(
+      rng, jnp.zeros((1, image_size, image_size, num_channels), jnp.float32))
+  params = variables["params"]
+  extra = {}
+  if train_mode:
+    extra = {"batch_stats": variables.get("batch_stats", {}),
+             "rng": jax.random.fold_in(rng, 1)}  # a stream apart from the initialisation's
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                    **extra)
+
+
+def checkpoint_tree(state: TrainState) -> dict:
+  """The state as the checkpoint stores it: step, params, opt_state, and the optional fields that
+  are set. (A STIR state gives the tree its checkpoints always had, so old runs resume.)"""
+  tree = {"step": state.step, "params": state.params, "opt_state": state.opt_state}
+  for name in OPTIONAL_FIELDS:
+    value = getattr(state, name)
+    if value is not None and jax.tree.leaves(value):
+      tree[name] = value
+  return tree
+
+
+def from_checkpoint_tree(template: TrainState, tree: dict) -> TrainState:
+  """`template` with the fields of a restored `checkpoint_tree`."""
+  return template.replace(**tree)
 
 
 def takes_impl(name: str) -> bool:
@@ -39,12 +96,29 @@ def takes_impl(name: str) -> bool:
 
 def build_model(config, data):
   """The config's model for the data's channel and class counts, in the config's computation dtype
-  and precision (config.dtype, config.precision; RunError on a bad name or value)."""
+  and precision (config.dtype, config.precision; RunError on a bad name or value, or a model that
+  does not fit the data: the MNIST-scale models need MNIST-scale data, the STIR models STIR data).
+  """
+  from stir_jax.data import mnist_scale  # pylint: disable=g-import-not-at-top
+  dtype, precision = config.get("dtype", "float32"), config.get("precision", "highest")
+  is_mnist_data = isinstance(data, mnist_scale.MnistScaleData)
   try:
+    if has_train_mode(config.model):
+      if not is_mnist_data:
+        raise RunError(f"model {config.model!r} is an MNIST-scale model (28x28 inputs); "
+                       f"config.dataset {config.dataset} is not MNIST-scale data (python -m "
+                       "stir_jax.data mnist-scale ... writes one)")
+      if data.num_classes != 10:
+        raise RunError(f"the MNIST-scale models have 10 classes; {config.dataset} has "
+                       f"{data.num_classes}")
+      return mnist_scale_models.get_mnist_model(config.model, dtype=dtype, precision=precision)
+    if is_mnist_data:
+      raise RunError(f"model {config.model!r} is not an MNIST-scale model, and "
+                     f"{config.dataset} is MNIST-scale data; valid: "
+                     f"{', '.join(mnist_scale_models.factory_names())}")
     return models.get_model(config.model, data.num_channels, data.num_classes,
-                            config.kernel_size, config.interpolation,
-                            dtype=config.get("dtype", "float32"),
-                            precision=config.get("precision", "highest"),
+                            config.kernel_size, config.interpolation, dtype=dtype,
+                            precision=precision,
                             **({"impl": config.impl} if takes_impl(config.model) else {}))
-  except (ValueError, TypeError) as e:
+  except (ValueError, TypeError, ImportError) as e:
     raise RunError(str(e)) from None

@@ -3,7 +3,9 @@
 Batch norm follows PyTorch (eps 1e-5, running statistics updated with momentum 0.1, i.e. flax's
 momentum 0.9). One difference in train mode: PyTorch updates running_var with the unbiased batch
 variance, flax with the biased one (a factor n/(n-1), 1.0001 at batch 128 x 28 x 28 positions and
-1.008 for the head's batch of 128). Eval mode, which the fixtures check, is identical.
+1.008 for the head's batch of 128). Eval mode, which the fixtures check, is identical. Training
+through stir_jax.train replaces train-mode batch norm by `stir_jax.train.global_batch.batch_norm`,
+which updates running_var with the unbiased variance, as PyTorch does.
 """
 from __future__ import annotations
 
