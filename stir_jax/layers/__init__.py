@@ -18,12 +18,15 @@ Layer families (function -> module):
     hermite_basis, disco_basis, sesn_basis_for("hermite" | "disco"))
   gaussian_pyramid(x, levels)                                 GaussianPyramid (the ensemble's)
   affine_warp(x, theta), affine_grid, grid_sample_bilinear    AffineWarp (spatial transformer)
+  gaussian_derivative_conv(x, weights, bias, sigmas) -> (B, S, H, W, O)   GaussDerConv (Gaussian
+    derivative layer over scale channels, Lindeberg 2022); pool_scales(y, "max" | "avg"),
+    scale_series, scale_channel_jet
 Helpers: conv2d / conv3d (XLA or exact FFT forms), interpolation_matrix, resize_kernel,
 num_scales_for, torch_uniform.
 Submodule `stir_jax.layers.gaussian`: Lindeberg's discrete scale space (the discrete analogue of the
 Gaussian, sampled and integrated Gaussians and their derivatives, the N-jet, jet2mask), exact and
 differentiable in sigma, checked against pyscsp 1.0.3: the building blocks of Gaussian-derivative
-networks (no layer or model over them yet).
+networks; `stir_jax.layers.gaussian_derivative` (GaussDerConv) is the layer over them.
 
 >>> y = siconv2d(x, w, b, num_scales=num_scales_for(64, 7))   # x (B, 64, 64, C), w (7, 7, C, 16)
 >>> pooled, idx = scale_pool(y, "pixel")                      # (B, 58, 58, 16), (B, 58, 58, 16)
@@ -31,6 +34,8 @@ networks (no layer or model over them yet).
 """
 from stir_jax.layers.conv import conv2d, conv3d
 from stir_jax.layers.dtypes import DEFAULT_PRECISION
+from stir_jax.layers.gaussian_derivative import GaussDerConv, gaussian_derivative_conv
+from stir_jax.layers.gaussian_derivative import pool_scales, scale_channel_jet, scale_series
 from stir_jax.layers.initializers import torch_uniform
 from stir_jax.layers.interpolation import MODES, interpolation_matrix, resize_kernel
 from stir_jax.layers.kanazawa import KanazawaConv, kanazawa_conv2d
@@ -43,10 +48,11 @@ from stir_jax.layers.siconv import SiConv2d, num_scales_for, siconv2d, siconv2d_
 from stir_jax.layers.xu import XuConv, xu_conv2d, xu_kernels
 
 __all__ = [
-    "AffineWarp", "DEFAULT_PRECISION", "GaussianPyramid", "KanazawaConv", "MODES", "POOL_MODES",
-    "SESConvHH", "SESConvZ2H", "ScalePool", "SiConv2d", "XuConv", "affine_grid", "affine_warp",
-    "conv2d", "conv3d", "disco_basis", "gaussian_pyramid", "grid_sample_bilinear",
-    "hermite_basis", "interpolation_matrix", "kanazawa_conv2d", "num_scales_for", "resize_kernel",
-    "scale_pool", "sesn_basis_for", "sesn_lift", "sesn_scale_conv", "siconv2d", "siconv2d_pool",
-    "torch_uniform", "xu_conv2d", "xu_kernels",
+    "AffineWarp", "DEFAULT_PRECISION", "GaussDerConv", "GaussianPyramid", "KanazawaConv", "MODES",
+    "POOL_MODES", "SESConvHH", "SESConvZ2H", "ScalePool", "SiConv2d", "XuConv", "affine_grid",
+    "affine_warp", "conv2d", "conv3d", "disco_basis", "gaussian_derivative_conv",
+    "gaussian_pyramid", "grid_sample_bilinear", "hermite_basis", "interpolation_matrix",
+    "kanazawa_conv2d", "num_scales_for", "pool_scales", "resize_kernel", "scale_channel_jet",
+    "scale_pool", "scale_series", "sesn_basis_for", "sesn_lift", "sesn_scale_conv", "siconv2d",
+    "siconv2d_pool", "torch_uniform", "xu_conv2d", "xu_kernels",
 ]

@@ -53,6 +53,7 @@ MODELS: dict[str, ModelSpec] = {
     "kanazawa": ModelSpec(_M + "kanazawa", "KanazawaModel"),
     "hermite": ModelSpec(_M + "sesn", "HermiteModel"),
     "disco": ModelSpec(_M + "sesn", "DiscoModel"),
+    "gauss_der": ModelSpec(_M + "gaussian_derivative", "GaussDerModel"),
 }
 
 
