@@ -208,7 +208,11 @@ def test_module_params_dtypes_and_errors(rng):
   layer = gd.GaussDerConv(5, sigmas=gd.scale_series(1.0, math.sqrt(2), 4))
   params = jax.jit(layer.init)(rng, x)["params"]
   assert params["kernel"].shape == (6, 3, 5) and params["bias"].shape == (5,)
-  assert float(jnp.max(jnp.abs(params["kernel"]))) <= 1 / math.sqrt(18)
+  assert not np.any(params["bias"])
+  # He initialisation over the input channels: N(0, 2 / C), here C = 50 (60,000 draws).
+  draws = gd.he_jet_init(rng, (6, 50, 200))
+  assert abs(float(jnp.std(draws)) / math.sqrt(2 / 50) - 1) < 0.02
+  assert abs(float(jnp.mean(draws))) < 0.005  # 6 standard errors
   # The derivative-only layer has 5 terms; bfloat16 computation with float32 parameters.
   low = gd.GaussDerConv(5, sigmas=layer.sigmas, zero_order=False, dtype=jnp.bfloat16)
   low_params = jax.eval_shape(low.init, rng, x)["params"]
