@@ -18,8 +18,8 @@ pattern (stir_jax/models/sesn.py, standard.py), not the papers' deeper networks:
   objects are 17..64 px (a factor 3.8, ~3.8 steps of sqrt(2)); the net's effective scale in
   channel i is about ``sqrt(1 + beta^2) sigma_{1,i}`` (1.2 .. 14 px), so the objects' sizes map
   to the middle channels and each end keeps two spare channels for the shift that a rescaling
-  causes. The ratio sqrt(2) is the papers' usual scale-channel spacing; sigma0 and beta are our
-  choice, not a published STIR setting. The coarsest channel's layer-2 kernel is wider than the
+  causes. The ratio sqrt(2) is, as we recall, the scale-channel spacing of Lindeberg's (2022)
+  experiments; sigma0 and beta are our choice, not a published STIR setting. The coarsest channel's layer-2 kernel is wider than the
   image, where the reflected image frame (which does not rescale with the object) limits the
   covariance (tests/models/test_gaussian_derivative.py measures channels 0..6).
 * Terms: the 2-jet with the zero-order term (Perzanowski & Lindeberg's extension; the module
@@ -40,7 +40,7 @@ pattern (stir_jax/models/sesn.py, standard.py), not the papers' deeper networks:
   in the fixed 64x64 frame, which raised the scale-covariance error of its test from 0.024
   to 0.23. Adding BN back means ``nn.BatchNorm`` over (B, S, H, W) per channel after each layer
   (statistics shared by the scale channels, which keeps the covariance at inference).
-* ReLU, as the papers.
+* ReLU, as in the papers.
 
 Parameters (kernel terms x in x out + bias per layer; dense 32 x classes + classes): 6*C*16 + 16 +
 6*16*32 + 32 + 33*classes, i.e. 4,404 for 1 channel and 36 classes (STIR emoji) and 3,546 for

@@ -187,7 +187,8 @@ def test_linearity_and_scale_channel_independence(rng):
 
 def test_gradients_check_grads_and_finite():
   """jax.test_util.check_grads (against finite differences, float64): forward and reverse mode in
-  x, weights and bias; reverse mode in the sigmas themselves (learnable scales, fixed half-width)."""
+  x, weights and bias; reverse mode in the sigmas themselves (learnable scales, fixed
+  half-width)."""
   x, w, b = _data(3, (1, 2, 9, 8, 2), 6, 2)
   with jax.enable_x64(True):
     f = lambda x, w, b: gd.gaussian_derivative_conv(x, w, b, (0.8, 1.7))
