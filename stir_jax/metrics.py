@@ -131,7 +131,7 @@ def resize_bicubic(fmap: np.ndarray, size: int) -> np.ndarray:
   from stir_jax.layers.interpolation import interpolation_matrix
   a = interpolation_matrix(fmap.shape[0], size, "bicubic")
   b = interpolation_matrix(fmap.shape[1], size, "bicubic")
-  return np.einsum("ph,hwc,qw->pqc", a, np.asarray(fmap, np.float64), b)
+  return np.einsum("ph,hwc,qw->pqc", a, np.asarray(fmap, np.float64), b, optimize=True)
 
 
 def equivariance_error(ref: np.ndarray, other: np.ndarray) -> float:

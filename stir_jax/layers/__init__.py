@@ -29,12 +29,15 @@ Layer families (function -> module):
                                                               VectorMaxPool, VectorBatchNorm (SEVF)
   gaussian_pyramid(x, levels)                                 GaussianPyramid (the ensemble's)
   affine_warp(x, theta), affine_grid, grid_sample_bilinear    AffineWarp (spatial transformer)
+  gaussian_derivative_conv(x, weights, bias, sigmas) -> (B, S, H, W, O)   GaussDerConv (Gaussian
+    derivative layer over scale channels, Lindeberg 2022); pool_scales(y, "max" | "avg"),
+    scale_series, scale_channel_jet
 Helpers: conv2d / conv3d (XLA or exact FFT forms), interpolation_matrix, resize_kernel,
 num_scales_for, torch_uniform.
 Submodule `stir_jax.layers.gaussian`: Lindeberg's discrete scale space (the discrete analogue of the
 Gaussian, sampled and integrated Gaussians and their derivatives, the N-jet, jet2mask), exact and
 differentiable in sigma, checked against pyscsp 1.0.3: the building blocks of Gaussian-derivative
-networks (no layer or model over them yet).
+networks; `stir_jax.layers.gaussian_derivative` (GaussDerConv) is the layer over them.
 
 >>> y = siconv2d(x, w, b, num_scales=num_scales_for(64, 7))   # x (B, 64, 64, C), w (7, 7, C, 16)
 >>> pooled, idx = scale_pool(y, "pixel")                      # (B, 58, 58, 16), (B, 58, 58, 16)
@@ -43,6 +46,8 @@ networks (no layer or model over them yet).
 from stir_jax.layers.conv import conv2d, conv3d
 from stir_jax.layers.dss import BesselConv2d, Dconv2d, dss_besselconv2d, dss_dconv2d
 from stir_jax.layers.dtypes import DEFAULT_PRECISION
+from stir_jax.layers.gaussian_derivative import GaussDerConv, gaussian_derivative_conv
+from stir_jax.layers.gaussian_derivative import pool_scales, scale_channel_jet, scale_series
 from stir_jax.layers.initializers import torch_uniform
 from stir_jax.layers.interpolation import MODES, interpolation_matrix, resize_kernel
 from stir_jax.layers.kanazawa import KanazawaConv, kanazawa_conv2d
@@ -62,15 +67,16 @@ from stir_jax.layers.xu import XuConv, XuSesnConv, xu_conv2d, xu_kernels, xu_ses
 from stir_jax.layers.xu import xu_sesn_kernels
 
 __all__ = [
-    "AffineWarp", "BesselConv2d", "DEFAULT_PRECISION", "Dconv2d", "GaussianPyramid",
+    "AffineWarp", "BesselConv2d", "DEFAULT_PRECISION", "Dconv2d", "GaussDerConv", "GaussianPyramid",
     "KanazawaConv", "MODES", "POOL_MODES", "SESConvHH", "SESConvHH1x1", "SESConvZ2H",
     "SEVFScalarConv", "SEVFVectorConv", "ScaleConvSteering", "ScalePool", "SiConv2d",
     "SteerableBasis", "VectorBatchNorm", "VectorMaxPool", "XuConv", "XuSesnConv", "affine_grid",
     "affine_warp", "conv2d", "conv3d", "disco_basis", "dss_besselconv2d", "dss_dconv2d",
-    "gaussian_pyramid", "grid_sample_bilinear", "hermite_basis", "hermite_basis_a",
-    "interpolation_matrix", "kanazawa_conv2d", "num_scales_for", "resize_kernel", "scale_pool",
-    "scale_steerable_conv2d", "sesn_basis_for", "sesn_conv1x1", "sesn_lift", "sesn_scale_conv",
-    "sevf_scalar_conv2d", "sevf_scales", "sevf_vector_conv2d", "siconv2d", "siconv2d_pool",
-    "steerable_basis", "torch_uniform", "vector_magnitude", "vector_max_pool", "xu_conv2d",
-    "xu_kernels", "xu_sesn_conv2d", "xu_sesn_kernels",
+    "gaussian_derivative_conv", "gaussian_pyramid", "grid_sample_bilinear", "hermite_basis",
+    "hermite_basis_a", "interpolation_matrix", "kanazawa_conv2d", "num_scales_for", "pool_scales",
+    "resize_kernel", "scale_channel_jet", "scale_pool", "scale_series", "scale_steerable_conv2d",
+    "sesn_basis_for", "sesn_conv1x1", "sesn_lift", "sesn_scale_conv", "sevf_scalar_conv2d",
+    "sevf_scales", "sevf_vector_conv2d", "siconv2d", "siconv2d_pool", "steerable_basis",
+    "torch_uniform", "vector_magnitude", "vector_max_pool", "xu_conv2d", "xu_kernels",
+    "xu_sesn_conv2d", "xu_sesn_kernels",
 ]

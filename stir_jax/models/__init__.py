@@ -53,10 +53,11 @@ MODELS: dict[str, ModelSpec] = {
     "kanazawa": ModelSpec(_M + "kanazawa", "KanazawaModel"),
     "hermite": ModelSpec(_M + "sesn", "HermiteModel"),
     "disco": ModelSpec(_M + "sesn", "DiscoModel"),
+    # Beyond the paper: the field's other scale-equivariant families in its model pattern.
     "dss": ModelSpec(_M + "dss", "DSSModel"),
-    # Beyond the paper: two more scale-equivariant families in its model pattern.
     "ss": ModelSpec(_M + "scale_steerable", "ScaleSteerableModel"),
     "sevf": ModelSpec(_M + "sevf", "SEVFModel"),
+    "gauss_der": ModelSpec(_M + "gaussian_derivative", "GaussDerModel"),
 }
 
 

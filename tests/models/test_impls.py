@@ -31,7 +31,7 @@ NO_FIXTURE = {"soft_pool", "ss", "sevf"}
 
 
 # models with one form only (none take another impl): their parity tests are elsewhere
-SINGLE_FORM: set[str] = {"dss"}  # lax.conv_general_dilated only
+SINGLE_FORM: set[str] = {"dss", "gauss_der"}  # one form each (lax convolutions)
 
 
 def test_every_model_is_covered():
