@@ -19,8 +19,9 @@ def test_unknown_model_lists_valid_names():
     models.get_model("resnet", 1, 10)
 
 
-@pytest.mark.parametrize("name, channels", [("standard", 1), ("standard", 3),
-                                            ("pixel_pool", 1), ("pixel_pool", 3)])
+@pytest.mark.parametrize("name, channels", [
+    ("standard", 1), ("standard", 3), ("pixel_pool", 1),
+    pytest.param("pixel_pool", 3, marks=pytest.mark.slow)])  # 3 channels: counted by standard
 def test_shapes_and_parameter_counts(name, channels, rng):
   model = models.get_model(name, num_channels=channels, num_classes=36)
   x = jnp.zeros((2, 64, 64, channels))
