@@ -58,11 +58,8 @@ def compiled_step(model, tx, batch: int, channels: int, classes: int, devices=No
   place.check_global_batch(batch)
   host = jax.device_get(state_lib.create_train_state(model, tx, jax.random.PRNGKey(0), channels))
   state = place.put_state(placement_lib.stack([host]))
-  b = place.put_train_batch({
-      "image": rng.random((1, batch, 64, 64, channels), dtype=np.float32),
-      "label": rng.integers(0, classes, (1, batch)).astype(np.int32),
-      "scale": rng.integers(17, 65, (1, batch)).astype(np.int32),
-      "mask": np.ones((1, batch), bool)})
+  b = place.put_train_batch(placement_lib.stack(
+      [placement_lib.random_batch(rng, batch, channels, classes)]))
   sums = place.zero_sums(per_scale=False)
   step = place.train_step(steps_lib.train_step_fn(model, tx))
   return step.lower(state, sums, b).compile(), state, sums, b

@@ -283,11 +283,7 @@ def probe(config: ml_collections.ConfigDict, data, seeds_per_program: int,
   rng = np.random.default_rng(0)
   c, k, n = data.num_channels, data.num_classes, seeds_per_program
 
-  def batch(b):
-    return {"image": rng.random((b, 64, 64, c), dtype=np.float32),
-            "label": rng.integers(0, k, b).astype(np.int32),
-            "scale": rng.integers(17, 65, b).astype(np.int32), "mask": np.ones(b, bool)}
-
+  batch = lambda b: placement_lib.random_batch(rng, b, c, k)
   init = jax.device_get(state_lib.create_train_state(model, tx, jax.random.PRNGKey(0), c))
   place = placement_lib.Placement(n, config.get("parallelism", "jit"),
                                   config.get("seed_batching", "auto"))

@@ -61,6 +61,15 @@ def stack(trees: Sequence[Any]) -> Any:
   return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)
 
 
+def random_batch(rng: np.random.Generator, batch: int, channels: int, classes: int,
+                 image_size: int = 64) -> dict[str, np.ndarray]:
+  """A random host batch in the engine's layout, for probes and benchmarks: images in [0, 1),
+  labels, object sizes 17..64 and an all-true mask."""
+  return {"image": rng.random((batch, image_size, image_size, channels), dtype=np.float32),
+          "label": rng.integers(0, classes, batch).astype(np.int32),
+          "scale": rng.integers(17, 65, batch).astype(np.int32), "mask": np.ones(batch, bool)}
+
+
 def unstack(tree: Any, i: int) -> Any:
   """Seed i of a stacked host tree."""
   return jax.tree.map(lambda x: x[i], tree)
