@@ -15,7 +15,7 @@ import pytest
 
 from stir_jax.models import mnist_scale
 from tests.helpers import load_peer
-from tests.models.peer_model_checks import TOLERANCE, check_model
+from tests.models.peer_model_checks import assert_within_tolerance, check_model
 
 FACTORIES = ["mnist_ss_28", "mnist_sevf_scalar_28", "mnist_sevf_vector_28", "mnist_kanazawa_28",
              "mnist_xu_28"]
@@ -25,9 +25,7 @@ SLOW = ("mnist_sevf_scalar_28", "mnist_sevf_vector_28", "mnist_kanazawa_28", "mn
 @pytest.mark.parametrize("factory", [pytest.param(f, marks=pytest.mark.slow) if f in SLOW else f
                                      for f in FACTORIES])
 def test_matches_reference(factory, fixtures_dir):
-  errs = check_model(fixtures_dir, factory)
-  worst = max(errs, key=errs.get)
-  assert errs[worst] <= TOLERANCE, (worst, errs[worst], errs)
+  assert_within_tolerance(check_model(fixtures_dir, factory))
 
 
 @pytest.mark.parametrize("factory", FACTORIES)
