@@ -161,13 +161,14 @@ def object_equivariance_errors(maps: dict[int, np.ndarray], positions: dict[int,
     return np.array([equivariance_error(crops[r], crops[o]) for r, o in EQUIVARIANCE_PAIRS])
   for s in EQUIVARIANCE_SCALES:
     if maps[s].ndim != 4:
-      raise ValueError(f"scale_ratio needs (S, H, W, C) maps with a scale axis; the map of size {s} "
-                       f"has shape {maps[s].shape}")
+      raise ValueError(f"scale_ratio needs (S, H, W, C) maps with a scale axis; the map of size "
+                       f"{s} has shape {maps[s].shape}")
   # crop_to_object works on the two leading axes: move the scale axis behind them for the crop
   crops = {s: np.moveaxis(crop_to_object(np.moveaxis(maps[s], 0, 2), s, positions[s]), 2, 0)
            for s in EQUIVARIANCE_SCALES}
-  return np.array([shifted_equivariance_error(crops[r], crops[o], scale_axis_shift(r, o, scale_ratio))
-                   for r, o in EQUIVARIANCE_PAIRS])
+  return np.array([
+      shifted_equivariance_error(crops[r], crops[o], scale_axis_shift(r, o, scale_ratio))
+      for r, o in EQUIVARIANCE_PAIRS])
 
 
 # --- the same with the scale axis shifted (scale-channel models; not the paper's measure) ------
@@ -185,8 +186,9 @@ def scale_axis_shift(scale_ref: float, scale_other: float, scale_ratio: float) -
   scale_ratio is the ratio of the scales of neighbouring scale channels (channel s + 1's over
   channel s's). A larger object is seen by coarser scales, so its response moves towards the
   channel of the larger scale: to higher indices when scale_ratio > 1 (hermite, disco, dss,
-  gauss_der: measured on gauss_der in tests/test_equivariance_shift.py), to lower ones when the
-  axis runs from coarse to fine (scale_ratio < 1). E.g. sqrt(2) and sizes (64, 49): 1; (17, 32): -2.
+  gauss_der; measured on gauss_der in tests/models/test_gaussian_derivative.py), to lower ones
+  when the axis runs from coarse to fine (scale_ratio < 1). E.g. ratio sqrt(2) and sizes
+  (64, 49): 1; (17, 32): -2.
   """
   if not scale_ratio > 0 or scale_ratio == 1:
     raise ValueError(f"scale_ratio must be positive and not 1, got {scale_ratio}")

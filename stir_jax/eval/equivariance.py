@@ -9,7 +9,11 @@ Models with a scale axis (B, S, H, W, C) (hermite, disco, dss, gauss_der, conv3d
 unshifted by default, S * C channels as the paper does. For the scale-channel models a rescaling
 should also shift the scale axis (covariance), which that measure counts as error: with
 ``scale_ratio`` the other map's scale axis is shifted first (`metrics.scale_axis_shift`), and
-`scale_axis_ratio` gives the ratio of the models whose scale series is geometric.
+`scale_axis_ratio` gives the ratio of the models whose scale series is geometric. Measured at
+random initialisation on two emoji icons (key 0; mean over the six pairs), unshifted -> shifted:
+gauss_der stage1 0.092 -> 0.018, stage2 0.150 -> 0.040; dss stage1 0.107 -> 0.047, stage2 0.127
+-> 0.100; hermite stage1 0.81 -> 0.81 and disco 0.80 -> 0.79 (their random-init maps hardly
+covary at all; stage2's 36-pixel maps cannot be cropped to a 17-pixel object).
 
 >>> err = model_equivariance_errors(model, variables, data)   # {'stage1': (n, m, 6), ...}
 >>> cov = model_equivariance_errors(model, variables, data, scale_ratio=scale_axis_ratio(model))
