@@ -145,8 +145,68 @@ def equivariance_error(ref: np.ndarray, other: np.ndarray) -> float:
   return float(np.sum((ref - interp) ** 2) / denom) if denom > 0 else float("nan")
 
 
-def object_equivariance_errors(maps: dict[int, np.ndarray], positions: dict[int, tuple]) -> np.ndarray:
+def object_equivariance_errors(maps: dict[int, np.ndarray], positions: dict[int, tuple],
+                               scale_ratio: float | None = None) -> np.ndarray:
   """The six pair errors of one object. maps[s]: feature map (H, W, C) of the image with the
-  object at size s; positions[s]: its (x, y). Returns (6,) in EQUIVARIANCE_PAIRS order."""
-  crops = {s: crop_to_object(maps[s], s, positions[s]) for s in EQUIVARIANCE_SCALES}
-  return np.array([equivariance_error(crops[r], crops[o]) for r, o in EQUIVARIANCE_PAIRS])
+  object at size s, or (S, H, W, C) with a scale axis; positions[s]: its (x, y).
+  Returns (6,) in EQUIVARIANCE_PAIRS order.
+
+  scale_ratio None (the paper's measure): a scale axis is flattened into S * C channels and
+  compared unshifted. Otherwise the maps must have a scale axis whose channels are spaced by
+  `scale_ratio`, and each pair is compared after `scale_axis_shift` (`shifted_equivariance_error`).
+  """
+  if scale_ratio is None:
+    flat = lambda m: m if m.ndim == 3 else flatten_scale_axis(m)
+    crops = {s: crop_to_object(flat(maps[s]), s, positions[s]) for s in EQUIVARIANCE_SCALES}
+    return np.array([equivariance_error(crops[r], crops[o]) for r, o in EQUIVARIANCE_PAIRS])
+  for s in EQUIVARIANCE_SCALES:
+    if maps[s].ndim != 4:
+      raise ValueError(f"scale_ratio needs (S, H, W, C) maps with a scale axis; the map of size "
+                       f"{s} has shape {maps[s].shape}")
+  # crop_to_object works on the two leading axes: move the scale axis behind them for the crop
+  crops = {s: np.moveaxis(crop_to_object(np.moveaxis(maps[s], 0, 2), s, positions[s]), 2, 0)
+           for s in EQUIVARIANCE_SCALES}
+  return np.array([
+      shifted_equivariance_error(crops[r], crops[o], scale_axis_shift(r, o, scale_ratio))
+      for r, o in EQUIVARIANCE_PAIRS])
+
+
+# --- the same with the scale axis shifted (scale-channel models; not the paper's measure) ------
+
+def flatten_scale_axis(fmap: np.ndarray) -> np.ndarray:
+  """(S, H, W, C) -> (H, W, S * C), channel s * C + c holding fmap[s, ..., c]."""
+  s, h, w, c = fmap.shape
+  return np.moveaxis(fmap, 0, 2).reshape(h, w, s * c)
+
+
+def scale_axis_shift(scale_ref: float, scale_other: float, scale_ratio: float) -> int:
+  """Scale channels by which the object's response moves from size scale_other to scale_ref:
+  round(log(scale_ref / scale_other) / log(scale_ratio)).
+
+  scale_ratio is the ratio of the scales of neighbouring scale channels (channel s + 1's over
+  channel s's). A larger object is seen by coarser scales, so its response moves towards the
+  channel of the larger scale: to higher indices when scale_ratio > 1 (hermite, disco, dss,
+  gauss_der; measured on gauss_der in tests/models/test_gaussian_derivative.py), to lower ones
+  when the axis runs from coarse to fine (scale_ratio < 1). E.g. ratio sqrt(2) and sizes
+  (64, 49): 1; (17, 32): -2.
+  """
+  if not scale_ratio > 0 or scale_ratio == 1:
+    raise ValueError(f"scale_ratio must be positive and not 1, got {scale_ratio}")
+  return int(round(np.log(scale_ref / scale_other) / np.log(scale_ratio)))
+
+
+def shifted_equivariance_error(ref: np.ndarray, other: np.ndarray, shift: int) -> float:
+  """`equivariance_error` of two (S, H, W, C) maps after aligning their scale axes: ref[s] is
+  compared with other[s - shift], for the scale channels s present in both, which are flattened
+  to channels as `flatten_scale_axis` does. shift 0 equals the unshifted measure.
+
+  NaN when no channel is shared (|shift| >= S) or the shared part of ref is all zero.
+  """
+  num = ref.shape[0]
+  if other.shape[0] != num:
+    raise ValueError(f"scale axes differ: {ref.shape} and {other.shape}")
+  if abs(shift) >= num:
+    return float("nan")
+  lo, hi = max(0, shift), min(num, num + shift)  # ref channels lo..hi-1 <-> other lo-shift..
+  return equivariance_error(flatten_scale_axis(ref[lo:hi]),
+                            flatten_scale_axis(other[lo - shift:hi - shift]))

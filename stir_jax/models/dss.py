@@ -76,6 +76,10 @@ class DSSModel(nn.Module):
   param_dtype: Dtype = jnp.float32
   precision: PrecisionLike = DEFAULT_PRECISION
 
+  def scale_axis_ratio(self) -> float:
+    """Ratio of neighbouring scale channels' scales (dilations and blurs): the base, 2."""
+    return float(self.base)
+
   @nn.compact
   def __call__(self, x: jax.Array, with_aux: bool = False):
     """Classifies ``x``.

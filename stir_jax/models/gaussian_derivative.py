@@ -105,6 +105,10 @@ class GaussDerModel(nn.Module):
     """Scales of layer ``layer`` (0-based) per scale channel."""
     return scale_series(self.sigma0 * self.layer_ratio**layer, self.scale_ratio, self.num_scales)
 
+  def scale_axis_ratio(self) -> float:
+    """Ratio of neighbouring scale channels' sigmas (the same in every layer): scale_ratio."""
+    return float(self.scale_ratio)
+
   @nn.compact
   def __call__(self, x: jax.Array, with_aux: bool = False):
     """Classifies ``x``.

@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from stir_jax.layers import sesn_basis
 from stir_jax.layers.dtypes import DEFAULT_PRECISION, Dtype, PrecisionLike
 from stir_jax.layers.sesn import SESConvHH, SESConvZ2H, sesn_basis_for
 from stir_jax.models import common
@@ -46,7 +47,7 @@ from stir_jax.models import common
 class _SESNModel(nn.Module):
   """SESN body: Z2->H conv C->16, ReLU, H->H conv 16->32, ReLU, global max, dense.
 
-  Subclasses define `_basis`.
+  Subclasses define `_basis` and `_scales` (the basis scales, one per scale channel).
   """
   num_classes: int
   kernel_size: int = 7
@@ -58,6 +59,18 @@ class _SESNModel(nn.Module):
 
   def _basis(self) -> np.ndarray:
     raise NotImplementedError
+
+  def _scales(self) -> tuple[float, ...]:
+    raise NotImplementedError
+
+  def scale_axis_ratio(self) -> float:
+    """Ratio of neighbouring scale channels' basis scales: (last / first)**(1 / (S - 1)), 2**(1/3)
+    for both bases (their scales are that geometric series rounded to 2 decimals)."""
+    scales = np.asarray(self._scales(), np.float64)
+    ratio = (scales[-1] / scales[0]) ** (1 / (len(scales) - 1))
+    # the listed scales are rounded: geometric to 1%
+    assert np.allclose(scales[1:] / scales[:-1], ratio, rtol=1e-2), scales
+    return float(ratio)
 
   @nn.compact
   def __call__(self, x: jax.Array, with_aux: bool = False):
@@ -101,6 +114,9 @@ class HermiteModel(_SESNModel):
   def _basis(self) -> np.ndarray:
     return sesn_basis_for("hermite", self.kernel_size)
 
+  def _scales(self) -> tuple[float, ...]:
+    return sesn_basis.HERMITE_SCALES
+
 
 class DiscoModel(_SESNModel):
   """SESN with the DISCO basis "B": support 15, effective size 7, scales (1, 1.26, 1.59, 2), mixing
@@ -114,6 +130,9 @@ class DiscoModel(_SESNModel):
 
   def _basis(self) -> np.ndarray:
     return sesn_basis_for("disco", self.kernel_size)
+
+  def _scales(self) -> tuple[float, ...]:
+    return sesn_basis.DISCO_SCALES
 
 
 def from_torch(state: dict[str, np.ndarray]) -> dict:

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from stir_jax import convert, models
+from stir_jax import convert, metrics, models
 from stir_jax.data import emoji, stir_file
 from stir_jax.eval import equivariance
 
@@ -122,3 +122,20 @@ def test_scale_covariance_against_standard_cnn(rng):
   assert shift < 0.2 * std, (shift, std)
   assert shift < 0.5 * control, (shift, control)
   assert e_shift.max() < 0.1, e_shift
+
+  # The helper's shifted measure (metrics.scale_axis_shift / shifted_equivariance_error, which
+  # `model_equivariance_errors(..., scale_ratio=...)` uses) on the same crops: the small object as
+  # reference gives shift -1 (the larger object's response sits one channel higher); on channels
+  # 0..6 it reproduces e_shift, and the opposite shift is worse than no shift. Measured: all 8
+  # channels (0..6 -> 1..7) 0.031, opposite shift 0.29, against control 0.081.
+  ratio = equivariance.scale_axis_ratio(models.get_model("gauss_der", 1, 10))
+  assert {metrics.scale_axis_shift(a, b, ratio) for a, b in PAIRS} == {-1}
+  crop = lambda m, s, p: np.moveaxis(metrics.crop_to_object(np.moveaxis(m, 0, 2), s, p), 2, 0)
+
+  def shifted(k, hi):
+    return np.array([metrics.shifted_equivariance_error(
+        crop(gauss[sizes.index(a), c, :hi], a, pos[sizes.index(a), c]),
+        crop(gauss[sizes.index(b), c, :hi], b, pos[sizes.index(b), c]), k)
+        for a, b in PAIRS for c in range(n)])
+  np.testing.assert_allclose(shifted(-1, 7), e_shift, rtol=1e-12)
+  assert shifted(1, 7).mean() > control > 2 * shifted(-1, 8).mean(), (shifted(1, 7), control)
