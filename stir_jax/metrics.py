@@ -149,7 +149,8 @@ def object_equivariance_errors(maps: dict[int, np.ndarray], positions: dict[int,
                                scale_ratio: float | None = None) -> np.ndarray:
   """The six pair errors of one object. maps[s]: feature map (H, W, C) of the image with the
   object at size s, or (S, H, W, C) with a scale axis; positions[s]: its (x, y).
-  Returns (6,) in EQUIVARIANCE_PAIRS order.
+  Returns (6,) in EQUIVARIANCE_PAIRS order; NaN for a pair where an object leaves no pixels of
+  its map (the valid convolutions removed more than its size).
 
   scale_ratio None (the paper's measure): a scale axis is flattened into S * C channels and
   compared unshifted. Otherwise the maps must have a scale axis whose channels are spaced by
@@ -157,18 +158,31 @@ def object_equivariance_errors(maps: dict[int, np.ndarray], positions: dict[int,
   """
   if scale_ratio is None:
     flat = lambda m: m if m.ndim == 3 else flatten_scale_axis(m)
-    crops = {s: crop_to_object(flat(maps[s]), s, positions[s]) for s in EQUIVARIANCE_SCALES}
-    return np.array([equivariance_error(crops[r], crops[o]) for r, o in EQUIVARIANCE_PAIRS])
+    crops = {s: _crop_if_seen(flat(maps[s]), s, positions[s]) for s in EQUIVARIANCE_SCALES}
+    return np.array([np.nan if crops[r] is None or crops[o] is None
+                     else equivariance_error(crops[r], crops[o]) for r, o in EQUIVARIANCE_PAIRS])
   for s in EQUIVARIANCE_SCALES:
     if maps[s].ndim != 4:
       raise ValueError(f"scale_ratio needs (S, H, W, C) maps with a scale axis; the map of size "
                        f"{s} has shape {maps[s].shape}")
   # crop_to_object works on the two leading axes: move the scale axis behind them for the crop
-  crops = {s: np.moveaxis(crop_to_object(np.moveaxis(maps[s], 0, 2), s, positions[s]), 2, 0)
+  crops = {s: _crop_if_seen(np.moveaxis(maps[s], 0, 2), s, positions[s])
            for s in EQUIVARIANCE_SCALES}
+  crops = {s: None if c is None else np.moveaxis(c, 2, 0) for s, c in crops.items()}
   return np.array([
-      shifted_equivariance_error(crops[r], crops[o], scale_axis_shift(r, o, scale_ratio))
+      np.nan if crops[r] is None or crops[o] is None
+      else shifted_equivariance_error(crops[r], crops[o], scale_axis_shift(r, o, scale_ratio))
       for r, o in EQUIVARIANCE_PAIRS])
+
+
+def _crop_if_seen(fmap: np.ndarray, scale: int, position,
+                  image_size: int = 64) -> np.ndarray | None:
+  """`crop_to_object`, or None where the valid convolutions' border leaves the object no pixels
+  (e.g. a 17-pixel object in the 36-pixel stage-2 map of the SESN models, whose two 15x15 layers
+  remove 28): that pair's error is undefined and reported as NaN, which the summaries skip."""
+  if scale - (image_size - fmap.shape[0]) < 1:
+    return None
+  return crop_to_object(fmap, scale, position, image_size)
 
 
 # --- the same with the scale axis shifted (scale-channel models; not the paper's measure) ------

@@ -90,3 +90,17 @@ def test_object_errors_with_scale_ratio():
   np.testing.assert_array_equal(metrics.object_equivariance_errors(flat, pos), plain)
   with pytest.raises(ValueError, match="scale axis"):
     metrics.object_equivariance_errors(flat, pos, scale_ratio=np.sqrt(2))
+
+
+def test_pairs_an_object_cannot_be_seen_in_are_nan():
+  """A 36-pixel map (two 15x15 layers removed 28 pixels, as SESN's stage 2) keeps no pixels of a
+  17-pixel object: the two pairs with size 17 are NaN, the other four are measured."""
+  rng = np.random.default_rng(0)
+  maps = {s: rng.random((36, 36, 3)) for s in metrics.EQUIVARIANCE_SCALES}
+  positions = {s: (0, 0) for s in metrics.EQUIVARIANCE_SCALES}
+  errors = metrics.object_equivariance_errors(maps, positions)
+  with_17 = [17 in pair for pair in metrics.EQUIVARIANCE_PAIRS]
+  assert np.all(np.isnan(errors[with_17])) and np.all(np.isfinite(errors[~np.array(with_17)]))
+  stacked = {s: rng.random((4, 36, 36, 3)) for s in metrics.EQUIVARIANCE_SCALES}
+  errors = metrics.object_equivariance_errors(stacked, positions, scale_ratio=2 ** (1 / 3))
+  assert np.all(np.isnan(errors[with_17])) and np.all(np.isfinite(errors[~np.array(with_17)]))
