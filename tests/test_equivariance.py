@@ -52,6 +52,8 @@ def test_scale_axis_ratios():
   assert equivariance.scale_axis_ratio(models.get_model("gauss_der", 1, 10, scale_ratio=1.5)) == 1.5
 
 
+@pytest.mark.slow  # 13 s; the default run checks the helper on gauss_der's maps in
+# tests/models/test_gaussian_derivative.py::test_scale_covariance_against_standard_cnn
 def test_gauss_der_shifted_error_below_unshifted(two_icons):
   """gauss_der at random initialisation, stage 2, the paper's six size pairs of two icons: with
   the scale axis shifted by round(log(s_ref / s_other) / log sqrt(2)) channels (1, 1, 2 for the

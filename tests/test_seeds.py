@@ -277,6 +277,7 @@ def test_vmap_program_matches_separate_runs_end_to_end(runs, tiny_data, xla_stan
     assert _max_rel(_best_params(a), _best_params(tmp_path / f"seed_{s}")) <= 1e-4
 
 
+@pytest.mark.slow  # 6 s: the benchmark's CLI; the engine's seed programs are tested above
 def test_seeds_bench(capsys):
   out = bench.bench_seeds("standard", num_seeds=2, steps=1, batch_size=4)
   assert out["seeds"] == 2 and out["sequential_examples_per_second"] > 0

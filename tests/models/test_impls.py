@@ -58,7 +58,12 @@ def _close(a, b, tol=1e-4):
   return float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) <= tol * scale
 
 
-@pytest.mark.parametrize("name", sorted(IMPLS))
+def _default_run(name):
+  """soft_pool (not a paper model; its forms compared with each other, 11 s) runs with -m slow."""
+  return pytest.param(name, marks=pytest.mark.slow) if name in NO_FIXTURE else name
+
+
+@pytest.mark.parametrize("name", [_default_run(n) for n in sorted(IMPLS)])
 def test_logits_on_every_impl(name, load_fixture):
   variables, x, ref = _variables_and_input(name, load_fixture)
   outputs = {}
