@@ -23,6 +23,7 @@ import numpy as np
 
 from stir_jax.layers.dtypes import DEFAULT_PRECISION, Dtype, PrecisionLike
 from stir_jax.layers.kanazawa import KanazawaConv
+from stir_jax.models.common import compute_input
 from stir_jax.models.mnist_scale import common
 
 SCALES = (0.3, 0.45, 0.67, 1.0, 1.49, 2.23, 3.33)
@@ -53,8 +54,7 @@ class MnistKanazawa(nn.Module):
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     """x: (batch, 28, 28, 1); train: batch statistics and dropout (needs a "dropout" rng)."""
     dt = {"dtype": self.dtype, "param_dtype": self.param_dtype}
-    if self.dtype is not None:
-      x = jnp.asarray(x, self.dtype)
+    x = compute_input(x, self.dtype)
     for i, features in enumerate((common.C1, common.C2, common.C3), start=1):
       x = KanazawaConv(features, KERNEL_SIZE, tuple(self.scales), self.impl,
                        precision=self.precision, padding=PADDING, name=f"conv{i}", **dt)(x)

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from stir_jax.layers import scale_steerable
 from stir_jax.layers.dtypes import DEFAULT_PRECISION, Dtype, PrecisionLike
 from stir_jax.layers.scale_steerable import ScaleConvSteering
+from stir_jax.models.common import compute_input
 from stir_jax.models.mnist_scale import common
 
 CHANNELS = (30, 60, 90)
@@ -54,8 +55,7 @@ class MnistSS(nn.Module):
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     """x: (batch, 28, 28, 1); train: batch statistics and dropout (needs a "dropout" rng)."""
     dt = {"dtype": self.dtype, "param_dtype": self.param_dtype}
-    if self.dtype is not None:
-      x = jnp.asarray(x, self.dtype)
+    x = compute_input(x, self.dtype)
     for i, features in enumerate(CHANNELS, start=1):
       x = ScaleConvSteering(features, KERNEL_SIZE, tuple(self.kernel_sizes), impl=self.impl,
                             precision=self.precision, name=f"conv{i}", **dt)(x)

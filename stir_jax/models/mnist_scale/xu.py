@@ -25,6 +25,7 @@ import numpy as np
 from stir_jax.layers.dtypes import DEFAULT_PRECISION, Dtype, PrecisionLike
 from stir_jax.layers.scale_pool import scale_pool
 from stir_jax.layers.xu import XuSesnConv
+from stir_jax.models.common import compute_input
 from stir_jax.models.mnist_scale import common
 
 SCALES = (0.3, 0.45, 0.67, 1.0, 1.49, 2.23, 3.33)
@@ -55,8 +56,7 @@ class MnistXu(nn.Module):
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     """x: (batch, 28, 28, 1); train: batch statistics and dropout (needs a "dropout" rng)."""
     dt = {"dtype": self.dtype, "param_dtype": self.param_dtype}
-    if self.dtype is not None:
-      x = jnp.asarray(x, self.dtype)
+    x = compute_input(x, self.dtype)
     scales = tuple(self.scales)
     for i, features in enumerate((common.C1, common.C2, common.C3), start=1):
       x = XuSesnConv(features, KERNEL_SIZE, scales, 1 if i == 1 else len(scales), self.impl,
