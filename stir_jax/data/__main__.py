@@ -33,6 +33,7 @@ from stir_jax.data import stir_file
 DOMAINS = ("emoji", "mnist", "fashion_mnist", "trafficsign", "aerial")
 PREFIXES = ("tfds:", "tfds-boxes:")
 DEFAULT_SHOW_SCALES = (64, 48, 33, 17)
+DEFAULT_SHOW_FACTORS = (1.0, 0.8, 0.6, 0.45, 0.3)  # MNIST-scale: scale factors s in [0.3, 1]
 # Training examples per second of the paper's fastest run: standard CNN, mnist Mid2Rest, 8,000
 # examples in 1.217 s per epoch (shared/paper_results.csv, their GPU).
 PAPER_FASTEST_CONSUMER = 6600
@@ -246,14 +247,35 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def _show(args: argparse.Namespace) -> None:
-  """Draws every class at a few scales (instance 0 of one split) into a PNG."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  """Draws every class at a few scales (instance 0 of one split) into a PNG; for an MNIST-scale
+  file, per class the digits whose scale factor s is nearest to each of a few values."""
   import numpy as np  # pylint: disable=g-import-not-at-top
+  from stir_jax.data import mnist_scale  # pylint: disable=g-import-not-at-top
+
+  if mnist_scale.is_mnist_scale_file(args.file):
+    try:
+      factors = [float(s) for s in (args.scales or ",".join(map(str, DEFAULT_SHOW_FACTORS))).split(",")]
+    except ValueError:
+      raise CommandError(f"--scales must be comma-separated numbers, got {args.scales!r}") from None
+    data = mnist_scale.load_mnist_scale(args.file)
+    lo, hi = data.scale_range
+    for f in factors:
+      if not lo <= f <= hi:
+        raise CommandError(f"--scales values must be scale factors in {lo:g}..{hi:g} for this "
+                           f"MNIST-scale file, got {f:g}")
+    images, labels, scales = (d[args.split] for d in (data.images, data.labels, data.scales))
+    rows = []
+    for c in range(data.num_classes):
+      members = np.flatnonzero(labels == c)
+      picks = [members[np.argmin(np.abs(scales[members] - f))] for f in factors]
+      rows.append(([images[i][..., None] for i in picks], [f"{scales[i]:.2f}" for i in picks]))
+    title = (f"{data.metadata.get('title', args.file)}: {args.split} split, the digits nearest "
+             f"s = {', '.join(f'{f:g}' for f in factors)}")
+    _draw_strips(args, rows, data.lbldata, title)
+    return
 
   try:
-    scales = [int(s) for s in args.scales.split(",")]
+    scales = [int(s) for s in (args.scales or ",".join(map(str, DEFAULT_SHOW_SCALES))).split(",")]
   except ValueError:
     raise CommandError(f"--scales must be comma-separated integers, got {args.scales!r}") from None
   for s in scales:
@@ -261,28 +283,45 @@ def _show(args: argparse.Namespace) -> None:
       raise CommandError(f"--scales values must be in 17..64, got {s}")
   data = stir_file.load_stir(args.file, validate=True)
   split = stir_file.SPLITS.index(args.split)
-  gap = 4
-  n = data.num_classes
+  rows = []
+  for c in range(data.num_classes):
+    tiles = [data.imgs[split, stir_file.index_of_scale(s), c, 0] for s in scales]
+    rows.append(([t if t.ndim == 3 else t[..., None] for t in tiles], None))
+  title = (f"{data.metadata.get('title', str(args.file))}: {args.split} split, "
+           f"s = {', '.join(map(str, scales))}")
+  _draw_strips(args, rows, data.lbldata, title)
+
+
+def _draw_strips(args: argparse.Namespace, rows: list, names: Sequence[str], title: str) -> None:
+  """One panel per class: its tiles side by side (with their captions under them, if any)."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  n, per_row = len(rows), len(rows[0][0])
+  side = rows[0][0][0].shape[0]
+  gap = max(2, side // 16)
   cols = min(args.columns, n)
-  rows = math.ceil(n / cols)
-  fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.55 * len(scales), rows * 0.95 + 0.4),
+  grid_rows = math.ceil(n / cols)
+  fig, axes = plt.subplots(grid_rows, cols, figsize=(cols * 0.55 * per_row, grid_rows * 0.95 + 0.4),
                            squeeze=False)
-  for c in range(rows * cols):
+  for c in range(grid_rows * cols):
     ax = axes[c // cols, c % cols]
     ax.axis("off")
     if c >= n:
       continue
-    tiles = []
-    for s in scales:
-      tile = data.imgs[split, stir_file.index_of_scale(s), c, 0]
-      tiles.append(tile if tile.ndim == 3 else tile[..., None])
-      tiles.append(np.full((stir_file.IMAGE_SIZE, gap, tiles[-1].shape[-1]), 128, np.uint8))
-    strip = np.concatenate(tiles[:-1], axis=1)
+    tiles, captions = rows[c]
+    parts = []
+    for t in tiles:
+      parts += [t, np.full((side, gap, t.shape[-1]), 128, np.uint8)]
+    strip = np.concatenate(parts[:-1], axis=1)
     ax.imshow(strip[..., 0] if strip.shape[-1] == 1 else strip, cmap="gray", vmin=0, vmax=255,
               interpolation="nearest")
-    ax.set_title(data.lbldata[c], fontsize=6, pad=2)
-  title = data.metadata.get("title", str(args.file))
-  fig.suptitle(f"{title}: {args.split} split, s = {', '.join(map(str, scales))}", fontsize=8)
+    ax.set_title(names[c], fontsize=6, pad=2)
+    for k, caption in enumerate(captions or ()):
+      ax.text((k + 0.5) * (side + gap), side + 1, caption, fontsize=4, ha="center", va="top")
+  fig.suptitle(title, fontsize=8)
   fig.tight_layout()
   out = pathlib.Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)
@@ -339,12 +378,14 @@ def build_parser() -> argparse.ArgumentParser:
   check.add_argument("file")
   check.set_defaults(func=_check)
 
-  show = sub.add_parser("show", help="draw every class at a few scales into a PNG")
+  show = sub.add_parser("show", help="draw every class at a few scales into a PNG (STIR "
+                                   "or MNIST-scale)")
   show.add_argument("file")
   show.add_argument("--out", required=True, help="destination image, e.g. grid.png")
   show.add_argument("--split", choices=stir_file.SPLITS, default="test")
-  show.add_argument("--scales", default=",".join(map(str, DEFAULT_SHOW_SCALES)),
-                    help="comma-separated object sizes (default 64,48,33,17)")
+  show.add_argument("--scales", default=None,
+                    help="comma-separated object sizes (STIR; default 64,48,33,17), or scale "
+                         "factors (MNIST-scale; default 1,0.8,0.6,0.45,0.3)")
   show.add_argument("--columns", type=int, default=6, help="classes per row")
   show.add_argument("--dpi", type=int, default=150)
   show.set_defaults(func=_show)

@@ -67,7 +67,17 @@ def model_equivariance_errors(model, variables, data: stir_file.StirData, split:
     the S - |k| channels present in both (`metrics.shifted_equivariance_error`; NaN if none).
     Needs every stage to have a scale axis.
   Returns {stage: (num_classes, num_instances, 6)} in metrics.EQUIVARIANCE_PAIRS order.
+  The same as `feature_map_errors(equivariance_maps(...), scale_ratio)`; compute the maps once
+  to measure both ways.
   """
+  return feature_map_errors(equivariance_maps(model, variables, data, split, stages, batch_size),
+                            scale_ratio)
+
+
+def equivariance_maps(model, variables, data: stir_file.StirData, split: str = "test",
+                      stages=("stage1", "stage2"), batch_size: int = 48) -> dict:
+  """The maps the equivariance error compares: {stage: (n, m, 6, [S,] H, W, C) maps,
+  "positions": (n, m, 6, 2)} for the six sizes of metrics.EQUIVARIANCE_SCALES of every object."""
   s = SPLITS[split]
   idx = [stir_file.index_of_scale(sc) for sc in metrics.EQUIVARIANCE_SCALES]
   imgs = data.imgs[s][idx]                              # (6, n, m, 64, 64[, C])
@@ -84,18 +94,31 @@ def model_equivariance_errors(model, variables, data: stir_file.StirData, split:
       if st not in aux:
         raise ValueError(f"the model reports no {st!r} (it has {sorted(aux)})")
       maps[st].append(np.asarray(aux[st]))
-  out = {}
+  out = {"positions": np.moveaxis(pos, 0, 2)}
   for st in stages:
     fm = np.concatenate(maps[st]).reshape(n, m, 6, *maps[st][0].shape[1:])
     if fm.ndim not in (6, 7):
       raise ValueError(f"{st} has shape {fm.shape[3:]}; expected (H, W, C) or (S, H, W, C) maps")
+    out[st] = fm
+  return out
+
+
+def feature_map_errors(maps: dict, scale_ratio: float | None = None) -> dict[str, np.ndarray]:
+  """{stage: (n, m, 6)} errors of `equivariance_maps`' output; scale_ratio as in
+  `model_equivariance_errors`."""
+  pos = maps["positions"]
+  out = {}
+  for st, fm in maps.items():
+    if st == "positions":
+      continue
     if scale_ratio is not None and fm.ndim != 7:
       raise ValueError(f"scale_ratio needs a scale axis; {st} has (H, W, C) maps {fm.shape[3:]}")
+    n, m = fm.shape[:2]
     errs = np.empty((n, m, 6))
     for c in range(n):
       for i in range(m):
         by_scale = {sc: fm[c, i, j] for j, sc in enumerate(metrics.EQUIVARIANCE_SCALES)}
-        p = {sc: pos[j, c, i] for j, sc in enumerate(metrics.EQUIVARIANCE_SCALES)}
+        p = {sc: pos[c, i, j] for j, sc in enumerate(metrics.EQUIVARIANCE_SCALES)}
         errs[c, i] = metrics.object_equivariance_errors(by_scale, p, scale_ratio)
     out[st] = errs
   return out

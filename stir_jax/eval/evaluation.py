@@ -5,6 +5,8 @@ writes, next to the run:
   generalization.csv     one row: model, data, eval (scenario), s17..s64 test accuracy in [0, 1]
   accuracy_vs_scale.png  test accuracy against object size, training scales shaded
   equivariance.npz/.png  stage1/stage2 equivariance errors (classes, instances, 6) (DESIGN.md §4)
+                         (+ stage<k>_shifted: the scale-covariant measure, for models whose
+                         scale axis is geometric, `equivariance.scale_axis_ratio`)
   indices.npz/.png       pooling models: the kernel scale each ScalePool chose, per test object
   consistency.json       share of objects classified alike at all 48 sizes; for pooling models how
                          closely the chosen kernel size follows the object size (Spearman)
@@ -112,17 +114,27 @@ def evaluate(workdir: str | pathlib.Path) -> dict | None:
     plot_indices(workdir / "indices.png", per_object, title=f"{config.model} on {name}")
   rundir.write_json(workdir / "consistency.json", consistency)
 
-  errors = {}
-  stages = [st for st in ("stage1", "stage2") if _map_ndim(model, variables, data, st) in (4, 5)]
+  errors, shifted = {}, {}
+  ndims = {st: _map_ndim(model, variables, data, st) for st in ("stage1", "stage2")}
+  stages = [st for st, nd in ndims.items() if nd in (4, 5)]
   if stages:
-    errors = equivariance.model_equivariance_errors(model, variables, data, stages=stages,
-                                                    batch_size=config.eval_batch_size)
+    maps = equivariance.equivariance_maps(model, variables, data, stages=stages,
+                                          batch_size=config.eval_batch_size)
+    errors = equivariance.feature_map_errors(maps)
+    # models whose scale axis is a geometric series (hermite, disco, dss, gauss_der): also the
+    # scale-covariant measure, the other map's scale axis shifted by the size ratio
+    ratio = equivariance.scale_axis_ratio(model)
+    if ratio is not None and all(ndims[st] == 5 for st in stages):
+      shifted = equivariance.feature_map_errors(maps, scale_ratio=ratio)
     np.savez_compressed(workdir / "equivariance.npz", pairs=np.array(metrics.EQUIVARIANCE_PAIRS),
-                        **errors)
+                        **errors, **{f"{k}_shifted": v for k, v in shifted.items()})
     plot_equivariance(workdir / "equivariance.png", errors, title=f"{config.model} on {name}")
-  return {"test_accuracy": test["accuracy"], "per_scale": test["per_scale"],
-          "consistency": consistency,
-          "equivariance": {k: float(np.nanmean(v)) for k, v in errors.items()}}
+  out = {"test_accuracy": test["accuracy"], "per_scale": test["per_scale"],
+         "consistency": consistency,
+         "equivariance": {k: float(np.nanmean(v)) for k, v in errors.items()}}
+  if shifted:
+    out["equivariance_shifted"] = {k: float(np.nanmean(v)) for k, v in shifted.items()}
+  return out
 
 
 # Bins of the MNIST-scale scale factor s for the accuracy against scale.

@@ -177,6 +177,14 @@ def test_cli(idx_folder, tmp_path):
   assert not (tmp_path / "x.npz").exists()
   check = run_cli("check", out)
   assert check.returncode == 0 and "OK" in check.stdout and "seed: 2" in check.stdout
+  show = run_cli("show", out, "--out", tmp_path / "grid.png", "--split", "train")
+  assert show.returncode == 0, show.stderr
+  assert (tmp_path / "grid.png").stat().st_size > 5_000
+  assert_one_line_error(run_cli("show", out, "--out", tmp_path / "g.png", "--scales", "0.2"),
+                        "scale factors in 0.3..1")
+  assert_one_line_error(run_cli("show", out, "--out", tmp_path / "g.png", "--scales", "big"),
+                        "comma-separated numbers")
+  assert not (tmp_path / "g.png").exists()
 
 
 def test_make_dataset_batches(tiny):
