@@ -6,7 +6,11 @@
                                                MNIST-scale run: accuracy_vs_scale.csv/.png)
   python eval.py --runs=runs --out=report      many runs: results.csv, summary.csv (with the
                                                paper's means), generalization.png, epoch_time.csv,
-                                               size_bands.csv, report.md
+                                               size_bands.csv, report.md; for MNIST-scale runs
+                                               mnist_scale.csv (test error per model x lr),
+                                               mnist_scale_runs.csv and, from the runs'
+                                               accuracy_vs_scale.csv, mnist_scale_bins.csv/
+                                               mnist_scale_accuracy.png
   python eval.py --runs=sweeps/emoji --publish=results/emoji
                                                copy the finished runs' small files (no
                                                checkpoints) to results/emoji, report there

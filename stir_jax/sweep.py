@@ -3,10 +3,18 @@
   python -m stir_jax.sweep --out runs/sweep --models standard,pixel_pool \\
       --datasets data/emoji.npz --scenarios 1,2,3,4 --seeds 1-5 [--lrs 1e-3,1e-2] \\
       [--config configs/paper.py] [--set field=value ...] [--num-seeds-per-program N] [--dry-run]
+  python -m stir_jax.sweep --out runs/mnist_scale --models mnist_cnn_28,mnist_ses_scalar_28 \\
+      --datasets data/mnist_scale_0.npz,...,data/mnist_scale_5.npz --seeds 0 \\
+      [--config configs/mnist_scale.py]
 
-Every setting gets an ordinary run directory
+The datasets are STIR files (with the models of stir_jax.models) or MNIST-scale files (with the
+models of stir_jax.models.mnist_scale; which kind a file is, is read from it); a model of one kind
+on data of the other is an error before anything trains. Every setting gets an ordinary run
+directory
 
-  OUT/<model>/<data>/s<scenario>/lr<lr>/seed_<seed>/
+  OUT/<model>/<data>/s<scenario>/lr<lr>/seed_<seed>/      STIR
+  OUT/<model>/<data>/lr<lr>/seed_<seed>/                  MNIST-scale (no scenarios: --scenarios
+                                                          does not apply)
 
 (config.json, metrics.jsonl, checkpoints, results.json: see stir_jax.train.rundir), so any one of them
 can be trained, resumed or evaluated on its own with train.py / eval.py. Finished settings are
@@ -37,6 +45,9 @@ import ml_collections
 import numpy as np
 
 DEFAULT_CONFIG = "configs/paper.py"
+MNIST_SCALE_CONFIG = "configs/mnist_scale.py"  # the default when every dataset is MNIST-scale
+DEFAULT_SCENARIOS = "1,2,3,4"
+STIR, MNIST_SCALE = "STIR", "MNIST-scale"  # the two kinds of data and models
 REPO = pathlib.Path(__file__).resolve().parents[1]
 GRID_FIELDS = ("model", "dataset", "scenario", "seed", "num_seeds")  # --lrs overrides learning_rate
 OPTIONAL_FIELDS = {"seed_batching": str}  # read with config.get, may be absent from the config
@@ -145,20 +156,25 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str])
 
 @dataclasses.dataclass(frozen=True)
 class Group:
-  """One model x dataset x scenario x learning rate; its seeds live in <dir>/seed_<s>."""
+  """One model x dataset x scenario x learning rate; its seeds live in <dir>/seed_<s>. scenario is
+  None for MNIST-scale data (no scenarios): the config keeps its own, unused, value."""
   model: str
   dataset: str
-  scenario: int
+  scenario: int | None
   lr: float
 
   def dir(self, out: pathlib.Path) -> pathlib.Path:
-    data = pathlib.Path(self.dataset).stem
-    return out / self.model / data / f"s{self.scenario}" / f"lr{self.lr:g}"
+    data = out / self.model / pathlib.Path(self.dataset).stem
+    if self.scenario is not None:
+      data = data / f"s{self.scenario}"
+    return data / f"lr{self.lr:g}"
 
   def config(self, base: ml_collections.ConfigDict, seed: int) -> ml_collections.ConfigDict:
     """The run config of one seed: the base config with the grid's fields, num_seeds = 1."""
     c = ml_collections.ConfigDict(json.loads(base.to_json()))
-    c.model, c.dataset, c.scenario = self.model, self.dataset, self.scenario
+    c.model, c.dataset = self.model, self.dataset
+    if self.scenario is not None:
+      c.scenario = self.scenario
     c.learning_rate, c.seed, c.num_seeds = self.lr, seed, 1
     return c
 
@@ -202,13 +218,37 @@ def run_status(run: Run) -> None:
                  or engine.should_stop(meta, run.config.patience))
 
 
-def make_plan(args, base: ml_collections.ConfigDict) -> list[Run]:
+def model_kinds() -> dict[str, str]:
+  """Every model name -> STIR (stir_jax.models) or MNIST-scale (stir_jax.models.mnist_scale)."""
   from stir_jax import models  # pylint: disable=g-import-not-at-top
+  from stir_jax.models import mnist_scale as mnist_scale_models  # pylint: disable=g-import-not-at-top
+  kinds = {m: STIR for m in models.model_names()}
+  kinds.update({m: MNIST_SCALE for m in mnist_scale_models.factory_names()})
+  return kinds
+
+
+def data_kind(dataset: str) -> str:
+  """MNIST-scale when the file has the MNIST-scale keys, else STIR (a missing emoji file, which
+  the sweep generates on first use, is STIR)."""
+  from stir_jax.data import mnist_scale  # pylint: disable=g-import-not-at-top
+  return MNIST_SCALE if mnist_scale.is_mnist_scale_file(dataset) else STIR
+
+
+def default_config(datasets_spec: str) -> str:
+  """The config when --config is not given: configs/mnist_scale.py (the MNIST-scale protocol)
+  when every dataset is an MNIST-scale file, else configs/paper.py."""
+  datasets = [s.strip() for s in datasets_spec.split(",") if s.strip()]
+  if datasets and all(data_kind(d) == MNIST_SCALE for d in datasets):
+    return MNIST_SCALE_CONFIG
+  return DEFAULT_CONFIG
+
+
+def make_plan(args, base: ml_collections.ConfigDict) -> list[Run]:
+  kinds = model_kinds()
   names = parse_list(args.models, "models")
-  unknown = [m for m in names if m not in models.model_names()]
+  unknown = [m for m in names if m not in kinds]
   if unknown:
-    raise SweepError(f"unknown model {unknown[0]!r}; valid models: "
-                     f"{', '.join(models.model_names())}")
+    raise SweepError(f"unknown model {unknown[0]!r}; valid models: {', '.join(kinds)}")
   datasets = parse_list(args.datasets, "datasets")
   for ds in datasets:
     if not pathlib.Path(ds).exists() and not pathlib.Path(ds).name.startswith("emoji"):
@@ -217,7 +257,15 @@ def make_plan(args, base: ml_collections.ConfigDict) -> list[Run]:
   if len(set(stems)) != len(stems):
     raise SweepError(f"two datasets share a file name ({', '.join(datasets)}); the run "
                      "directories are named by it")
-  scenarios = parse_int_list(args.scenarios, "scenarios")
+  data_kinds = {ds: data_kind(ds) for ds in datasets}
+  for model in names:
+    for ds in datasets:
+      if kinds[model] != data_kinds[ds]:
+        mnist_models = ", ".join(m for m, k in kinds.items() if k == MNIST_SCALE)
+        raise SweepError(f"model {model!r} ({kinds[model]}) cannot train on {ds} "
+                         f"({data_kinds[ds]} data): STIR models take STIR files, the MNIST-scale "
+                         f"models ({mnist_models}) MNIST-scale files")
+  scenarios = parse_int_list(args.scenarios or DEFAULT_SCENARIOS, "scenarios")
   if any(s not in (1, 2, 3, 4) for s in scenarios):
     raise SweepError(f"scenarios are 1..4, got {args.scenarios}")
   seeds = parse_int_list(args.seeds, "seeds")
@@ -226,7 +274,8 @@ def make_plan(args, base: ml_collections.ConfigDict) -> list[Run]:
   runs = []
   for model in names:
     for dataset in datasets:
-      for scenario in scenarios:
+      # MNIST-scale has no scenarios: one group per model x lr
+      for scenario in (scenarios if data_kinds[dataset] == STIR else [None]):
         for lr in lrs:
           group = Group(model, dataset, scenario, lr)
           for seed in seeds:
@@ -263,7 +312,8 @@ def plan_table(runs: list[Run]) -> str:
   rows = [("model", "data", "scenario", "lr", "seeds", "done", "partial", "new")]
   for g, rs in groups_of(runs).items():
     by = {st: [r.seed for r in rs if r.status == st] for st in STATUSES}
-    rows.append((g.model, pathlib.Path(g.dataset).stem, str(g.scenario), f"{g.lr:g}",
+    scenario = "-" if g.scenario is None else str(g.scenario)  # MNIST-scale: no scenarios
+    rows.append((g.model, pathlib.Path(g.dataset).stem, scenario, f"{g.lr:g}",
                  ranges([r.seed for r in rs]), ranges(by["done"]), ranges(by["partial"]),
                  ranges(by["new"])))
   widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -275,25 +325,38 @@ def plan_table(runs: list[Run]) -> str:
 def probe(config: ml_collections.ConfigDict, data, seeds_per_program: int,
           steps: int) -> dict[str, float]:
   """Seconds per train step and per evaluation batch of config.model on data's shapes (random
-  inputs, after one compiling call), for one run or a program of seeds_per_program seeds."""
+  inputs, after one compiling call), for one run or a program of seeds_per_program seeds. The
+  steps are built as the engine builds them (train mode, input normalisation, image size)."""
   import jax  # pylint: disable=g-import-not-at-top
+  from stir_jax.train import engine, inputs  # pylint: disable=g-import-not-at-top
   from stir_jax.train import placement as placement_lib, state as state_lib, steps as steps_lib  # pylint: disable=g-import-not-at-top
   model = state_lib.build_model(config, data)
-  tx = state_lib.make_optimizer(config)
+  steps_per_epoch = math.ceil(inputs.num_train_examples(data, config.scenario) / config.batch_size)
+  tx = state_lib.make_optimizer(config, steps_per_epoch)
   rng = np.random.default_rng(0)
   c, k, n = data.num_channels, data.num_classes, seeds_per_program
+  size, per_scale = inputs.image_size(data), not inputs.is_mnist_scale(data)
+  train_mode, norm = state_lib.has_train_mode(config.model), engine.input_norm(config)
 
-  batch = lambda b: placement_lib.random_batch(rng, b, c, k)
-  init = jax.device_get(state_lib.create_train_state(model, tx, jax.random.PRNGKey(0), c))
+  def batch(b):
+    out = placement_lib.random_batch(rng, b, c, k, size)
+    if not per_scale:
+      del out["scale"]  # MNIST-scale batches carry no object sizes
+    return out
+
+  init = jax.device_get(state_lib.create_train_state(model, tx, jax.random.PRNGKey(0), c, size,
+                                                     train_mode))
   place = placement_lib.Placement(n, config.get("parallelism", "jit"),
                                   config.get("seed_batching", "auto"))
   place.check_global_batch(config.batch_size)
-  train = place.train_step(steps_lib.train_step_fn(model, tx))
-  evaluate = place.eval_step(steps_lib.eval_step_fn(model))
+  train = place.train_step(steps_lib.train_step_fn(model, tx, train_mode=train_mode,
+                                                   input_norm=norm))
+  evaluate = place.eval_step(steps_lib.eval_step_fn(model, with_batch_stats=train_mode,
+                                                    input_norm=norm))
   tb = place.put_train_batch(placement_lib.stack([batch(config.batch_size)] * n))
   eb = place.put_eval_batch(batch(place.eval_batch_size(config.eval_batch_size)))
   held = {"state": place.put_state(placement_lib.stack([init] * n)),
-          "train": place.zero_sums(per_scale=False), "eval": place.zero_sums(per_scale=True)}
+          "train": place.zero_sums(per_scale=False), "eval": place.zero_sums(per_scale=per_scale)}
 
   def timed(fn, count):
     t = time.perf_counter()
@@ -306,7 +369,10 @@ def probe(config: ml_collections.ConfigDict, data, seeds_per_program: int,
     return held["train"]
 
   def eval_once():
-    held["eval"] = evaluate(held["state"].params, held["eval"], eb)
+    state = held["state"]
+    variables = ({"params": state.params, "batch_stats": state.batch_stats} if train_mode
+                 else state.params)
+    held["eval"] = evaluate(variables, held["eval"], eb)
     return held["eval"]
 
   first_train = timed(train_once, 1)
@@ -317,11 +383,23 @@ def probe(config: ml_collections.ConfigDict, data, seeds_per_program: int,
           "compile": max(first_train - train_s, 0.0) + max(first_eval - eval_s, 0.0)}
 
 
+def split_sizes(data, scenario: int | None) -> tuple[int, int, int]:
+  """(train, valid, test) examples of one run: STIR at the scenario's sizes (the test pass at all
+  48 sizes), MNIST-scale the file's splits."""
+  from stir_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  from stir_jax.train import inputs  # pylint: disable=g-import-not-at-top
+  if inputs.is_mnist_scale(data):
+    return tuple(data.num_examples(split) for split in ("train", "valid", "test"))
+  return (pipeline.num_examples(data, "train", scenario),
+          pipeline.num_examples(data, "valid", scenario),
+          pipeline.num_examples(data, "test", scales=pipeline.ALL_SCALES))
+
+
 def estimate(runs: list[Run], base: ml_collections.ConfigDict, seeds_per_program: int,
              steps: int) -> tuple[float, list[str]]:
   """(seconds, probe lines) for the runs not yet done: remaining epochs x (train steps + valid
   batches) + one test pass + compilation, per run or per program of seeds."""
-  from stir_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  from stir_jax.train import inputs  # pylint: disable=g-import-not-at-top
   todo = [r for r in runs if r.status != "done"]
   timings: dict[tuple[str, str, int], dict] = {}
   lines, total = [], 0.0
@@ -332,20 +410,21 @@ def estimate(runs: list[Run], base: ml_collections.ConfigDict, seeds_per_program
     data = datas[g.dataset]
     config = rs[0].config
     k = min(seeds_per_program, len(rs))
-    key = (g.model, g.dataset, k)
+    # the MNIST-scale realisations share their shapes: one probe per model serves them all
+    name = (MNIST_SCALE if inputs.is_mnist_scale(data) else pathlib.Path(g.dataset).stem)
+    key = (g.model, name if name == MNIST_SCALE else g.dataset, k)
     if key not in timings:
       timings[key] = probe(config, data, k, steps)
       t = timings[key]
-      lines.append(f"  {g.model} on {pathlib.Path(g.dataset).stem}: "
+      lines.append(f"  {g.model} on {name}: "
                    f"{t['train_step'] * 1e3:.1f} ms per train step, "
                    f"{t['eval_batch'] * 1e3:.1f} ms per evaluation batch, compile "
                    f"{t['compile']:.1f} s" + (f" ({k} seeds per program)" if k > 1 else ""))
     t = timings[key]
-    steps_per_epoch = math.ceil(pipeline.num_examples(data, "train", g.scenario)
-                                / config.batch_size)
-    valid = math.ceil(pipeline.num_examples(data, "valid", g.scenario) / config.eval_batch_size)
-    test = math.ceil(pipeline.num_examples(data, "test", scales=pipeline.ALL_SCALES)
-                     / config.eval_batch_size)
+    n_train, n_valid, n_test = split_sizes(data, g.scenario)
+    steps_per_epoch = math.ceil(n_train / config.batch_size)
+    valid = math.ceil(n_valid / config.eval_batch_size)
+    test = math.ceil(n_test / config.eval_batch_size)
     per_epoch = steps_per_epoch * t["train_step"] + valid * t["eval_batch"]
     programs = [rs[i:i + k] for i in range(0, len(rs), k)]
     for prog in programs:
@@ -426,11 +505,13 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--out", required=True, help="the sweep directory")
   p.add_argument("--models", required=True, help="comma-separated model names")
   p.add_argument("--datasets", required=True, help="comma-separated STIR files")
-  p.add_argument("--scenarios", default="1,2,3,4", help="e.g. 1,2,3,4 or 2 (default: all)")
+  p.add_argument("--scenarios", default=None, help="e.g. 1,2,3,4 or 2 (default: all); STIR "
+                 "only, MNIST-scale data has no scenarios")
   p.add_argument("--seeds", required=True, help="e.g. 1-50 or 1,2,5")
   p.add_argument("--lrs", default=None, help="comma-separated learning rates (default: the "
                  "config's)")
-  p.add_argument("--config", default=DEFAULT_CONFIG, help=f"base config file ({DEFAULT_CONFIG})")
+  p.add_argument("--config", default=None, help=f"base config file (default: {DEFAULT_CONFIG}; "
+                 f"{MNIST_SCALE_CONFIG} when every dataset is MNIST-scale)")
   p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                  help="override a config field (repeatable)")
   p.add_argument("--num-seeds-per-program", type=int, default=1,
@@ -491,7 +572,8 @@ def main(argv: Sequence[str] | None = None) -> None:
       raise SweepError("--num-seeds-per-program must be at least 1")
     if args.probe_steps < 0:
       raise SweepError("--probe-steps must be 0 or more")
-    base = load_config(args.config)
+    config_path = args.config or default_config(args.datasets)
+    base = load_config(config_path)
     apply_overrides(base, args.set)
     part, parts = parse_shard(args.shard)
     runs = shard_runs(make_plan(args, base), part, parts)
@@ -503,6 +585,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"plan: {len(runs)} runs in {args.out}{where}, {n_groups} settings: "
           f"{counts['done']} done, {counts['partial']} partial, {counts['new']} new")
     print(plan_table(runs))
+    if not args.config and config_path != DEFAULT_CONFIG:
+      print(f"config: {config_path} (the MNIST-scale protocol; --config to change)")
+    if args.scenarios and all(r.group.scenario is None for r in runs):
+      print("note: --scenarios does not apply to MNIST-scale data (it has no scenarios)")
     if args.dry_run:
       if counts["done"] == len(runs):
         print("estimate: nothing left to train")
@@ -512,9 +598,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"timing probe ({jax.devices()[0].platform}, {len(jax.devices())} device(s); "
               "random inputs, compilation timed separately):")
         print("\n".join(lines))
+        stopping = (f"early stopping with patience {base.patience} usually ends runs sooner"
+                    if base.patience > 0 else "no early stopping (patience 0)")
         print(f"estimate: up to {format_seconds(seconds)} for the {len(runs) - counts['done']} "
-              f"runs left (num_epochs {base.num_epochs} each; early stopping with patience "
-              f"{base.patience} usually ends runs sooner; input pipeline not timed)")
+              f"runs left (num_epochs {base.num_epochs} each; {stopping}; input pipeline not "
+              "timed)")
       return
     failed = run_sweep(args, base, runs) if counts["done"] < len(runs) else 0
     if counts["done"] == len(runs):

@@ -10,6 +10,16 @@ seeds, and writes to out_dir:
                      model, a band of +-1 std over seeds (like the paper's Figure 5)
   epoch_time.csv     mean epoch seconds relative to the standard model (like the paper's Table 2)
   report.md          the tables and figures together
+and, when there are MNIST-scale runs (results.json with "benchmark": "mnist_scale"; they have no
+object sizes and no scenarios, so they get a section of their own):
+  mnist_scale_runs.csv      one row per MNIST-scale run
+  mnist_scale.csv           test error (100 - accuracy, %) mean and std over the runs
+                            (realisations x seeds) per model x learning rate: the quantity of
+                            Table 2 of Sosnovik, Szmaja, Smeulders (ICLR 2020; 28x28), whose
+                            numbers are not included
+  mnist_scale_bins.csv      mean test accuracy (%) per bin of the scale factor s, from the runs'
+  mnist_scale_accuracy.png  accuracy_vs_scale.csv (eval.py --workdir writes it), when any run has one
+Either kind alone, or both, can be under runs_dir; the STIR files are written only for STIR runs.
 """
 from __future__ import annotations
 
@@ -39,15 +49,27 @@ def paper_results() -> dict[tuple[str, str, int], dict]:
 
 
 def find_runs(runs_dir: pathlib.Path) -> list[dict]:
-  """Every results.json under runs_dir, with its directory."""
+  """Every STIR run (results.json) under runs_dir, with its directory; RunError if there is none.
+  (`find_all_runs` also gives the MNIST-scale runs.)"""
+  runs, _ = find_all_runs(runs_dir)
+  if not runs:
+    raise RunError(f"no finished STIR runs (results.json) under {runs_dir}")
+  return runs
+
+
+def find_all_runs(runs_dir: pathlib.Path) -> tuple[list[dict], list[dict]]:
+  """(STIR runs, MNIST-scale runs): every results.json under runs_dir, with its directory;
+  RunError if there is none at all."""
+  runs_dir = pathlib.Path(runs_dir)
   if not runs_dir.is_dir():
     raise RunError(f"{runs_dir} is not a directory")
-  runs = []
+  runs, mnist_runs = [], []
   for path in sorted(runs_dir.rglob("results.json")):
     try:
       res = json.loads(path.read_text())
       if res.get("benchmark") == "mnist_scale":
-        continue  # the report compares STIR runs (MNIST-scale has no object sizes or scenarios)
+        mnist_runs.append(_mnist_scale_run(path, res, runs_dir))
+        continue
       cfg = res["config"]
       runs.append({
           "run": str(path.parent.relative_to(runs_dir)), "model": res["model"],
@@ -58,9 +80,29 @@ def find_runs(runs_dir: pathlib.Path) -> list[dict]:
           **_consistency(path.parent), **res["per_scale"]})
     except (KeyError, TypeError, ValueError, json.JSONDecodeError) as e:
       raise RunError(f"{path} is not a stir_jax results file ({e!r})") from None
-  if not runs:
+  if not runs and not mnist_runs:
     raise RunError(f"no finished runs (results.json) under {runs_dir}")
-  return runs
+  return runs, mnist_runs
+
+
+def _mnist_scale_run(path: pathlib.Path, res: dict, runs_dir: pathlib.Path) -> dict:
+  """One MNIST-scale results.json as a row, with its accuracy per scale-factor bin ("bins": the
+  rows of eval.py's accuracy_vs_scale.csv, None when the run has none)."""
+  cfg = res["config"]
+  acc = float(res["test_accuracy"])
+  bins_path = path.parent / "accuracy_vs_scale.csv"
+  bins = None
+  if bins_path.exists():
+    with open(bins_path, newline="") as f:
+      bins = [{"scale_min": float(r["scale_min"]), "scale_max": float(r["scale_max"]),
+               "count": int(r["count"]), "accuracy": float(r["accuracy"])}
+              for r in csv.DictReader(f)]
+  return {"run": str(path.parent.relative_to(runs_dir)), "model": res["model"],
+          "data": pathlib.Path(str(res["dataset"])).stem, "seed": cfg.get("seed"),
+          "lr": cfg.get("learning_rate"), "test_accuracy": acc,
+          "test_error": 100.0 * (1.0 - acc), "best_val_accuracy": res["best_val_accuracy"],
+          "best_epoch": res.get("best_epoch"), "epochs_run": res["epochs_run"],
+          "mean_epoch_seconds": res["mean_epoch_seconds"], "bins": bins}
 
 
 def _consistency(run_dir: pathlib.Path) -> dict:
@@ -237,27 +279,128 @@ def findings(summary: list[dict], bands: list[dict], runs: list[dict]) -> list[s
   return out
 
 
+def mnist_scale_summary(runs: list[dict]) -> list[dict]:
+  """Test error (%) per model x learning rate: mean and std (ddof 1; 0 for one run) over the runs,
+  their number, and the number of realisations (data files) among them."""
+  groups = defaultdict(list)
+  for r in runs:
+    groups[(r["model"], r["lr"])].append(r)
+  rows = []
+  for (model, lr), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0.0)):
+    err = np.array([r["test_error"] for r in rs])
+    rows.append({"model": model, "lr": lr, "runs": len(rs),
+                 "realisations": len({r["data"] for r in rs}),
+                 "mean_test_error": round(float(err.mean()), 2),
+                 "std_test_error": round(float(err.std(ddof=1)), 2) if len(rs) > 1 else 0.0})
+  return rows
+
+
+def mnist_scale_bins(runs: list[dict]) -> list[dict]:
+  """Mean test accuracy (%) per model x learning rate x scale-factor bin, over the runs that have
+  an accuracy_vs_scale.csv."""
+  groups = defaultdict(list)
+  for r in runs:
+    for b in r["bins"] or ():
+      groups[(r["model"], r["lr"], b["scale_min"], b["scale_max"])].append(b["accuracy"])
+  return [{"model": model, "lr": lr, "scale_min": lo, "scale_max": hi, "runs": len(accs),
+           "mean_accuracy": round(float(np.mean(accs)) * 100, 2)}
+          for (model, lr, lo, hi), accs in sorted(groups.items(),
+                                                  key=lambda kv: (kv[0][0], kv[0][1] or 0.0,
+                                                                  kv[0][2]))]
+
+
+def plot_mnist_scale_bins(path: pathlib.Path, bins: list[dict]) -> None:
+  """Mean test accuracy against the scale factor bin, one line per model (per model and learning
+  rate when a model ran at several)."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  groups = defaultdict(list)
+  for b in bins:
+    groups[(b["model"], b["lr"])].append(b)
+  lrs_of = defaultdict(set)
+  for model, lr in groups:
+    lrs_of[model].add(lr)
+  colours = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20")
+  fig, ax = plt.subplots(figsize=(6.4, 3.8), dpi=110)
+  for k, ((model, lr), rows) in enumerate(sorted(groups.items(),
+                                                 key=lambda kv: (kv[0][0], kv[0][1] or 0.0))):
+    rows = sorted(rows, key=lambda r: r["scale_min"])
+    label = model if len(lrs_of[model]) == 1 else f"{model}, lr {lr:g}"
+    ax.plot([(r["scale_min"] + r["scale_max"]) / 2 for r in rows],
+            [r["mean_accuracy"] for r in rows], marker="o", ms=3, lw=1.2, color=colours(k),
+            label=f"{label} ({max(r['runs'] for r in rows)} runs)")
+  ax.set(xlabel="scale factor s of the digit (bin centre)", ylabel="test accuracy (%)",
+         title="MNIST-scale: mean test accuracy per scale-factor bin")
+  ax.title.set_fontsize(9)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path)
+  plt.close(fig)
+
+
+def mnist_scale_report(runs: list[dict], out_dir: pathlib.Path) -> tuple[list[dict], str]:
+  """Writes the MNIST-scale files (see the module docstring); returns (summary rows, the
+  markdown section, headed at level 2)."""
+  rfields = ["run", "model", "data", "seed", "lr", "test_accuracy", "test_error",
+             "best_val_accuracy", "best_epoch", "epochs_run", "mean_epoch_seconds"]
+  _write_csv(out_dir / "mnist_scale_runs.csv", runs, rfields)
+  summary = mnist_scale_summary(runs)
+  mfields = ["model", "lr", "runs", "realisations", "mean_test_error", "std_test_error"]
+  _write_csv(out_dir / "mnist_scale.csv", summary, mfields)
+  table = [{"model": r["model"], "lr": r["lr"], "runs": r["runs"],
+            "realisations": r["realisations"],
+            "test error (%)": f"{r['mean_test_error']:.2f} ± {r['std_test_error']:.2f}"}
+           for r in summary]
+  n_data = len({r["data"] for r in runs})
+  md = ("## MNIST-scale: test error (%)\n\n"
+        f"Test error (100 - test accuracy, %) of the parameters of the best validation epoch on "
+        f"the test split, mean ± std over the runs of each model and learning rate "
+        f"({n_data} realisations of the data in all; a run is one realisation x one seed). "
+        "Sosnovik, Szmaja, Smeulders (ICLR 2020), Table 2 (28x28) reports the same quantity over "
+        "their 6 realisations; ours are drawn with numpy, not the published images.\n\n"
+        + _md_table(table, list(table[0])) + "\n")
+  bins = mnist_scale_bins(runs)
+  if bins:
+    bfields = ["model", "lr", "scale_min", "scale_max", "runs", "mean_accuracy"]
+    _write_csv(out_dir / "mnist_scale_bins.csv", bins, bfields)
+    plot_mnist_scale_bins(out_dir / "mnist_scale_accuracy.png", bins)
+    with_bins = sum(r["bins"] is not None for r in runs)
+    md += ("\n## MNIST-scale: accuracy against the scale factor\n\n"
+           f"Mean test accuracy (%) per bin of the digits' scale factor s, over the {with_bins} of "
+           f"{len(runs)} runs that have an accuracy_vs_scale.csv (python eval.py --workdir=RUN "
+           "writes it); mnist_scale_bins.csv holds the numbers.\n\n"
+           "![MNIST-scale accuracy against the scale factor](mnist_scale_accuracy.png)\n")
+  return summary, md
+
+
 def publish(runs_dir: str | pathlib.Path, dest: str | pathlib.Path) -> int:
   """Copies every finished run under runs_dir into dest, keeping its relative path, without
   checkpoints or TensorBoard events: config.json, metrics.jsonl, results.json, consistency.json
-  (when eval.py made one) and generalization.csv (its per-size test accuracy). Returns the number
-  of runs copied; existing copies are refreshed. dest may be runs_dir itself: then each finished
+  (when eval.py made one) and generalization.csv (its per-size test accuracy); an MNIST-scale run
+  keeps its accuracy_vs_scale.csv (when eval.py made one) instead. Returns the number of runs
+  copied; existing copies are refreshed. dest may be runs_dir itself: then each finished STIR
   run only gains its generalization.csv (the sweep can write straight into a results folder whose
   .gitignore keeps checkpoints and events out of git)."""
   import shutil  # pylint: disable=g-import-not-at-top
   from stir_jax.eval import evaluation  # pylint: disable=g-import-not-at-top
   runs_dir, dest = pathlib.Path(runs_dir), pathlib.Path(dest)
+  runs, mnist_runs = find_all_runs(runs_dir)
   count = 0
-  for run in find_runs(runs_dir):
+  for run in runs + mnist_runs:
     src, out = runs_dir / run["run"], dest / run["run"]
     out.mkdir(parents=True, exist_ok=True)
-    for name in ("config.json", "metrics.jsonl", "results.json", "consistency.json"):
+    for name in ("config.json", "metrics.jsonl", "results.json", "consistency.json",
+                 "accuracy_vs_scale.csv"):
       source, target = src / name, out / name
       if source.exists() and not (target.exists() and target.samefile(source)):
         shutil.copyfile(source, target)
-    row = {"model": run["model"], "data": run["data"], "eval": run["eval"],
-           **{c: run[c] for c in metrics.SCALE_COLUMNS}}
-    evaluation.write_generalization_csv(out / "generalization.csv", [row])
+    if "eval" in run:  # a STIR run: its per-size accuracy
+      row = {"model": run["model"], "data": run["data"], "eval": run["eval"],
+             **{c: run[c] for c in metrics.SCALE_COLUMNS}}
+      evaluation.write_generalization_csv(out / "generalization.csv", [row])
     count += 1
   return count
 
@@ -270,9 +413,29 @@ def _md_table(rows: list[dict], fields: list[str]) -> str:
 
 
 def aggregate(runs_dir: str | pathlib.Path, out_dir: str | pathlib.Path) -> dict:
+  """Writes the report of every run under runs_dir to out_dir (see the module docstring); returns
+  {"runs": number of runs, "summary": the STIR summary rows, "mnist_scale": the MNIST-scale
+  summary rows}."""
   runs_dir, out_dir = pathlib.Path(runs_dir), pathlib.Path(out_dir)
-  runs = find_runs(runs_dir)
+  runs, mnist_runs = find_all_runs(runs_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
+  text, summary, mnist_summary = "", [], []
+  if runs:
+    summary, text = _stir_report(runs, runs_dir, out_dir)
+  if mnist_runs:
+    mnist_summary, section = mnist_scale_report(mnist_runs, out_dir)
+    if not runs:
+      text = f"# MNIST-scale results: {len(mnist_runs)} runs under {runs_dir}\n\n"
+    else:
+      text += "\n"
+    text += section
+  (out_dir / "report.md").write_text(text)
+  return {"runs": len(runs) + len(mnist_runs), "summary": summary, "mnist_scale": mnist_summary}
+
+
+def _stir_report(runs: list[dict], runs_dir: pathlib.Path,
+                 out_dir: pathlib.Path) -> tuple[list[dict], str]:
+  """Writes the STIR files; returns (summary rows, report.md's STIR text)."""
   fields = ["run", "model", "data", "eval", "seed", "lr", "test_accuracy", "best_val_accuracy",
             "epochs_run", "mean_epoch_seconds", *metrics.SCALE_COLUMNS]
   _write_csv(out_dir / "results.csv", runs, fields)
@@ -287,7 +450,7 @@ def aggregate(runs_dir: str | pathlib.Path, out_dir: str | pathlib.Path) -> dict
   bands = size_bands(runs)
   bfields = ["model", "data", "eval", "runs", "smaller", "training", "larger"]
   _write_csv(out_dir / "size_bands.csv", bands, bfields)
-  (out_dir / "report.md").write_text(
+  text = (
       f"# STIR results: {len(runs)} runs under {runs_dir}\n\n"
       "## Test accuracy (%), ours against the paper's published means\n\n"
       + _md_table(summary, sfields)
@@ -301,4 +464,4 @@ def aggregate(runs_dir: str | pathlib.Path, out_dir: str | pathlib.Path) -> dict
       "## Mean epoch time relative to the standard model\n\n"
       "Ours on this machine; the paper's on its GPU (mean epoch seconds of its run table).\n\n"
       + _md_table(times, tfields) + "\n")
-  return {"runs": len(runs), "summary": summary}
+  return summary, text
