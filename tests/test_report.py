@@ -39,6 +39,29 @@ def test_aggregate_known_numbers(tmp_path):
   with open(tmp_path / "report" / "epoch_time.csv") as f:
     times = {r["model"]: r for r in csv.DictReader(f)}
   assert float(times["pixel_pool"]["relative_to_standard"]) == pytest.approx(5.0)
+  assert float(times["pixel_pool"]["median_epoch_seconds"]) == pytest.approx(10.0)  # no metrics
+
+
+def test_epoch_time_uses_each_runs_median_epoch(tmp_path):
+  """A paused epoch (run b's 1000 s) moves the mean epoch, not the median the ratio uses."""
+  runs = tmp_path / "runs"
+  for name, model, seed, secs in (("a", "standard", 1, [9.0, 2.0, 2.0, 3.0]),
+                                  ("b", "standard", 2, [8.0, 4.0, 1000.0, 4.0, 5.0]),
+                                  ("c", "pixel_pool", 1, [30.0, 10.0, 12.0, 11.0])):
+    _fake_run(runs / name, model, "emoji", 2, seed, 0.5, float(np.mean(secs)))
+    (runs / name / "metrics.jsonl").write_text("".join(
+        json.dumps({"epoch": i + 1, "epoch_seconds": s}) + "\n" for i, s in enumerate(secs)))
+  report.aggregate(runs, tmp_path / "report")
+  with open(tmp_path / "report" / "epoch_time.csv") as f:
+    times = {r["model"]: r for r in csv.DictReader(f)}
+  # medians: a 2.5, b 5.0 -> standard 3.75; c 11.5
+  assert float(times["standard"]["median_epoch_seconds"]) == pytest.approx(3.75)
+  assert float(times["standard"]["mean_epoch_seconds"]) == pytest.approx(
+      (np.mean([9, 2, 2, 3]) + np.mean([8, 4, 1000, 4, 5])) / 2, abs=1e-3)
+  assert float(times["pixel_pool"]["relative_to_standard"]) == pytest.approx(11.5 / 3.75, abs=0.01)
+  with open(tmp_path / "report" / "results.csv") as f:
+    rows = {r["run"]: r for r in csv.DictReader(f)}
+  assert float(rows["b"]["median_epoch_seconds"]) == pytest.approx(5.0)
   with open(tmp_path / "report" / "results.csv") as f:
     assert len(list(csv.DictReader(f))) == 3
   md = (tmp_path / "report" / "report.md").read_text()
