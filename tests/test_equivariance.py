@@ -72,3 +72,22 @@ def test_gauss_der_shifted_error_below_unshifted(two_icons):
   assert np.all(np.isfinite(shifted)) and np.all(np.isfinite(plain))
   assert shifted.mean() < 0.5 * plain.mean(), (shifted.mean(), plain.mean())
   assert np.all(shifted.mean(axis=(0, 1)) < plain.mean(axis=(0, 1))), (shifted, plain)
+
+
+def test_test_pass_keeps_the_same_maps_as_equivariance_maps(two_icons):
+  """eval.py takes the equivariance maps from its one pass over the test split (batches of 7 here,
+  the last one padded); they are the maps `equivariance_maps` computes on its own."""
+  from stir_jax.eval import evaluation  # pylint: disable=g-import-not-at-top
+  model = models.get_model("standard", 1, 2)
+  variables = jax.jit(model.init)(jax.random.PRNGKey(1), jnp.zeros((1, 64, 64, 1)))
+  alone = equivariance.equivariance_maps(model, variables, two_icons)
+  per_object = evaluation.predict_test_split(model, variables, two_icons, 7,
+                                             maps=("stage1", "stage2"))
+  kept = per_object["maps"]
+  assert sorted(kept) == sorted(alone) == ["positions", "stage1", "stage2"]
+  np.testing.assert_array_equal(kept["positions"], alone["positions"])
+  for st in ("stage1", "stage2"):
+    assert kept[st].shape == alone[st].shape == (2, 1, 6, *alone[st].shape[3:])
+    np.testing.assert_allclose(kept[st], alone[st], rtol=1e-5, atol=1e-6)
+  # 48 sizes x 2 icons = 96 images in 14 batches of 7: the padding rows are dropped
+  assert per_object["pred"].shape == (48, 2, 1)

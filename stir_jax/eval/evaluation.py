@@ -25,7 +25,7 @@ import ml_collections
 import numpy as np
 
 from stir_jax import models
-from stir_jax.data import pipeline
+from stir_jax.data import pipeline, stir_file
 from stir_jax import metrics
 from stir_jax.eval import equivariance
 from stir_jax.train import distributed, inputs, rundir, state as state_lib
@@ -92,8 +92,11 @@ def evaluate(workdir: str | pathlib.Path) -> dict | None:
     return None
   if inputs.is_mnist_scale(data):
     return evaluate_mnist_scale(workdir, config, data, model, variables)
-  # One pass over the test split (all 48 sizes): predictions, pool indices and the test metrics.
-  per_object = predict_test_split(model, variables, data, config.eval_batch_size)
+  # One pass over the test split (all 48 sizes): predictions, pool indices, the test metrics and
+  # the maps of the equivariance error.
+  ndims = {st: _map_ndim(model, variables, data, st) for st in ("stage1", "stage2")}
+  stages = tuple(st for st, nd in ndims.items() if nd in (4, 5))
+  per_object = predict_test_split(model, variables, data, config.eval_batch_size, maps=stages)
   test = test_metrics(per_object, config.scenario)
 
   name = dataset_name(config)
@@ -115,11 +118,8 @@ def evaluate(workdir: str | pathlib.Path) -> dict | None:
   rundir.write_json(workdir / "consistency.json", consistency)
 
   errors, shifted = {}, {}
-  ndims = {st: _map_ndim(model, variables, data, st) for st in ("stage1", "stage2")}
-  stages = [st for st, nd in ndims.items() if nd in (4, 5)]
   if stages:
-    maps = equivariance.equivariance_maps(model, variables, data, stages=stages,
-                                          batch_size=config.eval_batch_size)
+    maps = per_object.pop("maps")
     errors = equivariance.feature_map_errors(maps)
     # models whose scale axis is a geometric series (hermite, disco, dss, gauss_der): also the
     # scale-covariant measure, the other map's scale axis shifted by the size ratio
@@ -208,7 +208,8 @@ def _map_ndim(model, variables, data, stage: str) -> int:
   return len(aux[stage].shape) if stage in aux else 0
 
 
-def predict_test_split(model, variables, data, batch_size: int) -> dict[str, np.ndarray]:
+def predict_test_split(model, variables, data, batch_size: int,
+                       maps: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
   """Per test object and scale (48, n, m): predicted class, loss, correctness, and for pooling
   models the kernel scale index each pool chose, per channel (48, n, m, C).
 
@@ -216,13 +217,21 @@ def predict_test_split(model, variables, data, batch_size: int) -> dict[str, np.
   it is the index chosen at the position of the channel's strongest pooled response, the unit that
   the global max (stage 2) reads. A channel whose output is 0 everywhere on an image (no
   response after the ReLU) gets -1: it chose no scale.
+
+  maps: stages (e.g. ("stage1", "stage2")) whose maps the same pass also keeps for the images at
+  the sizes of the equivariance error: result["maps"] is then `equivariance.equivariance_maps`'
+  output for the test split, without a second compilation and pass. Every batch has batch_size
+  images (the last one padded), so the model compiles once.
   """
   imgs = data.imgs[2]                                   # (48, n, m, 64, 64[, C])
   if imgs.ndim == 5:
     imgs = imgs[..., None]
   shape = imgs.shape[:3]
+  per_scale = shape[1] * shape[2]
   flat = imgs.reshape(-1, *imgs.shape[3:])
   labels = data.lbls[2].reshape(-1)
+  # flat is scale-major: rows [i * per_scale, (i + 1) * per_scale) hold size index i
+  eq_index = [stir_file.index_of_scale(sc) for sc in metrics.EQUIVARIANCE_SCALES]
 
   def summarize(v, x, y):
     logits, aux = model.apply(v, x, with_aux=True)
@@ -237,17 +246,37 @@ def predict_test_split(model, variables, data, batch_size: int) -> dict[str, np.
         idx = jnp.take_along_axis(idx.reshape(act.shape), where[:, None, :], axis=1)[:, 0]
       # a channel silent on this image (ReLU output all 0) chose nothing: -1
       out[f"pool{i}"] = jnp.where(jnp.max(act, axis=1) > 0, idx, -1)
-    return out
+    return out, {st: aux[st] for st in maps}
 
   fn = jax.jit(summarize)
-  parts = []
+  parts, kept = [], {st: [] for st in maps}
   for start in range(0, len(flat), batch_size):
-    x = flat[start:start + batch_size].astype(np.float32) / 255.0
-    parts.append(jax.device_get(fn(variables, x, labels[start:start + batch_size])))
+    stop = min(start + batch_size, len(flat))
+    x = flat[start:stop].astype(np.float32) / 255.0
+    y = labels[start:stop]
+    if stop - start < batch_size:                       # pad: one compiled shape for every batch
+      x = np.concatenate([x, np.zeros((batch_size - len(x), *x.shape[1:]), x.dtype)])
+      y = np.concatenate([y, np.zeros(batch_size - len(y), y.dtype)])
+    out, aux = fn(variables, x, y)
+    parts.append({k: v[:stop - start] for k, v in jax.device_get(out).items()})
+    rows = np.arange(start, stop)
+    want = np.isin(rows // per_scale, eq_index)
+    if maps and want.any():
+      for st in maps:
+        kept[st].append((rows[want], np.asarray(aux[st])[:stop - start][want]))
   out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
   result = {k: v.reshape(*shape, *v.shape[1:]) for k, v in out.items()}
   result["correct"] = (out["pred"] == labels).reshape(shape)
   result["scale"] = data.scls[2].astype(np.int32)
+  if maps:
+    result["maps"] = {"positions": np.moveaxis(data.psts[2][eq_index], 0, 2)}  # (n, m, 6, 2)
+    for st in maps:
+      rows = np.concatenate([r for r, _ in kept[st]])     # increasing: batches come in order
+      values = np.concatenate([v for _, v in kept[st]])
+      stacked = np.stack([values[rows // per_scale == i].reshape(shape[1], shape[2],
+                                                                  *values.shape[1:])
+                          for i in eq_index])            # (6, n, m, ...), EQUIVARIANCE_SCALES order
+      result["maps"][st] = np.moveaxis(stacked, 0, 2)   # (n, m, 6, ...)
   return result
 
 
