@@ -254,7 +254,8 @@ def _show(args: argparse.Namespace) -> None:
 
   if mnist_scale.is_mnist_scale_file(args.file):
     try:
-      factors = [float(s) for s in (args.scales or ",".join(map(str, DEFAULT_SHOW_FACTORS))).split(",")]
+      spec = args.scales or ",".join(map(str, DEFAULT_SHOW_FACTORS))
+      factors = [float(s) for s in spec.split(",")]
     except ValueError:
       raise CommandError(f"--scales must be comma-separated numbers, got {args.scales!r}") from None
     data = mnist_scale.load_mnist_scale(args.file)

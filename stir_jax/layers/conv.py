@@ -10,8 +10,16 @@ squares with respect to the weights and to the input, each including its forward
   15x15 16->32 x4 groups on 50x50 (SESN)       215 / 17974 / 879  123 / 183 / 200
   15x15 1->64 on 64x64 (SESN, layer 1)         8 / 20 / 153       38 / 61 / 60
 
-XLA:CPU's weight gradient of a *grouped* convolution is pathologically slow, so `impl="auto"` takes
-the FFT form for grouped convolutions on CPU and XLA everywhere else; `conv3d`'s "auto" takes the
+Kernels larger than their input (fwd+bwd, ms; measured 2026-12-01, same machine):
+
+  15x15 32->252, padding 7 on 14x14 (MNIST-scale SESN, layer 2)   6697 (fwd 2233)   156 (fwd 77)
+  15x15 63->380, padding 7 on 7x7 (layer 3)                        947               233
+  13x13 32->64, padding 6 on 12x12                                  501                22
+  but 15x15 on 16x16: 195 / 165; 13x13 on 14x14: 126 / 154; 11x11 on 14x14: 94 / 107
+
+XLA:CPU's weight gradient of a *grouped* convolution is pathologically slow, and so is any
+convolution whose kernel is larger than its input, so `impl="auto"` takes the FFT form for those
+on CPU and XLA everywhere else; `conv3d`'s "auto" takes the
 FFT form on CPU (XLA:CPU's 3-D convolution is far slower) and XLA elsewhere. On GPU and TPU the
 reason does not apply (cuDNN and the TPU compiler handle grouped and 3-D convolutions natively), so
 "auto" means XLA there. The choice is made per *lowering platform* (`jax.lax.platform_dependent`),
@@ -121,13 +129,23 @@ def conv2d_fft(x: jax.Array, kernel: jax.Array, padding="VALID",
   return y[:, : n - kh + 1, : m - kw + 1, :].astype(out_dtype)
 
 
-def pick_impl(feature_group_count: int = 1, platform: str | None = None) -> str:
-  """The `conv2d` algorithm that "auto" uses on a platform (None: the default backend): "fft" for
-  grouped convolutions on CPU, whose weight gradient XLA:CPU computes several hundred times slower
-  than the forward pass; "xla" otherwise and on every other platform (see the module docstring for
-  the measurements; on the shapes measured the choice depends on grouping alone)."""
+def pick_impl(feature_group_count: int = 1, platform: str | None = None,
+              kernel_size: tuple[int, int] | None = None,
+              input_size: tuple[int, int] | None = None) -> str:
+  """The `conv2d` algorithm that "auto" uses on a platform (None: the default backend).
+
+  "fft" on CPU for grouped convolutions, whose weight gradient XLA:CPU computes several hundred
+  times slower than the forward pass, and for kernels larger than the (unpadded) input in either
+  spatial dimension (kernel_size and input_size (H, W) given), which XLA:CPU computes 4-30 times
+  slower than the FFT form, forward pass included; "xla" otherwise and on every other platform
+  (see the module docstring for the measurements).
+  """
   platform = platform or jax.default_backend()
-  return "fft" if (feature_group_count > 1 and platform == "cpu") else "xla"
+  if platform != "cpu":
+    return "xla"
+  larger = (kernel_size is not None and input_size is not None
+            and any(k > n for k, n in zip(kernel_size, input_size)))
+  return "fft" if (feature_group_count > 1 or larger) else "xla"
 
 
 def _per_platform(impl_fn, choices: dict[str, str], *args):
@@ -169,8 +187,9 @@ def conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None, paddi
                                         precision=canonical_precision(precision))
 
   if impl == "auto":
-    choices = {"cpu": pick_impl(feature_group_count, "cpu"),
-               "other": pick_impl(feature_group_count, "gpu")}
+    sizes = {"kernel_size": kernel.shape[:2], "input_size": x.shape[1:3]}
+    choices = {"cpu": pick_impl(feature_group_count, "cpu", **sizes),
+               "other": pick_impl(feature_group_count, "gpu", **sizes)}
   else:
     choices = {"cpu": impl, "other": impl}
   y = _per_platform(run, choices, x, kernel)

@@ -51,6 +51,17 @@ def test_fft_size_and_auto_choice():
   assert pick_impl(5) == ("fft" if cpu else "xla")
   assert pick_impl(1) == "xla"
   assert pick_impl(5, "cpu") == "fft" and pick_impl(5, "gpu") == pick_impl(5, "tpu") == "xla"
+  # a kernel larger than its input: XLA:CPU's slow case (15x15 on 14x14 maps, MNIST-scale SESN)
+  assert pick_impl(1, "cpu", (15, 15), (14, 14)) == "fft"
+  assert pick_impl(1, "cpu", (15, 15), (16, 16)) == "xla"
+  assert pick_impl(1, "cpu", (3, 15), (28, 14)) == "fft"
+  assert pick_impl(1, "gpu", (15, 15), (14, 14)) == "xla"
+  # and conv2d's "auto" passes the shapes: the FFT form runs for 15x15 on 14x14, XLA's on 16x16
+  hlo = lambda n: jax.jit(lambda x, w: conv2d(x, w, padding=7)).trace(
+      jnp.zeros((1, n, n, 2)), jnp.zeros((15, 15, 2, 3))).lower(
+          lowering_platforms=("cpu",)).as_text()
+  assert "stablehlo.fft" in hlo(14) and "stablehlo.convolution" not in hlo(14)
+  assert "stablehlo.convolution" in hlo(16) and "stablehlo.fft" not in hlo(16)
 
 
 def test_unknown_impl():
