@@ -18,8 +18,10 @@ directory
 
 (config.json, metrics.jsonl, checkpoints, results.json: see stir_jax.train.rundir), so any one of them
 can be trained, resumed or evaluated on its own with train.py / eval.py. Finished settings are
-skipped, interrupted ones resumed; rerunning the same command continues the sweep. At the end the
-aggregation (stir_jax.report, eval.py --runs) writes OUT/report/.
+skipped, interrupted ones resumed; rerunning the same command continues the sweep. --evaluate
+runs eval.py --workdir on every finished run not evaluated yet (the pool indices' size correlation
+of the report comes from it). At the end the aggregation (stir_jax.report, eval.py --runs) writes
+OUT/report/.
 
 --num-seeds-per-program N trains up to N seeds of a model x data x scenario x lr together in one
 program (stir_jax.train.engine.train_seeds) into the same seed directories. --dry-run prints the plan (which
@@ -489,6 +491,31 @@ def run_sweep(args, base: ml_collections.ConfigDict, runs: list[Run]) -> int:
   return len(failures)
 
 
+def evaluated(run_dir: pathlib.Path) -> bool:
+  """Whether eval.py --workdir has evaluated the run (its last file: consistency.json for STIR,
+  accuracy_vs_scale.csv for MNIST-scale)."""
+  return ((run_dir / "consistency.json").exists()
+          or (run_dir / "accuracy_vs_scale.csv").exists())
+
+
+def evaluate_runs(runs: list[Run]) -> int:
+  """--evaluate: `eval.py --workdir` for every finished run not evaluated yet (the pooling
+  models' index correlations in the report need it); returns the number of failures."""
+  from tqdm.auto import tqdm  # pylint: disable=g-import-not-at-top
+  from stir_jax.eval import evaluation  # pylint: disable=g-import-not-at-top
+  from stir_jax.train import distributed, rundir  # pylint: disable=g-import-not-at-top
+  todo = [r for r in runs if (r.dir / "results.json").exists() and not evaluated(r.dir)]
+  failures = 0
+  for r in tqdm(todo, desc="evaluate", unit="run", dynamic_ncols=True,
+                disable=not distributed.is_main() or not todo):
+    try:
+      evaluation.evaluate(r.dir)
+    except rundir.RunError as e:
+      failures += 1
+      print(f"failed: evaluating {r.dir}: {e}", file=sys.stderr)
+  return failures
+
+
 def _fail(message: str) -> NoReturn:
   print(f"error: {message}", file=sys.stderr)
   sys.exit(2)
@@ -520,6 +547,9 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--probe-steps", type=int, default=3,
                  help="timed steps per model for the estimate (0: no estimate)")
   p.add_argument("--no-report", action="store_true", help="skip the aggregation at the end")
+  p.add_argument("--evaluate", action="store_true",
+                 help="also run eval.py --workdir on every finished run not evaluated yet "
+                      "(per-size csv, equivariance, pool indices and their size correlation)")
   p.add_argument("--shard", default=None, metavar="I/N",
                  help="run only part I of N disjoint parts of the grid (I = 0..N-1; default: "
                  "SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT when set, else everything)")
@@ -607,6 +637,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     failed = run_sweep(args, base, runs) if counts["done"] < len(runs) else 0
     if counts["done"] == len(runs):
       print("every run is finished; nothing to train")
+    if args.evaluate:
+      failed += evaluate_runs(runs)
     if parts > 1 and not args.no_report and distributed.is_main():
       print(f"part {part} of {parts} done; once every part has finished: "
             f"python eval.py --runs={args.out} --out={pathlib.Path(args.out) / 'report'}")

@@ -145,6 +145,16 @@ def test_sweep_on_a_tiny_grid(tiny_data, tmp_path, capsys):
   assert stamps == [(group.dir(out) / f"seed_{s}" / "results.json").stat().st_mtime_ns
                     for s in (1, 2, 3)]
 
+  # --evaluate: eval.py --workdir for the finished runs not yet evaluated, once
+  code, _, err = _main(capsys, *grid, "--evaluate", "--no-report")
+  assert code == 0, err
+  marks = [group.dir(out) / f"seed_{s}" / "consistency.json" for s in (1, 2, 3)]
+  assert all(m.exists() and (m.parent / "generalization.csv").exists() for m in marks)
+  stamps = [m.stat().st_mtime_ns for m in marks]
+  code, _, err = _main(capsys, *grid, "--evaluate", "--no-report")
+  assert code == 0, err
+  assert stamps == [m.stat().st_mtime_ns for m in marks]
+
   # another config for the same directories is refused before anything runs
   code, _, err = _main(capsys, *grid[:-1], "num_epochs=3", "--dry-run")
   assert code == 2 and "different config (fields: num_epochs)" in err
