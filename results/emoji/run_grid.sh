@@ -3,7 +3,8 @@
 # batch 16, up to 200 epochs, patience 10, best-validation parameters tested), 3 seeds per cell,
 # cheapest cells first. Every line skips finished runs and resumes interrupted ones, so rerunning
 # this script continues the grid; results/emoji keeps each run's small files (checkpoints and
-# TensorBoard events are git-ignored). Afterwards:
+# TensorBoard events are git-ignored); --evaluate adds eval.py's per-run outputs (pool index
+# correlations, equivariance). Afterwards:
 #   python eval.py --runs=results/emoji --out=results/emoji/report
 # Extra arguments go to every sweep (e.g. --shard 0/2 to split the grid over two machines).
 set -eu
@@ -11,7 +12,7 @@ cd "$(dirname "$0")/../.."
 OUT=results/emoji
 sweep() {
   python -m stir_jax.sweep --out "$OUT" --datasets data/emoji.npz --seeds 1-3 \
-      --config configs/paper.py --no-report "$@"
+      --config configs/paper.py --no-report --evaluate "$@"
 }
 # block 1: Mid2Rest; block 2: Small2Large and Large2Small for standard and pixel_pool; then the
 # peer families of issue 13 (dss, gauss_der, sevf, ss) on Mid2Rest
