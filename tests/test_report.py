@@ -116,3 +116,22 @@ def test_publish_copies_small_files_and_reports_the_findings(tmp_path):
   assert proc.returncode == 0 and "published 6 finished runs" in proc.stdout, proc.stderr
   # fake runs have the same accuracy at every size: no plateau
   assert "pixel_pool: training sizes 77.0%, smaller sizes 77.0%, larger sizes 77.0%: not lower" in md
+
+
+def test_equivariance_table_from_the_runs_npz(tmp_path):
+  runs = tmp_path / "runs"
+  for name, seed, e1, e2 in (("a", 1, [0.2, 0.4], [0.5, np.nan]), ("b", 2, [0.6, 0.6], [0.3, 0.3])):
+    _fake_run(runs / name, "hermite", "emoji", 2, seed, 0.5, 1.0)
+    np.savez(runs / name / "equivariance.npz", stage1=np.array(e1), stage2=np.array(e2),
+             stage1_shifted=np.array(e1) / 2)
+  _fake_run(runs / "c", "standard", "emoji", 2, 1, 0.4, 1.0)  # not evaluated: not in the table
+  report.aggregate(runs, tmp_path / "report")
+  with open(tmp_path / "report" / "equivariance.csv") as f:
+    rows = list(csv.DictReader(f))
+  assert [r["model"] for r in rows] == ["hermite"] and rows[0]["runs"] == "2"
+  # per run the mean over objects and pairs (NaN pairs left out), then the mean over runs
+  assert float(rows[0]["stage1"]) == pytest.approx((0.3 + 0.6) / 2)
+  assert float(rows[0]["stage2"]) == pytest.approx((0.5 + 0.3) / 2)
+  assert float(rows[0]["stage1_shifted"]) == pytest.approx((0.15 + 0.3) / 2)
+  assert rows[0]["stage2_shifted"] == ""
+  assert "Equivariance error" in (tmp_path / "report" / "report.md").read_text()

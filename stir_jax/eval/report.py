@@ -8,7 +8,8 @@ seeds, and writes to out_dir:
                      paper's published mean (stir_jax/resources/paper_results.csv) and the difference
   generalization.png accuracy against object size, one panel per data x scenario, one line per
                      model, a band of +-1 std over seeds (like the paper's Figure 5)
-  epoch_time.csv     mean epoch seconds relative to the standard model (like the paper's Table 2)
+  epoch_time.csv     epoch seconds relative to the standard model (like the paper's Table 2)
+  equivariance.csv   mean equivariance error per model (runs evaluated by eval.py --workdir)
   report.md          the tables and figures together
 and, when there are MNIST-scale runs (results.json with "benchmark": "mnist_scale"; they have no
 object sizes and no scenarios, so they get a section of their own):
@@ -78,7 +79,7 @@ def find_all_runs(runs_dir: pathlib.Path) -> tuple[list[dict], list[dict]]:
           "test_accuracy": res["test_accuracy"], "best_val_accuracy": res["best_val_accuracy"],
           "epochs_run": res["epochs_run"], "mean_epoch_seconds": res["mean_epoch_seconds"],
           "median_epoch_seconds": _median_epoch_seconds(path.parent),
-          **_consistency(path.parent), **res["per_scale"]})
+          **_consistency(path.parent), **_equivariance(path.parent), **res["per_scale"]})
     except (KeyError, TypeError, ValueError, json.JSONDecodeError) as e:
       raise RunError(f"{path} is not a stir_jax results file ({e!r})") from None
   if not runs and not mnist_runs:
@@ -115,6 +116,36 @@ def _median_epoch_seconds(run_dir: pathlib.Path) -> float | None:
     return None
   secs = [json.loads(line)["epoch_seconds"] for line in path.read_text().splitlines() if line]
   return float(np.median(secs)) if secs else None
+
+
+EQUIVARIANCE_KEYS = ("stage1", "stage2", "stage1_shifted", "stage2_shifted")
+
+
+def _equivariance(run_dir: pathlib.Path) -> dict:
+  """Mean equivariance error per stage (eq_stage1, ..., eq_stage2_shifted) of eval.py's
+  equivariance.npz, over the test objects and the six size pairs, when the run has one."""
+  path = run_dir / "equivariance.npz"
+  if not path.exists():
+    return {}
+  with np.load(path) as f:
+    return {f"eq_{k}": float(np.nanmean(f[k])) for k in EQUIVARIANCE_KEYS if k in f.files}
+
+
+def equivariance_table(runs: list[dict]) -> list[dict]:
+  """Mean over runs of each run's mean equivariance error, per model x data x scenario (runs
+  evaluated by eval.py only)."""
+  groups = defaultdict(list)
+  for r in runs:
+    if "eq_stage1" in r or "eq_stage2" in r:
+      groups[(r["model"], r["data"], r["eval"])].append(r)
+  rows = []
+  for (model, data, ev), rs in sorted(groups.items()):
+    row = {"model": model, "data": data, "eval": ev, "runs": len(rs)}
+    for k in EQUIVARIANCE_KEYS:
+      vals = [r[f"eq_{k}"] for r in rs if f"eq_{k}" in r]
+      row[k] = round(float(np.mean(vals)), 3) if vals else None
+    rows.append(row)
+  return rows
 
 
 def _consistency(run_dir: pathlib.Path) -> dict:
@@ -470,6 +501,18 @@ def _stir_report(runs: list[dict], runs_dir: pathlib.Path,
   bands = size_bands(runs)
   bfields = ["model", "data", "eval", "runs", "smaller", "training", "larger"]
   _write_csv(out_dir / "size_bands.csv", bands, bfields)
+  equi = equivariance_table(runs)
+  efields = ["model", "data", "eval", "runs", *EQUIVARIANCE_KEYS]
+  equi_text = ""
+  if equi:
+    _write_csv(out_dir / "equivariance.csv", equi, efields)
+    equi_text = (
+        "## Equivariance error of the feature maps\n\n"
+        "||a - b||^2 / ||a||^2 between the maps of one object at two sizes, the second resized to "
+        "the first (DESIGN.md §4; the paper's six size pairs, mean over the test objects and the "
+        "runs evaluated by eval.py). *_shifted: the models with a geometric scale axis, that axis "
+        "shifted by the size ratio first (a scale-covariant map moves along it).\n\n"
+        + _md_table(equi, efields) + "\n\n")
   text = (
       f"# STIR results: {len(runs)} runs under {runs_dir}\n\n"
       "## Test accuracy (%), ours against the paper's published means\n\n"
@@ -480,7 +523,7 @@ def _stir_report(runs: list[dict], runs_dir: pathlib.Path,
       + "\n\n## Accuracy against object size (training scales shaded; bands: +-1 std over seeds)\n\n"
       "![accuracy against object size](generalization.png)\n\n"
       "Mean test accuracy (%) on the sizes below, inside and above the training sizes:\n\n"
-      + _md_table(bands, bfields) + "\n\n"
+      + _md_table(bands, bfields) + "\n\n" + equi_text +
       "## Epoch time relative to the standard model\n\n"
       "Ours on this machine; the paper's on its GPU (mean epoch seconds of its run table). Ours "
       "is relative by the median epoch of each run (mean over runs), which leaves out the first "
