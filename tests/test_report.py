@@ -59,6 +59,9 @@ def test_epoch_time_uses_each_runs_median_epoch(tmp_path):
   assert float(times["standard"]["mean_epoch_seconds"]) == pytest.approx(
       (np.mean([9, 2, 2, 3]) + np.mean([8, 4, 1000, 4, 5])) / 2, abs=1e-3)
   assert float(times["pixel_pool"]["relative_to_standard"]) == pytest.approx(11.5 / 3.75, abs=0.01)
+  # _fake_run logs epochs_run 3: a run costs 3 median epochs
+  assert float(times["standard"]["run_minutes"]) == pytest.approx(round(3 * 3.75 / 60, 1))
+  assert float(times["pixel_pool"]["mean_epochs"]) == 3
   with open(tmp_path / "report" / "results.csv") as f:
     rows = {r["run"]: r for r in csv.DictReader(f)}
   assert float(rows["b"]["median_epoch_seconds"]) == pytest.approx(5.0)

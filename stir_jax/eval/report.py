@@ -195,7 +195,8 @@ def epoch_times(runs: list[dict]) -> list[dict]:
     if r["mean_epoch_seconds"] is not None:
       typical = r.get("median_epoch_seconds")
       groups[(r["data"], r["eval"], r["model"])].append(
-          (r["mean_epoch_seconds"], r["mean_epoch_seconds"] if typical is None else typical))
+          (r["mean_epoch_seconds"], r["mean_epoch_seconds"] if typical is None else typical,
+           r["epochs_run"]))
   paper = paper_results()
   rows = []
   for (data, ev, model), secs in sorted(groups.items()):
@@ -205,6 +206,9 @@ def epoch_times(runs: list[dict]) -> list[dict]:
     rows.append({"data": data, "eval": ev, "model": model,
                  "median_epoch_seconds": round(median, 3),
                  "mean_epoch_seconds": round(mean, 3),
+                 "mean_epochs": round(float(np.mean([s[2] for s in secs])), 1),
+                 # the cost of one run at the typical epoch: epochs x median epoch
+                 "run_minutes": round(float(np.mean([s[1] * s[2] for s in secs])) / 60, 1),
                  "relative_to_standard": (round(median / float(np.mean([s[1] for s in base])), 2)
                                           if base else None),
                  "paper_relative": round(ref["epoch_seconds"] / ref_base["epoch_seconds"], 2)
@@ -495,7 +499,7 @@ def _stir_report(runs: list[dict], runs_dir: pathlib.Path,
   _write_csv(out_dir / "summary.csv", summary, sfields)
   times = epoch_times(runs)
   tfields = ["data", "eval", "model", "median_epoch_seconds", "mean_epoch_seconds",
-             "relative_to_standard", "paper_relative"]
+             "mean_epochs", "run_minutes", "relative_to_standard", "paper_relative"]
   _write_csv(out_dir / "epoch_time.csv", times, tfields)
   plot_grid(out_dir / "generalization.png", runs)
   bands = size_bands(runs)
@@ -528,6 +532,8 @@ def _stir_report(runs: list[dict], runs_dir: pathlib.Path,
       "Ours on this machine; the paper's on its GPU (mean epoch seconds of its run table). Ours "
       "is relative by the median epoch of each run (mean over runs), which leaves out the first "
       "epoch's compilation and epochs stretched while the machine was paused or shared; the "
-      "mean epoch (results.json) is listed too.\n\n"
+      "mean epoch (results.json) is listed too. run_minutes: epochs run x median epoch, the "
+      "mean over runs (the cost of one run on this machine, compilation and evaluation "
+      "left out).\n\n"
       + _md_table(times, tfields) + "\n")
   return summary, text
