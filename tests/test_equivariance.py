@@ -15,6 +15,8 @@ def two_icons():
   return emoji.generate_emoji(emoji.EMOJI_NAMES[:2], progress=False)
 
 
+@pytest.mark.slow  # 25 s; tests/test_example.py checks the same property (SiConv2d with pixel
+# pooling against a plain conv, on generated shapes) through the public helper by default
 def test_pixel_pool_stage1_error_below_standard(two_icons):
   std = models.get_model("standard", 1, 2)
   pix = models.get_model("pixel_pool", 1, 2)

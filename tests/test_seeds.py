@@ -209,7 +209,10 @@ def _squares(rng, n: int = 8, valid: int = 6) -> dict:
 
 # Step-level checks use SGD: they check that the program computes each seed's gradients, masks
 # and sums; Adam would turn rounding in gradients below its eps (1e-8) into ~lr differences.
-@pytest.mark.parametrize("batching", ["unroll", "vmap"])
+@pytest.mark.parametrize("batching", [
+    # unroll ("auto" on CPU) is also checked end to end by test_two_seeds_together_equal_
+    # separate_runs (same accuracies, parameters to 1e-5); its step check (22 s) is -m slow
+    pytest.param("unroll", marks=pytest.mark.slow), "vmap"])
 def test_steps_match_separate_steps(batching):
   import optax
   from stir_jax import models
