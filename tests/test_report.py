@@ -36,6 +36,7 @@ def test_aggregate_known_numbers(tmp_path):
   assert float(rows["standard"]["paper_mean"]) == pytest.approx(39.11)   # published table
   assert float(rows["standard"]["difference"]) == pytest.approx(45.0 - 39.11, abs=0.01)
   assert float(rows["pixel_pool"]["paper_mean"]) == pytest.approx(76.6, abs=0.05)
+  assert rows["pixel_pool"]["std_test_acc"] == ""  # one run: no spread to state
   with open(tmp_path / "report" / "epoch_time.csv") as f:
     times = {r["model"]: r for r in csv.DictReader(f)}
   assert float(times["pixel_pool"]["relative_to_standard"]) == pytest.approx(5.0)

@@ -176,7 +176,7 @@ def summarize(runs: list[dict]) -> list[dict]:
     ref = paper.get((model, data, ev))
     rows.append({"model": model, "data": data, "eval": ev, "scenario": SCENARIO_NAMES.get(ev, ev),
                  "runs": len(rs), "mean_test_acc": round(float(acc.mean()), 2),
-                 "std_test_acc": round(float(acc.std(ddof=1)), 2) if len(rs) > 1 else 0.0,
+                 "std_test_acc": round(float(acc.std(ddof=1)), 2) if len(rs) > 1 else None,
                  "paper_mean": ref["mean"] if ref else None,
                  "paper_std": ref["std"] if ref else None,
                  "difference": round(float(acc.mean()) - ref["mean"], 2) if ref else None,
