@@ -74,6 +74,12 @@ def model_equivariance_errors(model, variables, data: stir_file.StirData, split:
                             scale_ratio)
 
 
+def map_positions(data: stir_file.StirData, split: str = "test") -> np.ndarray:
+  """(n, m, 6, 2): every object's top-left corner at the sizes of metrics.EQUIVARIANCE_SCALES."""
+  idx = [stir_file.index_of_scale(sc) for sc in metrics.EQUIVARIANCE_SCALES]
+  return np.moveaxis(data.psts[SPLITS[split]][idx], 0, 2)
+
+
 def equivariance_maps(model, variables, data: stir_file.StirData, split: str = "test",
                       stages=("stage1", "stage2"), batch_size: int = 48) -> dict:
   """The maps the equivariance error compares: {stage: (n, m, 6, [S,] H, W, C) maps,
@@ -83,7 +89,6 @@ def equivariance_maps(model, variables, data: stir_file.StirData, split: str = "
   imgs = data.imgs[s][idx]                              # (6, n, m, 64, 64[, C])
   if imgs.ndim == 5:
     imgs = imgs[..., None]
-  pos = data.psts[s][idx]                               # (6, n, m, 2)
   n, m = imgs.shape[1], imgs.shape[2]
   flat = np.moveaxis(imgs, 0, 2).reshape(n * m * 6, *imgs.shape[3:]).astype(np.float32) / 255.0
   apply = jax.jit(lambda v, x: model.apply(v, x, with_aux=True)[1])
@@ -94,7 +99,7 @@ def equivariance_maps(model, variables, data: stir_file.StirData, split: str = "
       if st not in aux:
         raise ValueError(f"the model reports no {st!r} (it has {sorted(aux)})")
       maps[st].append(np.asarray(aux[st]))
-  out = {"positions": np.moveaxis(pos, 0, 2)}
+  out = {"positions": map_positions(data, split)}
   for st in stages:
     fm = np.concatenate(maps[st]).reshape(n, m, 6, *maps[st][0].shape[1:])
     if fm.ndim not in (6, 7):

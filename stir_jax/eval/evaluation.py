@@ -269,7 +269,7 @@ def predict_test_split(model, variables, data, batch_size: int,
   result["correct"] = (out["pred"] == labels).reshape(shape)
   result["scale"] = data.scls[2].astype(np.int32)
   if maps:
-    result["maps"] = {"positions": np.moveaxis(data.psts[2][eq_index], 0, 2)}  # (n, m, 6, 2)
+    result["maps"] = {"positions": equivariance.map_positions(data)}
     for st in maps:
       rows = np.concatenate([r for r, _ in kept[st]])     # increasing: batches come in order
       values = np.concatenate([v for _, v in kept[st]])

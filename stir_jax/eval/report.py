@@ -33,7 +33,7 @@ from collections import defaultdict
 import numpy as np
 
 from stir_jax import metrics
-from stir_jax.train.rundir import RunError
+from stir_jax.train.rundir import RunError, read_metrics
 
 SCENARIO_NAMES = {1: "Small2Large", 2: "Mid2Rest", 3: "Large2Small", 4: "All2All"}
 
@@ -111,10 +111,7 @@ def _median_epoch_seconds(run_dir: pathlib.Path) -> float | None:
   """Median of the epoch_seconds in the run's metrics.jsonl (None without one). Unlike the mean
   in results.json it ignores the first epoch's compilation and epochs stretched by a paused or
   shared machine (a run paused for an hour reports one epoch of an hour)."""
-  path = run_dir / "metrics.jsonl"
-  if not path.exists():
-    return None
-  secs = [json.loads(line)["epoch_seconds"] for line in path.read_text().splitlines() if line]
+  secs = [row["epoch_seconds"] for row in read_metrics(run_dir)]
   return float(np.median(secs)) if secs else None
 
 
