@@ -139,3 +139,36 @@ def test_equivariance_table_from_the_runs_npz(tmp_path):
   assert float(rows[0]["stage1_shifted"]) == pytest.approx((0.15 + 0.3) / 2)
   assert rows[0]["stage2_shifted"] == ""
   assert "Equivariance error" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_families_table_against_pixel_pool(tmp_path):
+  """The field's other families get their own table: each peer's mean, its difference to
+  pixel_pool's mean and Welch's p, next to pixel_pool, hermite and disco; cells without a peer
+  model get none."""
+  runs = tmp_path / "runs"
+  accs = {"pixel_pool": [0.70, 0.72, 0.74], "dss": [0.60, 0.61, 0.62], "gauss_der": [0.71, 0.75, 0.69],
+          "hermite": [0.68, 0.69], "standard": [0.40, 0.41]}
+  for model, vals in accs.items():
+    for seed, acc in enumerate(vals, 1):
+      _fake_run(runs / f"{model}_{seed}", model, "emoji", 2, seed, acc, 1.0)
+  _fake_run(runs / "pixel_s2l", "pixel_pool", "emoji", 1, 1, 0.5, 1.0)  # no peer in Small2Large
+  report.aggregate(runs, tmp_path / "report")
+  with open(tmp_path / "report" / "families.csv") as f:
+    rows = {r["model"]: r for r in csv.DictReader(f)}
+  assert set(rows) == {"pixel_pool", "hermite", "dss", "gauss_der"}  # standard is no family
+  assert all(r["scenario"] == "Mid2Rest" for r in rows.values())
+  assert float(rows["dss"]["mean_test_acc"]) == pytest.approx(61.0)
+  assert float(rows["dss"]["minus_pixel_pool"]) == pytest.approx(61.0 - 72.0)
+  assert float(rows["gauss_der"]["minus_pixel_pool"]) == pytest.approx(71.67 - 72.0, abs=0.01)
+  scipy_stats = pytest.importorskip("scipy.stats")
+  expected = scipy_stats.ttest_ind([60, 61, 62], [70, 72, 74], equal_var=False).pvalue
+  assert float(rows["dss"]["welch_p"]) == pytest.approx(expected, abs=1e-4)
+  assert float(rows["dss"]["welch_p"]) < 0.05 < float(rows["gauss_der"]["welch_p"])
+  assert rows["pixel_pool"]["minus_pixel_pool"] == "" and rows["pixel_pool"]["welch_p"] == ""
+  md = (tmp_path / "report" / "report.md").read_text()
+  assert "## Beyond the paper" in md
+  assert ("dss 61.0% (3 runs) is 11.0 points below pixel_pool 72.0% (3 runs); Welch's t-test "
+          "p = ") in md
+  assert "gauss_der 71.7% (3 runs) is 0.3 points below pixel_pool 72.0%" in md
+  line = next(l for l in md.splitlines() if l.startswith("- emoji, Mid2Rest: gauss_der"))
+  assert line.endswith("not a difference at the 5% level.")

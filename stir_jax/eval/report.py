@@ -10,6 +10,8 @@ seeds, and writes to out_dir:
                      model, a band of +-1 std over seeds (like the paper's Figure 5)
   epoch_time.csv     epoch seconds relative to the standard model (like the paper's Table 2)
   equivariance.csv   mean equivariance error per model (runs evaluated by eval.py --workdir)
+  families.csv       the field's other families (dss, gauss_der, sevf, ss) next to pixel_pool,
+                     hermite and disco, with the difference to pixel_pool (when they have runs)
   report.md          the tables and figures together
 and, when there are MNIST-scale runs (results.json with "benchmark": "mnist_scale"; they have no
 object sizes and no scenarios, so they get a section of their own):
@@ -330,6 +332,77 @@ def findings(summary: list[dict], bands: list[dict], runs: list[dict]) -> list[s
   return out
 
 
+# Beyond the paper (issue 13): the field's other families against the paper's scale pooling and
+# the paper's SESN models, with the work each model implements.
+FAMILY_REFERENCES = {
+    "pixel_pool": "scale pooling (Altstidl et al. 2023)",
+    "hermite": "SESN, Hermite basis (Sosnovik et al. 2020)",
+    "disco": "SESN, DISCO basis (Sosnovik et al. 2021)",
+    "dss": "DSS (Worrall and Welling 2019)",
+    "gauss_der": "Gaussian-derivative scale channels (Lindeberg 2022; Perzanowski and Lindeberg)",
+    "sevf": "SEVF (Marcos et al. 2018)",
+    "ss": "SS-CNN (Ghosh and Gupta 2019)",
+}
+PEER_MODELS = ("dss", "gauss_der", "sevf", "ss")
+
+
+def _welch_p(a: np.ndarray, b: np.ndarray) -> float | None:
+  """Two-sided p-value of Welch's t-test of equal means (None with fewer than 2 runs a side)."""
+  if len(a) < 2 or len(b) < 2:
+    return None
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def families_table(runs: list[dict], bands: list[dict]) -> list[dict]:
+  """Per data x scenario holding runs of the field's other families (PEER_MODELS): each of them
+  and the reference models (pixel_pool, hermite, disco) with mean and std test accuracy (%), the
+  size bands, the difference to pixel_pool's mean and Welch's p for it."""
+  acc = defaultdict(list)
+  for r in runs:
+    acc[(r["model"], r["data"], r["eval"])].append(r["test_accuracy"] * 100)
+  band = {(b["model"], b["data"], b["eval"]): b for b in bands}
+  rows = []
+  for d, e in sorted({(d, e) for m, d, e in acc if m in PEER_MODELS}):
+    base = np.array(acc.get(("pixel_pool", d, e), []))
+    for model in FAMILY_REFERENCES:
+      vals = np.array(acc.get((model, d, e), []))
+      if not len(vals):
+        continue
+      b = band[(model, d, e)]
+      p = _welch_p(vals, base) if model != "pixel_pool" else None
+      rows.append({
+          "model": model, "family": FAMILY_REFERENCES[model], "data": d,
+          "scenario": SCENARIO_NAMES.get(e, e), "eval": e, "runs": len(vals),
+          "mean_test_acc": round(float(vals.mean()), 2),
+          "std_test_acc": round(float(vals.std(ddof=1)), 2) if len(vals) > 1 else None,
+          "smaller": b["smaller"], "training": b["training"], "larger": b["larger"],
+          "minus_pixel_pool": (round(float(vals.mean() - base.mean()), 2)
+                               if len(base) and model != "pixel_pool" else None),
+          "welch_p": None if p is None else round(p, 4)})
+  return rows
+
+
+def families_findings(rows: list[dict]) -> list[str]:
+  """Issue 13's question, per cell and peer model: does it beat the paper's scale pooling?"""
+  out = []
+  for r in rows:
+    if r["model"] not in PEER_MODELS or r["minus_pixel_pool"] is None:
+      continue
+    base = next(b for b in rows if b["model"] == "pixel_pool"
+                and (b["data"], b["eval"]) == (r["data"], r["eval"]))
+    diff = r["minus_pixel_pool"]
+    test = ("" if r["welch_p"] is None else
+            f"; Welch's t-test p = {r['welch_p']:.3g}, "
+            + ("a difference at the 5% level" if r["welch_p"] < 0.05
+               else "not a difference at the 5% level"))
+    out.append(f"- {r['data']}, {r['scenario']}: {r['model']} {r['mean_test_acc']:.1f}% "
+               f"({r['runs']} runs) is {abs(diff):.1f} points "
+               f"{'above' if diff > 0 else 'below'} pixel_pool {base['mean_test_acc']:.1f}% "
+               f"({base['runs']} runs){test}.")
+  return out
+
+
 def mnist_scale_summary(runs: list[dict]) -> list[dict]:
   """Test error (%) per model x learning rate: mean and std (ddof 1; 0 for one run) over the runs,
   their number, and the number of realisations (data files) among them."""
@@ -514,6 +587,19 @@ def _stir_report(runs: list[dict], runs_dir: pathlib.Path,
         "runs evaluated by eval.py). *_shifted: the models with a geometric scale axis, that axis "
         "shifted by the size ratio first (a scale-covariant map moves along it).\n\n"
         + _md_table(equi, efields) + "\n\n")
+  families = families_table(runs, bands)
+  families_text = ""
+  if families:
+    ffields = ["model", "family", "data", "scenario", "runs", "mean_test_acc", "std_test_acc",
+               "smaller", "training", "larger", "minus_pixel_pool", "welch_p"]
+    _write_csv(out_dir / "families.csv", families, ffields)
+    families_text = (
+        "## Beyond the paper: the field's other families against scale pooling\n\n"
+        "Same protocol and data as the paper's models; test accuracy (%), the size bands as "
+        "above, the difference to pixel_pool's mean and Welch's t-test p for it (two-sided, "
+        "over the runs of each).\n\n"
+        + _md_table(families, ffields) + "\n\n" + "\n".join(families_findings(families))
+        + "\n\n")
   text = (
       f"# STIR results: {len(runs)} runs under {runs_dir}\n\n"
       "## Test accuracy (%), ours against the paper's published means\n\n"
@@ -524,7 +610,7 @@ def _stir_report(runs: list[dict], runs_dir: pathlib.Path,
       + "\n\n## Accuracy against object size (training scales shaded; bands: +-1 std over seeds)\n\n"
       "![accuracy against object size](generalization.png)\n\n"
       "Mean test accuracy (%) on the sizes below, inside and above the training sizes:\n\n"
-      + _md_table(bands, bfields) + "\n\n" + equi_text +
+      + _md_table(bands, bfields) + "\n\n" + families_text + equi_text +
       "## Epoch time relative to the standard model\n\n"
       "Ours on this machine; the paper's on its GPU (mean epoch seconds of its run table). Ours "
       "is relative by the median epoch of each run (mean over runs), which leaves out the first "
