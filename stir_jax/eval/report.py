@@ -4,10 +4,14 @@
 runs_dir (a directory holding results.json), whatever the mix of models, datasets, scenarios and
 seeds, and writes to out_dir:
   results.csv        one row per run
-  summary.csv        mean and std of test accuracy per model x data x scenario, next to the
-                     paper's published mean (stir_jax/resources/paper_results.csv) and the difference
+  summary.csv        mean and std of test accuracy per model x data x scenario x lr, next to the
+                     paper's published mean (stir_jax/resources/paper_results.csv), the
+                     difference and where our mean falls among the paper's runs
   generalization.png accuracy against object size, one panel per data x scenario, one line per
                      model, a band of +-1 std over seeds (like the paper's Figure 5)
+  size_bands.csv     mean accuracy below, inside and above the training sizes, ours and the paper's
+  paper_comparison.png  per cell, our per-size accuracy against the paper's runs' (when the paper
+                     ran that cell at our learning rate)
   epoch_time.csv     epoch seconds relative to the standard model (like the paper's Table 2)
   equivariance.csv   mean equivariance error per model (runs evaluated by eval.py --workdir)
   families.csv       the field's other families (dss, gauss_der, sevf, ss) next to pixel_pool,
@@ -27,7 +31,6 @@ Either kind alone, or both, can be under runs_dir; the STIR files are written on
 from __future__ import annotations
 
 import csv
-import importlib.resources
 import json
 import pathlib
 from collections import defaultdict
@@ -35,20 +38,10 @@ from collections import defaultdict
 import numpy as np
 
 from stir_jax import metrics
+from stir_jax.eval.paper_tables import paper_per_size, paper_results, paper_runs
 from stir_jax.train.rundir import RunError, read_metrics
 
 SCENARIO_NAMES = {1: "Small2Large", 2: "Mid2Rest", 3: "Large2Small", 4: "All2All"}
-
-
-def paper_results() -> dict[tuple[str, str, int], dict]:
-  """The published run table: (model, data, scenario) -> {runs, lr, mean, std, epoch_seconds}."""
-  text = importlib.resources.files("stir_jax").joinpath("resources/paper_results.csv").read_text()
-  out = {}
-  for r in csv.DictReader(text.splitlines()):
-    out[(r["model"], r["data"], int(r["eval"]))] = {
-        "runs": int(r["runs"]), "lr": float(r["lr"]), "mean": float(r["mean_test_acc"]),
-        "std": float(r["std_test_acc"]), "epoch_seconds": float(r["mean_epoch_seconds"])}
-  return out
 
 
 def find_runs(runs_dir: pathlib.Path) -> list[dict]:
@@ -164,25 +157,57 @@ def _write_csv(path: pathlib.Path, rows: list[dict], fields: list[str]) -> None:
       w.writerow({k: r.get(k) for k in fields})
 
 
+def _same_lr(lr, ref) -> bool:
+  return ref is not None and lr is not None and abs(float(lr) - ref["lr"]) <= 1e-9 * ref["lr"]
+
+
+def paper_percentile(acc: float, cell: tuple[str, str, int]) -> float | None:
+  """The share (%) of the paper's runs of a cell whose test accuracy (%) is below acc (ties count
+  half); None without the paper's runs."""
+  ref = paper_runs().get(cell)
+  if ref is None:
+    return None
+  return round(100.0 * float(np.mean((ref < acc) + 0.5 * (ref == acc))), 1)
+
+
 def summarize(runs: list[dict]) -> list[dict]:
+  """Mean and std test accuracy (%) per model x data x scenario x learning rate, next to the
+  paper's cell when it used the same learning rate (paper_lr says which it used): its mean, std,
+  the difference, whether that is within two of its standard deviations, and paper_percentile, the
+  share of the paper's runs below our mean."""
   groups = defaultdict(list)
   for r in runs:
-    groups[(r["model"], r["data"], r["eval"])].append(r)
+    groups[(r["model"], r["data"], r["eval"], r["lr"])].append(r)
   paper = paper_results()
   rows = []
-  for (model, data, ev), rs in sorted(groups.items()):
+  for (model, data, ev, lr), rs in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
     acc = np.array([r["test_accuracy"] for r in rs]) * 100
-    ref = paper.get((model, data, ev))
+    cell = paper.get((model, data, ev))
+    ref = cell if _same_lr(lr, cell) else None
     rows.append({"model": model, "data": data, "eval": ev, "scenario": SCENARIO_NAMES.get(ev, ev),
-                 "runs": len(rs), "mean_test_acc": round(float(acc.mean()), 2),
+                 "lr": lr, "runs": len(rs), "mean_test_acc": round(float(acc.mean()), 2),
                  "std_test_acc": round(float(acc.std(ddof=1)), 2) if len(rs) > 1 else None,
+                 "paper_lr": cell["lr"] if cell else None,
                  "paper_mean": ref["mean"] if ref else None,
                  "paper_std": ref["std"] if ref else None,
                  "difference": round(float(acc.mean()) - ref["mean"], 2) if ref else None,
                  "within_2_paper_std": (None if not ref else
                                         bool(abs(float(acc.mean()) - ref["mean"])
-                                             <= 2 * ref["std"]))})
+                                             <= 2 * ref["std"])),
+                 "paper_percentile": (paper_percentile(float(acc.mean()), (model, data, ev))
+                                      if ref else None)})
   return rows
+
+
+def _paper_lr_rows(summary: list[dict]) -> dict[tuple[str, str, int], dict]:
+  """(model, data, eval) -> its summary row, the one at the paper's learning rate where there are
+  several."""
+  by = {}
+  for r in summary:
+    key = (r["model"], r["data"], r["eval"])
+    if key not in by or (r["paper_mean"] is not None and by[key]["paper_mean"] is None):
+      by[key] = r
+  return by
 
 
 def epoch_times(runs: list[dict]) -> list[dict]:
@@ -227,20 +252,25 @@ def plot_grid(path: pathlib.Path, runs: list[dict]) -> None:
   fig, axes = plt.subplots(len(datas), len(evals), figsize=(3.6 * len(evals), 2.8 * len(datas)),
                            dpi=110, squeeze=False, sharey=True)
   sizes = np.asarray(metrics.SCALES)
-  model_names = sorted({r["model"] for r in runs})
-  colours = plt.get_cmap("tab10" if len(model_names) <= 10 else "tab20")  # distinct hues first
+  # one line per model, or per model and learning rate for a model run at several
+  series = sorted({(r["model"], r["lr"]) for r in runs}, key=lambda ml: (ml[0], str(ml[1])))
+  lrs_of = defaultdict(set)
+  for m, lr in series:
+    lrs_of[m].add(lr)
+  label = lambda m, lr: m if len(lrs_of[m]) == 1 else f"{m} (lr {lr:g})"
+  colours = plt.get_cmap("tab10" if len(series) <= 10 else "tab20")  # distinct hues first
   for i, d in enumerate(datas):
     for j, e in enumerate(evals):
       ax = axes[i][j]
       train = pipeline.scales_for(e, "train")
       ax.axvspan(min(train) - 0.5, max(train) + 0.5, color="grey", alpha=0.12, lw=0)
-      for k, m in enumerate(model_names):
-        rs = [r for r in runs if (r["data"], r["eval"], r["model"]) == (d, e, m)]
+      for k, (m, lr) in enumerate(series):
+        rs = [r for r in runs if (r["data"], r["eval"], r["model"], r["lr"]) == (d, e, m, lr)]
         if not rs:
           continue
         acc = np.array([[r[c] for c in metrics.SCALE_COLUMNS] for r in rs], float) * 100
         mean = np.nanmean(acc, 0)
-        ax.plot(sizes, mean, color=colours(k), lw=1.2, label=m)
+        ax.plot(sizes, mean, color=colours(k), lw=1.2, label=label(m, lr))
         if len(rs) > 1:
           sd = np.nanstd(acc, 0)
           ax.fill_between(sizes, mean - sd, mean + sd, color=colours(k), alpha=0.2, lw=0)
@@ -265,31 +295,99 @@ def plot_grid(path: pathlib.Path, runs: list[dict]) -> None:
   plt.close(fig)
 
 
-def size_bands(runs: list[dict]) -> list[dict]:
-  """Mean per-size test accuracy (%) per model x data x scenario on three bands of object sizes:
-  smaller than the training sizes, the training sizes, larger than them (the shape of the paper's
-  Figure 5: a plateau on the training sizes, falling off on either side)."""
+def _bands(scenario: int) -> dict[str, list[int]]:
+  """The object sizes below, inside and above a scenario's training sizes."""
   from stir_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  train = pipeline.scales_for(scenario, "train")
+  return {"smaller": [s for s in metrics.SCALES if s < min(train)], "training": train,
+          "larger": [s for s in metrics.SCALES if s > max(train)]}
+
+
+def size_bands(runs: list[dict]) -> list[dict]:
+  """Mean per-size test accuracy (%) per model x data x scenario x learning rate on three bands of
+  object sizes: smaller than the training sizes, the training sizes, larger than them (the shape
+  of the paper's Figure 5: a plateau on the training sizes, falling off on either side). Where the
+  paper's per-size results exist at the same learning rate: its three bands (paper_*) and
+  mean_abs_gap, the mean over the 48 sizes of |our mean - the paper's mean| (points)."""
   groups = defaultdict(list)
   for r in runs:
-    groups[(r["model"], r["data"], r["eval"])].append(r)
+    groups[(r["model"], r["data"], r["eval"], r["lr"])].append(r)
+  paper, per_size = paper_results(), paper_per_size()
   rows = []
-  for (model, data, ev), rs in sorted(groups.items()):
-    train = pipeline.scales_for(ev, "train")
-    bands = {"smaller": [s for s in metrics.SCALES if s < min(train)], "training": train,
-             "larger": [s for s in metrics.SCALES if s > max(train)]}
-    row = {"model": model, "data": data, "eval": ev, "runs": len(rs)}
-    for band, sizes in bands.items():
-      row[band] = (round(float(np.mean([[r[f"s{s}"] for s in sizes] for r in rs]) * 100), 1)
-                   if sizes else None)
+  for (model, data, ev, lr), rs in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
+    ours = np.array([[r[c] for c in metrics.SCALE_COLUMNS] for r in rs], float).mean(0) * 100
+    theirs = (per_size.get((model, data, ev), {}).get("mean")
+              if _same_lr(lr, paper.get((model, data, ev))) else None)
+    row = {"model": model, "data": data, "eval": ev, "lr": lr, "runs": len(rs)}
+    for band, sizes in _bands(ev).items():
+      idx = [s - metrics.MIN_SCALE for s in sizes]
+      row[band] = round(float(ours[idx].mean()), 1) if sizes else None
+      row[f"paper_{band}"] = (round(float(theirs[idx].mean()), 1)
+                              if sizes and theirs is not None else None)
+    row["mean_abs_gap"] = (round(float(np.abs(ours - theirs).mean()), 1)
+                           if theirs is not None else None)
     rows.append(row)
   return rows
+
+
+def plot_paper_comparison(path: pathlib.Path, runs: list[dict]) -> int:
+  """One panel per model x data x scenario x learning rate that the paper ran at that rate: our
+  per-size test accuracy (mean, +-1 std band over our runs) against the paper's (mean, +-1 std
+  over its runs). Returns the number of panels (no file without one)."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  paper, per_size = paper_results(), paper_per_size()
+  groups = defaultdict(list)
+  for r in runs:
+    key = (r["model"], r["data"], r["eval"])
+    if key in per_size and _same_lr(r["lr"], paper.get(key)):
+      groups[key].append(r)
+  if not groups:
+    return 0
+  cells = sorted(groups, key=lambda k: (k[1], k[2], k[0]))
+  ncol = min(4, len(cells))
+  nrow = -(-len(cells) // ncol)
+  fig, axes = plt.subplots(nrow, ncol, figsize=(3.3 * ncol, 2.5 * nrow), dpi=110, squeeze=False,
+                           sharex=True, sharey=True)
+  sizes = np.asarray(metrics.SCALES)
+  for ax, cell in zip(axes.flat, cells):
+    model, data, ev = cell
+    train = _bands(ev)["training"]
+    ax.axvspan(min(train) - 0.5, max(train) + 0.5, color="grey", alpha=0.12, lw=0)
+    ref = per_size[cell]
+    ax.plot(sizes, ref["mean"], color="black", lw=1.1, ls="--", label="paper")
+    ax.fill_between(sizes, ref["mean"] - ref["std"], ref["mean"] + ref["std"], color="black",
+                    alpha=0.10, lw=0)
+    acc = np.array([[r[c] for c in metrics.SCALE_COLUMNS] for r in groups[cell]], float) * 100
+    mean = acc.mean(0)
+    ax.plot(sizes, mean, color="tab:red", lw=1.3, label="ours")
+    if len(acc) > 1:
+      sd = acc.std(0, ddof=1)
+      ax.fill_between(sizes, mean - sd, mean + sd, color="tab:red", alpha=0.2, lw=0)
+    ax.set_title(f"{model}, {data} {SCENARIO_NAMES.get(ev, ev)}\n"
+                 f"ours {len(acc)} runs, paper {ref['runs']}", fontsize=8)
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.tick_params(labelsize=7)
+  for ax in list(axes.flat)[len(cells):]:
+    ax.set_visible(False)
+  for ax in axes[-1]:
+    ax.set_xlabel("object size s", fontsize=8)
+  for row in axes:
+    row[0].set_ylabel("test accuracy (%)", fontsize=8)
+  handles, labels = axes[0][0].get_legend_handles_labels()
+  fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8)
+  fig.tight_layout(rect=(0, 0.04 if nrow > 1 else 0.08, 1, 1))
+  fig.savefig(path)
+  plt.close(fig)
+  return len(cells)
 
 
 def findings(summary: list[dict], bands: list[dict], runs: list[dict]) -> list[str]:
   """The paper's findings, each stated as measured on these runs (lines of markdown)."""
   out = []
-  by = {(r["model"], r["data"], r["eval"]): r for r in summary}
+  by = _paper_lr_rows(summary)
   cells = sorted({(d, e) for _, d, e in by})
   for d, e in cells:
     std = by.get(("standard", d, e))
@@ -327,8 +425,13 @@ def findings(summary: list[dict], bands: list[dict], runs: list[dict]) -> list[s
     drop = ", ".join(f"{k} sizes {v:.1f}%" for k, v in sides)
     shape = ("plateau on the training sizes, lower on both sides"
              if all(v < b["training"] for _, v in sides) else "not lower outside the training sizes")
+    paper = ""
+    if b["mean_abs_gap"] is not None:
+      paper = (" (paper: " + ", ".join(f"{k} {b['paper_' + k]:.1f}%" for k in
+                                      ("training", "smaller", "larger") if b[k] is not None)
+               + f"; mean |ours - paper| over the 48 sizes {b['mean_abs_gap']:.1f} points)")
     out.append(f"- per size, {b['data']}, {SCENARIO_NAMES[b['eval']]}, {b['model']}: training "
-               f"sizes {b['training']:.1f}%, {drop}: {shape}.")
+               f"sizes {b['training']:.1f}%, {drop}: {shape}{paper}.")
   return out
 
 
@@ -561,11 +664,18 @@ def _stir_report(runs: list[dict], runs_dir: pathlib.Path,
                  out_dir: pathlib.Path) -> tuple[list[dict], str]:
   """Writes the STIR files; returns (summary rows, report.md's STIR text)."""
   fields = ["run", "model", "data", "eval", "seed", "lr", "test_accuracy", "best_val_accuracy",
-            "epochs_run", "mean_epoch_seconds", "median_epoch_seconds", *metrics.SCALE_COLUMNS]
+            "epochs_run", "mean_epoch_seconds", "median_epoch_seconds", "paper_percentile",
+            *metrics.SCALE_COLUMNS]
+  paper = paper_results()
+  for r in runs:
+    cell = (r["model"], r["data"], r["eval"])
+    r["paper_percentile"] = (paper_percentile(r["test_accuracy"] * 100, cell)
+                             if _same_lr(r["lr"], paper.get(cell)) else None)
   _write_csv(out_dir / "results.csv", runs, fields)
   summary = summarize(runs)
-  sfields = ["model", "data", "eval", "scenario", "runs", "mean_test_acc", "std_test_acc",
-             "paper_mean", "paper_std", "difference", "within_2_paper_std"]
+  sfields = ["model", "data", "eval", "scenario", "lr", "runs", "mean_test_acc", "std_test_acc",
+             "paper_lr", "paper_mean", "paper_std", "difference", "within_2_paper_std",
+             "paper_percentile"]
   _write_csv(out_dir / "summary.csv", summary, sfields)
   times = epoch_times(runs)
   tfields = ["data", "eval", "model", "median_epoch_seconds", "mean_epoch_seconds",
@@ -573,8 +683,15 @@ def _stir_report(runs: list[dict], runs_dir: pathlib.Path,
   _write_csv(out_dir / "epoch_time.csv", times, tfields)
   plot_grid(out_dir / "generalization.png", runs)
   bands = size_bands(runs)
-  bfields = ["model", "data", "eval", "runs", "smaller", "training", "larger"]
+  bfields = ["model", "data", "eval", "lr", "runs", "smaller", "training", "larger",
+             "paper_smaller", "paper_training", "paper_larger", "mean_abs_gap"]
   _write_csv(out_dir / "size_bands.csv", bands, bfields)
+  compared = plot_paper_comparison(out_dir / "paper_comparison.png", runs)
+  compare_text = ("" if not compared else
+                  "Each cell against the paper's own runs (its per-size results, the data of its "
+                  "Figure 5; dashed: the paper's mean, grey band +-1 std over its runs; red: ours, "
+                  "band +-1 std over our runs):\n\n"
+                  "![ours against the paper per size](paper_comparison.png)\n\n")
   equi = equivariance_table(runs)
   efields = ["model", "data", "eval", "runs", *EQUIVARIANCE_KEYS]
   equi_text = ""
@@ -604,13 +721,18 @@ def _stir_report(runs: list[dict], runs_dir: pathlib.Path,
       f"# STIR results: {len(runs)} runs under {runs_dir}\n\n"
       "## Test accuracy (%), ours against the paper's published means\n\n"
       + _md_table(summary, sfields)
-      + "\n\nwithin_2_paper_std: whether our mean lies within two of the paper's standard "
-      "deviations (over its 25-50 seeds) of the paper's mean.\n\n"
+      + "\n\nThe paper's columns are filled where we ran its learning rate for the cell "
+      "(paper_lr). within_2_paper_std: whether our mean lies within two of the paper's standard "
+      "deviations (over its 25-50 seeds) of the paper's mean. paper_percentile: the share (%) of "
+      "the paper's runs of the cell below our mean (its per-run results; results.csv places each "
+      "of our runs the same way).\n\n"
       "## The paper's findings, as measured here\n\n" + "\n".join(findings(summary, bands, runs))
       + "\n\n## Accuracy against object size (training scales shaded; bands: +-1 std over seeds)\n\n"
       "![accuracy against object size](generalization.png)\n\n"
-      "Mean test accuracy (%) on the sizes below, inside and above the training sizes:\n\n"
-      + _md_table(bands, bfields) + "\n\n" + families_text + equi_text +
+      "Mean test accuracy (%) on the sizes below, inside and above the training sizes, ours and "
+      "the paper's (paper_*; mean_abs_gap: the mean over the 48 sizes of |our mean - the "
+      "paper's mean|, in points):\n\n"
+      + _md_table(bands, bfields) + "\n\n" + compare_text + families_text + equi_text +
       "## Epoch time relative to the standard model\n\n"
       "Ours on this machine; the paper's on its GPU (mean epoch seconds of its run table). Ours "
       "is relative by the median epoch of each run (mean over runs), which leaves out the first "
