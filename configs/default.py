@@ -52,6 +52,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.patience = 10
   # Seed of parameter init and data order.
   config.seed = 1
+  # Order of the training examples: "reshuffle" (a new order every epoch, from seed and epoch) or
+  # "paper" (the authors' code: one permutation, numpy RandomState(42), the same every epoch and
+  # for every seed; their data module iterates it without shuffling).
+  config.train_order = "reshuffle"
   # Data parallelism over all devices: "jit" (mesh + NamedSharding, recommended) or "pmap".
   config.parallelism = "jit"
   # Seeds trained together in one program (seed, seed + 1, ...), one run directory

@@ -135,7 +135,7 @@ def test_sweep_on_a_tiny_grid(tiny_data, tmp_path, capsys):
   assert [r["epoch"] for r in rundir.read_metrics(group.dir(out) / "seed_2")] == [1, 2]
   assert all(r["config"]["num_epochs"] == 2 and r["scenario"] == 2 for r in results.values())
   summary = (out / "report" / "summary.csv").read_text().splitlines()
-  assert len(summary) == 2 and summary[1].startswith("standard,emoji4,2,Mid2Rest,3,")
+  assert len(summary) == 2 and summary[1].startswith("standard,emoji4,2,Mid2Rest,0.001,3,")
   assert (out / "report" / "report.md").exists()
 
   # everything finished: nothing is retrained

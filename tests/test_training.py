@@ -10,8 +10,8 @@ import pytest
 from configs import tiny
 from stir_jax import models
 from stir_jax.eval import equivariance, evaluation
-from stir_jax.train import RunError, engine, rundir
-from stir_jax.data import emoji, stir_file
+from stir_jax.train import RunError, engine, inputs, rundir
+from stir_jax.data import emoji, pipeline, stir_file
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 
@@ -240,6 +240,40 @@ def test_other_families_train_and_evaluate(model, tiny_data, tmp_path):
       # model's maps show when compared unshifted (measured after this one epoch, stage 1:
       # gauss_der 0.126 -> 0.028, dss 0.101 -> 0.043)
       assert out["equivariance_shifted"]["stage1"] < 0.6 * out["equivariance"]["stage1"]
+
+
+def test_paper_train_order(tiny_data, tmp_path, monkeypatch):
+  """train_order="paper" trains every epoch on the authors' fixed order (pipeline.paper_order) and
+  "reshuffle" on a new order per epoch; both from the same initial parameters. An unknown order
+  is a RunError before anything is written."""
+  seen = []
+  real = inputs.split_batches
+
+  def spy(data, split, scenario, **kw):
+    if split == "train":
+      seen.append((kw.get("seed"), kw.get("order")))
+    return real(data, split, scenario, **kw)
+
+  monkeypatch.setattr(inputs, "split_batches", spy)
+  paper = engine.train_and_evaluate(_config(tiny_data, train_order="paper", num_epochs=2),
+                                    tmp_path / "paper", progress=False)
+  assert len(seen) == 2 and all(seed is None for seed, _ in seen)
+  n = 16 * 4  # 4 icons at Mid2Rest's 16 training sizes
+  for _, order in seen:
+    np.testing.assert_array_equal(order, pipeline.paper_order(n))
+  seen.clear()
+  shuffled = engine.train_and_evaluate(_config(tiny_data, num_epochs=2), tmp_path / "shuffled",
+                                       progress=False)
+  assert [order for _, order in seen] == [None, None] and seen[0][0] != seen[1][0]
+  assert json.loads((tmp_path / "paper" / "config.json").read_text())["train_order"] == "paper"
+  # same initial parameters, other batches: another first epoch
+  first = lambda run: json.loads((tmp_path / run / "metrics.jsonl").read_text().splitlines()[0])
+  assert first("paper")["train_loss"] != first("shuffled")["train_loss"]
+  assert np.isfinite(paper["test_loss"]) and np.isfinite(shuffled["test_loss"])
+  with pytest.raises(RunError, match="train_order"):
+    engine.train_and_evaluate(_config(tiny_data, train_order="sorted"), tmp_path / "bad",
+                              progress=False)
+  assert not (tmp_path / "bad" / "results.json").exists()
 
 
 def test_bfloat16_run_and_bad_dtype(tiny_data, tmp_path):

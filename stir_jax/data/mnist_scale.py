@@ -409,7 +409,7 @@ def host_arrays(source: Source, split: str, *, process_index: int = 0, process_c
 
 def make_dataset(source: Source, split: str, *, batch_size: int, shuffle: bool, seed: int = 0,
                  drop_remainder: bool = False, process_index: int = 0, process_count: int = 1,
-                 pad_remainder: bool = False):
+                 pad_remainder: bool = False, order: np.ndarray | None = None):
   """A tf.data pipeline of this process's part of every global batch of one split, with the
   global batches, shuffling, process shares and padding of `pipeline.make_dataset`.
 
@@ -423,4 +423,4 @@ def make_dataset(source: Source, split: str, *, batch_size: int, shuffle: bool, 
   return pipeline.batch_arrays(host_arrays(source, split), batch_size=batch_size,
                                shuffle=shuffle, seed=seed, drop_remainder=drop_remainder,
                                process_index=process_index, process_count=process_count,
-                               pad_remainder=pad_remainder)
+                               pad_remainder=pad_remainder, order=order)

@@ -382,7 +382,8 @@ def _check_batching(batch_size: int, process_index: int, process_count: int,
 def make_dataset(data_or_path: Source, split: str, scenario: ScenarioLike | None = None, *,
                  batch_size: int, shuffle: bool, seed: int = 0, drop_remainder: bool = False,
                  scales: ScalesLike | None = None, process_index: int = 0,
-                 process_count: int = 1, pad_remainder: bool = False):
+                 process_count: int = 1, pad_remainder: bool = False,
+                 order: np.ndarray | None = None):
   """A tf.data pipeline of this process's part of every global batch of one split.
 
   The global batches do not depend on the number of processes: every process orders the whole
@@ -398,6 +399,8 @@ def make_dataset(data_or_path: Source, split: str, scenario: ScenarioLike | None
       per batch (ValueError when not divisible).
     shuffle: reshuffle every epoch (every new iterator) with a sequence fixed by ``seed``.
     seed: the shuffle seed (the same on every process); the same seed gives the same epochs.
+    order: instead of shuffling, one fixed order of the selection's examples (a permutation of
+      0..N-1) for every epoch (e.g. `paper_order`).
     drop_remainder: drop the last partial global batch.
     scales: explicit sizes ("33-48", "17-32,49-64", an int or a list) instead of the scenario's.
     process_index: this process's index (jax.process_index()).
@@ -414,12 +417,21 @@ def make_dataset(data_or_path: Source, split: str, scenario: ScenarioLike | None
   arrays = host_arrays(data_or_path, split, scenario, scales=scales)
   return batch_arrays(arrays, batch_size=batch_size, shuffle=shuffle, seed=seed,
                       drop_remainder=drop_remainder, process_index=process_index,
-                      process_count=process_count, pad_remainder=pad_remainder)
+                      process_count=process_count, pad_remainder=pad_remainder, order=order)
+
+
+def paper_order(n: int) -> np.ndarray:
+  """The training order of Altstidl et al.'s code: their data module permutes the selection
+  (sizes ascending, then class) once with ``numpy.random.RandomState(42).shuffle`` and iterates it
+  in that order every epoch, for every seed (a DataLoader without shuffle)."""
+  order = np.arange(n)
+  np.random.RandomState(42).shuffle(order)
+  return order
 
 
 def batch_arrays(arrays: dict[str, np.ndarray], *, batch_size: int, shuffle: bool, seed: int = 0,
                  drop_remainder: bool = False, process_index: int = 0, process_count: int = 1,
-                 pad_remainder: bool = False):
+                 pad_remainder: bool = False, order: np.ndarray | None = None):
   """The tf.data pipeline of `make_dataset` over any examples held as numpy arrays.
 
   ``arrays`` maps keys to arrays with one leading example axis: "image" (N, H, W, C) uint8 and
@@ -432,7 +444,15 @@ def batch_arrays(arrays: dict[str, np.ndarray], *, batch_size: int, shuffle: boo
   n = len(arrays["label"])
   tensors = {k: tf.constant(v) for k, v in arrays.items()}
 
-  ds = tf.data.Dataset.range(n)
+  if order is not None:
+    order = np.asarray(order)
+    if shuffle:
+      raise ValueError("give either shuffle or a fixed order, not both")
+    if order.shape != (n,) or not np.array_equal(np.sort(order), np.arange(n)):
+      raise ValueError(f"order must be a permutation of the {n} examples' indices")
+    ds = tf.data.Dataset.from_tensor_slices(order.astype(np.int64))
+  else:
+    ds = tf.data.Dataset.range(n)
   if shuffle:
     ds = ds.shuffle(max(n, 1), seed=int(seed), reshuffle_each_iteration=True)
   ds = ds.batch(batch_size, drop_remainder=drop_remainder and not pad_remainder)

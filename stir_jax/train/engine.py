@@ -188,6 +188,7 @@ def train_seeds(config: ml_collections.ConfigDict, dirs: dict[int, pathlib.Path]
   train_fn = steps.train_step_fn(model, tx, train_mode=train_mode, input_norm=norm)
   eval_fn = steps.eval_step_fn(model, with_batch_stats=train_mode, input_norm=norm)
   per_scale = not inputs.is_mnist_scale(data)  # STIR batches carry object sizes
+  order = inputs.train_order(config, data)  # None: a new order every epoch
 
   def eval_variables(state):
     """What the eval step takes: params, or {"params", "batch_stats"} (train-mode models)."""
@@ -234,7 +235,8 @@ def train_seeds(config: ml_collections.ConfigDict, dirs: dict[int, pathlib.Path]
     epochs = [r.meta["epoch"] + 1 for r in active]
     start = time.perf_counter()
     streams = [inputs.split_batches(data, "train", config.scenario, batch_size=config.batch_size,
-                                    seed=inputs.epoch_seed(r.seed, e))
+                                    seed=None if order is not None else inputs.epoch_seed(r.seed, e),
+                                    order=order)
                for r, e in zip(active, epochs)]
     label = (f"epoch {epochs[0]}" if len(set(epochs)) == 1
              else f"epochs {min(epochs)}-{max(epochs)}")

@@ -58,18 +58,37 @@ def epoch_seed(seed: int, epoch: int) -> int:
   return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
 
 
+TRAIN_ORDERS = ("reshuffle", "paper")
+
+
+def train_order(config, data: Data) -> np.ndarray | None:
+  """The fixed training order config.train_order asks for, or None to reshuffle every epoch.
+
+  "reshuffle" (the default): every epoch a new order, drawn from (seed, epoch) (`epoch_seed`).
+  "paper": the order of the authors' code (`pipeline.paper_order`), the same every epoch and for
+  every seed.
+  """
+  name = config.get("train_order", "reshuffle")
+  if name not in TRAIN_ORDERS:
+    raise RunError(f"unknown train_order {name!r}; valid: {', '.join(TRAIN_ORDERS)}")
+  if name == "reshuffle":
+    return None
+  return pipeline.paper_order(num_train_examples(data, config.scenario))
+
+
 def split_batches(data: Data, split: str, scenario: int, *, batch_size: int,
-                  seed: int | None = None, scales: Sequence[int] | None = None
-                  ) -> Iterator[dict]:
+                  seed: int | None = None, scales: Sequence[int] | None = None,
+                  order: np.ndarray | None = None) -> Iterator[dict]:
   """This process's part of every global batch of batch_size examples (see
   `pipeline.make_dataset`: the global batches do not depend on the number of processes). Every
   batch is padded to full size with a 'mask' of real examples, so shapes stay static (no
   recompilation for a short last batch) and every process runs the same number of steps. `seed`
-  shuffles (training); None keeps the selection order (evaluation). STIR batches carry the object
+  shuffles (training); None keeps the selection order (evaluation), or the fixed `order` (a
+  permutation of the split's examples, see `train_order`). STIR batches carry the object
   size ("scale", for per-size metrics); MNIST-scale batches do not (scenario and scales unused)."""
   common = dict(batch_size=batch_size, shuffle=seed is not None, seed=seed or 0,
                 process_index=jax.process_index(), process_count=jax.process_count(),
-                pad_remainder=True)
+                pad_remainder=True, order=order)
   if is_mnist_scale(data):
     ds, keys = mnist_scale.make_dataset(data, split, **common), ("image", "label", "mask")
   else:

@@ -31,7 +31,8 @@ class RunError(RuntimeError):
 # the field is the same run as one with this value (so older runs resume and count as finished).
 CONFIG_DEFAULTS: dict[str, Any] = {"dtype": "float32", "precision": "highest",
                                    "lr_decay_epochs": [], "lr_decay_factor": 0.1,
-                                   "input_mean": 0.0, "input_std": 1.0}
+                                   "input_mean": 0.0, "input_std": 1.0,
+                                   "train_order": "reshuffle"}
 
 
 def config_dict(config) -> dict:

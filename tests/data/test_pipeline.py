@@ -112,6 +112,28 @@ def test_shuffle_is_seeded_and_reshuffles_each_epoch():
     assert np.allclose(image[y:y + s, x:x + s], (label + 1) / 255)
 
 
+def test_paper_order_is_the_authors_permutation_every_epoch():
+  """order= iterates one fixed permutation every epoch: `paper_order`, the authors' data module's
+  numpy RandomState(42).shuffle of the whole selection (they shuffle the image array itself, along
+  its first axis; the same draws permute an index vector alike)."""
+  data = synthetic(4)
+  n = 192
+  images = pipeline.select(data, "train", pipeline.scales_for(4, "train"))["image"]
+  theirs = images.copy()
+  np.random.RandomState(42).shuffle(theirs)  # the authors' _shuffle_arrays, on the images
+  order = pipeline.paper_order(n)
+  np.testing.assert_array_equal(images[order], theirs)
+  ds = pipeline.make_dataset(data, "train", 4, batch_size=16, shuffle=False, order=order)
+  first, second = _order(_epoch(ds)), _order(_epoch(ds))
+  np.testing.assert_array_equal(first, second)  # the same order every epoch
+  plain = _order(_epoch(pipeline.make_dataset(data, "train", 4, batch_size=16, shuffle=False)))
+  np.testing.assert_array_equal(first, plain[order])
+  with pytest.raises(ValueError, match="not both"):
+    pipeline.make_dataset(data, "train", 4, batch_size=16, shuffle=True, order=order)
+  with pytest.raises(ValueError, match="permutation"):
+    pipeline.make_dataset(data, "train", 4, batch_size=16, shuffle=False, order=order[:-1])
+
+
 def _keys(arrays):
   """One hashable row per example: label, scale, x, y and an image checksum."""
   return [(int(l), int(s), int(p[0]), int(p[1]), int(im.astype(np.int64).sum()))
