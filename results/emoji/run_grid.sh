@@ -27,8 +27,8 @@ order() {
   python -m stir_jax.sweep --out results/emoji_order --datasets data/emoji.npz \
       --config configs/paper_order.py --no-report --evaluate "$@"
 }
-order --models pixel_pool --scenarios 2 --seeds 1 "$@"
 order --models standard --scenarios 2 --seeds 1-3 "$@"   # the control: a few minutes a run
+order --models pixel_pool --scenarios 2 --seeds 1 "$@"
 # issue 13: the field's other families on Mid2Rest, next to pixel_pool, hermite and disco
 sweep --models dss,gauss_der,sevf,ss --scenarios 2 "$@"
 order --models pixel_pool --scenarios 2 --seeds 2-3 "$@"
