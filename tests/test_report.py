@@ -284,3 +284,20 @@ def test_derive_paper_tables_from_the_authors_files(tmp_path):
   proc = subprocess.run([sys.executable, "-m", "stir_jax.eval.paper_tables", str(clean)],
                         cwd=REPO, capture_output=True, text=True)
   assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+
+
+def test_runs_of_two_training_orders_are_not_merged(tmp_path):
+  """Runs trained on the authors' fixed order and reshuffled runs of the same cell would average
+  into one row: the report refuses the mix with one line and exit 2, and takes each alone."""
+  runs = tmp_path / "runs"
+  _fake_run(runs / "shuffled" / "a", "standard", "emoji", 2, 1, 0.40, 1.0)
+  _fake_run(runs / "ordered" / "a", "standard", "emoji", 2, 1, 0.30, 1.0)
+  res = json.loads((runs / "ordered" / "a" / "results.json").read_text())
+  res["config"]["train_order"] = "paper"
+  (runs / "ordered" / "a" / "results.json").write_text(json.dumps(res))
+  proc = subprocess.run([sys.executable, "eval.py", f"--runs={runs}", f"--out={tmp_path / 'r'}"],
+                        cwd=REPO, capture_output=True, text=True)
+  assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+  assert "mix training orders (paper: 1 runs" in proc.stderr
+  assert not (tmp_path / "r" / "report.md").exists()
+  assert report.aggregate(runs / "ordered", tmp_path / "ordered_report")["runs"] == 1

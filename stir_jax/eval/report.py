@@ -71,6 +71,7 @@ def find_all_runs(runs_dir: pathlib.Path) -> tuple[list[dict], list[dict]]:
           "run": str(path.parent.relative_to(runs_dir)), "model": res["model"],
           "data": pathlib.Path(str(res["dataset"])).stem, "eval": int(res["scenario"]),
           "seed": cfg.get("seed"), "lr": cfg.get("learning_rate"),
+          "train_order": cfg.get("train_order", "reshuffle"),
           "test_accuracy": res["test_accuracy"], "best_val_accuracy": res["best_val_accuracy"],
           "epochs_run": res["epochs_run"], "mean_epoch_seconds": res["mean_epoch_seconds"],
           "median_epoch_seconds": _median_epoch_seconds(path.parent),
@@ -79,6 +80,13 @@ def find_all_runs(runs_dir: pathlib.Path) -> tuple[list[dict], list[dict]]:
       raise RunError(f"{path} is not a stir_jax results file ({e!r})") from None
   if not runs and not mnist_runs:
     raise RunError(f"no finished runs (results.json) under {runs_dir}")
+  orders = defaultdict(list)
+  for r in runs + mnist_runs:
+    orders[r["train_order"]].append(r["run"])
+  if len(orders) > 1:
+    counts = ", ".join(f"{k}: {len(v)} runs (e.g. {v[0]})" for k, v in sorted(orders.items()))
+    raise RunError(f"runs under {runs_dir} mix training orders ({counts}); their cells would "
+                   "merge: report each order's runs from a directory of their own")
   return runs, mnist_runs
 
 
@@ -95,6 +103,7 @@ def _mnist_scale_run(path: pathlib.Path, res: dict, runs_dir: pathlib.Path) -> d
                "count": int(r["count"]), "accuracy": float(r["accuracy"])}
               for r in csv.DictReader(f)]
   return {"run": str(path.parent.relative_to(runs_dir)), "model": res["model"],
+          "train_order": cfg.get("train_order", "reshuffle"),
           "data": pathlib.Path(str(res["dataset"])).stem, "seed": cfg.get("seed"),
           "lr": cfg.get("learning_rate"), "test_accuracy": acc,
           "test_error": 100.0 * (1.0 - acc), "best_val_accuracy": res["best_val_accuracy"],
