@@ -170,10 +170,9 @@ def _same_lr(lr, ref) -> bool:
   return ref is not None and lr is not None and abs(float(lr) - ref["lr"]) <= 1e-9 * ref["lr"]
 
 
-def paper_percentile(acc: float, cell: tuple[str, str, int]) -> float | None:
-  """The share (%) of the paper's runs of a cell whose test accuracy (%) is below acc (ties count
-  half); None without the paper's runs."""
-  ref = paper_runs().get(cell)
+def paper_percentile(acc: float, ref: np.ndarray | None) -> float | None:
+  """The share (%) of the paper's runs of a cell (ref: their test accuracies, %, from
+  `paper_runs`) whose test accuracy is below acc (ties count half); None without them."""
   if ref is None:
     return None
   return round(100.0 * float(np.mean((ref < acc) + 0.5 * (ref == acc))), 1)
@@ -187,7 +186,7 @@ def summarize(runs: list[dict]) -> list[dict]:
   groups = defaultdict(list)
   for r in runs:
     groups[(r["model"], r["data"], r["eval"], r["lr"])].append(r)
-  paper = paper_results()
+  paper, paper_accs = paper_results(), paper_runs()
   rows = []
   for (model, data, ev, lr), rs in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
     acc = np.array([r["test_accuracy"] for r in rs]) * 100
@@ -203,7 +202,8 @@ def summarize(runs: list[dict]) -> list[dict]:
                  "within_2_paper_std": (None if not ref else
                                         bool(abs(float(acc.mean()) - ref["mean"])
                                              <= 2 * ref["std"])),
-                 "paper_percentile": (paper_percentile(float(acc.mean()), (model, data, ev))
+                 "paper_percentile": (paper_percentile(float(acc.mean()),
+                                                       paper_accs.get((model, data, ev)))
                                       if ref else None)})
   return rows
 
@@ -253,7 +253,6 @@ def plot_grid(path: pathlib.Path, runs: list[dict]) -> None:
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
-  from stir_jax.data import pipeline
 
   panels = sorted({(r["data"], r["eval"]) for r in runs})
   datas = sorted({d for d, _ in panels})
@@ -271,7 +270,7 @@ def plot_grid(path: pathlib.Path, runs: list[dict]) -> None:
   for i, d in enumerate(datas):
     for j, e in enumerate(evals):
       ax = axes[i][j]
-      train = pipeline.scales_for(e, "train")
+      train = _bands(e)["training"]
       ax.axvspan(min(train) - 0.5, max(train) + 0.5, color="grey", alpha=0.12, lw=0)
       for k, (m, lr) in enumerate(series):
         rs = [r for r in runs if (r["data"], r["eval"], r["model"], r["lr"]) == (d, e, m, lr)]
@@ -675,10 +674,10 @@ def _stir_report(runs: list[dict], runs_dir: pathlib.Path,
   fields = ["run", "model", "data", "eval", "seed", "lr", "test_accuracy", "best_val_accuracy",
             "epochs_run", "mean_epoch_seconds", "median_epoch_seconds", "paper_percentile",
             *metrics.SCALE_COLUMNS]
-  paper = paper_results()
+  paper, paper_accs = paper_results(), paper_runs()
   for r in runs:
     cell = (r["model"], r["data"], r["eval"])
-    r["paper_percentile"] = (paper_percentile(r["test_accuracy"] * 100, cell)
+    r["paper_percentile"] = (paper_percentile(r["test_accuracy"] * 100, paper_accs.get(cell))
                              if _same_lr(r["lr"], paper.get(cell)) else None)
   _write_csv(out_dir / "results.csv", runs, fields)
   summary = summarize(runs)
