@@ -13,11 +13,11 @@ from stir_jax.eval import report
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 
-def _fake_run(path, model, data, scenario, seed, acc, seconds):
+def _fake_run(path, model, data, scenario, seed, acc, seconds, lr=1e-3):
   path.mkdir(parents=True)
   res = {"model": model, "dataset": f"data/{data}.npz", "scenario": scenario,
          "test_accuracy": acc, "best_val_accuracy": acc, "epochs_run": 3,
-         "mean_epoch_seconds": seconds, "config": {"seed": seed, "learning_rate": 1e-3},
+         "mean_epoch_seconds": seconds, "config": {"seed": seed, "learning_rate": lr},
          "per_scale": {c: acc for c in metrics.SCALE_COLUMNS}}
   (path / "results.json").write_text(json.dumps(res))
 
@@ -143,7 +143,8 @@ def test_equivariance_table_from_the_runs_npz(tmp_path):
 
 def test_families_table_against_pixel_pool(tmp_path):
   """The field's other families get their own table: each peer's mean, its difference to
-  pixel_pool's mean and Welch's p, next to pixel_pool, hermite and disco; cells without a peer
+  pixel_pool's mean and Welch's p, next to pixel_pool, hermite and disco; one row per learning
+  rate, all against pixel_pool at the paper's rate (1e-3 for emoji Mid2Rest); cells without a peer
   model get none."""
   runs = tmp_path / "runs"
   accs = {"pixel_pool": [0.70, 0.72, 0.74], "dss": [0.60, 0.61, 0.62], "gauss_der": [0.71, 0.75, 0.69],
@@ -151,26 +152,40 @@ def test_families_table_against_pixel_pool(tmp_path):
   for model, vals in accs.items():
     for seed, acc in enumerate(vals, 1):
       _fake_run(runs / f"{model}_{seed}", model, "emoji", 2, seed, acc, 1.0)
+  # the same cell at the paper's other rate: a peer row of its own, and pixel_pool at 1e-2 (more
+  # runs than at 1e-3) is not the baseline
+  for seed, acc in enumerate([0.80, 0.90], 1):
+    _fake_run(runs / f"gauss_der_hi_{seed}", "gauss_der", "emoji", 2, seed, acc, 1.0, lr=1e-2)
+  for seed, acc in enumerate([0.10, 0.20, 0.30, 0.40], 1):
+    _fake_run(runs / f"pixel_hi_{seed}", "pixel_pool", "emoji", 2, seed, acc, 1.0, lr=1e-2)
   _fake_run(runs / "pixel_s2l", "pixel_pool", "emoji", 1, 1, 0.5, 1.0)  # no peer in Small2Large
   report.aggregate(runs, tmp_path / "report")
   with open(tmp_path / "report" / "families.csv") as f:
-    rows = {r["model"]: r for r in csv.DictReader(f)}
-  assert set(rows) == {"pixel_pool", "hermite", "dss", "gauss_der"}  # standard is no family
-  assert all(r["scenario"] == "Mid2Rest" for r in rows.values())
-  assert float(rows["dss"]["mean_test_acc"]) == pytest.approx(61.0)
-  assert float(rows["dss"]["minus_pixel_pool"]) == pytest.approx(61.0 - 72.0)
-  assert float(rows["gauss_der"]["minus_pixel_pool"]) == pytest.approx(71.67 - 72.0, abs=0.01)
+    table = list(csv.DictReader(f))
+  rows = {(r["model"], float(r["lr"])): r for r in table}
+  assert len(rows) == len(table)
+  assert set(rows) == {("pixel_pool", 1e-3), ("pixel_pool", 1e-2), ("hermite", 1e-3),
+                       ("dss", 1e-3), ("gauss_der", 1e-3), ("gauss_der", 1e-2)}  # no standard
+  assert all(r["scenario"] == "Mid2Rest" and float(r["lr_pixel_pool"]) == 1e-3 for r in table)
+  assert float(rows[("dss", 1e-3)]["mean_test_acc"]) == pytest.approx(61.0)
+  assert float(rows[("dss", 1e-3)]["minus_pixel_pool"]) == pytest.approx(61.0 - 72.0)
+  assert float(rows[("gauss_der", 1e-3)]["minus_pixel_pool"]) == pytest.approx(71.67 - 72.0,
+                                                                              abs=0.01)
+  assert float(rows[("gauss_der", 1e-2)]["minus_pixel_pool"]) == pytest.approx(85.0 - 72.0)
+  assert float(rows[("pixel_pool", 1e-2)]["minus_pixel_pool"]) == pytest.approx(25.0 - 72.0)
   scipy_stats = pytest.importorskip("scipy.stats")
   expected = scipy_stats.ttest_ind([60, 61, 62], [70, 72, 74], equal_var=False).pvalue
-  assert float(rows["dss"]["welch_p"]) == pytest.approx(expected, abs=1e-4)
-  assert float(rows["dss"]["welch_p"]) < 0.05 < float(rows["gauss_der"]["welch_p"])
-  assert rows["pixel_pool"]["minus_pixel_pool"] == "" and rows["pixel_pool"]["welch_p"] == ""
+  assert float(rows[("dss", 1e-3)]["welch_p"]) == pytest.approx(expected, abs=1e-4)
+  assert float(rows[("dss", 1e-3)]["welch_p"]) < 0.05 < float(rows[("gauss_der", 1e-3)]["welch_p"])
+  base = rows[("pixel_pool", 1e-3)]
+  assert base["minus_pixel_pool"] == "" and base["welch_p"] == ""
   md = (tmp_path / "report" / "report.md").read_text()
   assert "## Beyond the paper" in md
-  assert ("dss 61.0% (3 runs) is 11.0 points below pixel_pool 72.0% (3 runs); Welch's t-test "
-          "p = ") in md
-  assert "gauss_der 71.7% (3 runs) is 0.3 points below pixel_pool 72.0%" in md
-  line = next(l for l in md.splitlines() if l.startswith("- emoji, Mid2Rest: gauss_der"))
+  assert ("dss (lr 0.001) 61.0% (3 runs) is 11.0 points below pixel_pool (lr 0.001) 72.0% "
+          "(3 runs); Welch's t-test p = ") in md
+  assert "gauss_der (lr 0.001) 71.7% (3 runs) is 0.3 points below pixel_pool (lr 0.001) 72.0%" in md
+  assert "gauss_der (lr 0.01) 85.0% (2 runs) is 13.0 points above pixel_pool (lr 0.001)" in md
+  line = next(l for l in md.splitlines() if l.startswith("- emoji, Mid2Rest: gauss_der (lr 0.001)"))
   assert line.endswith("not a difference at the 5% level.")
 
 

@@ -467,30 +467,40 @@ def _welch_p(a: np.ndarray, b: np.ndarray) -> float | None:
 
 def families_table(runs: list[dict], bands: list[dict]) -> list[dict]:
   """Per data x scenario holding runs of the field's other families (PEER_MODELS): each of them
-  and the reference models (pixel_pool, hermite, disco) with mean and std test accuracy (%), the
-  size bands, the difference to pixel_pool's mean and Welch's p for it."""
+  and the reference models (pixel_pool, hermite, disco), one row per learning rate, with mean and
+  std test accuracy (%), the size bands, the difference to pixel_pool's mean and Welch's p for it.
+
+  The baseline is pixel_pool at the learning rate of the paper's cell where we ran it, otherwise
+  at the rate with the most runs (lr_pixel_pool names it): a peer trained at another rate (each
+  family at the paper's rate that suits it) is still compared with the paper's model as the paper
+  trained it."""
   acc = defaultdict(list)
   for r in runs:
-    acc[(r["model"], r["data"], r["eval"])].append(r["test_accuracy"] * 100)
-  band = {(b["model"], b["data"], b["eval"]): b for b in bands}
+    acc[(r["model"], r["data"], r["eval"], r["lr"])].append(r["test_accuracy"] * 100)
+  band = {(b["model"], b["data"], b["eval"], b["lr"]): b for b in bands}
+  paper = paper_results()
   rows = []
-  for d, e in sorted({(d, e) for m, d, e in acc if m in PEER_MODELS}):
-    base = np.array(acc.get(("pixel_pool", d, e), []))
+  for d, e in sorted({(d, e) for m, d, e, _ in acc if m in PEER_MODELS}):
+    pixel = {lr: v for (m, dd, ee, lr), v in acc.items() if (m, dd, ee) == ("pixel_pool", d, e)}
+    base_lr = next((lr for lr in pixel if _same_lr(lr, paper.get(("pixel_pool", d, e)))),
+                   max(pixel, key=lambda lr: len(pixel[lr]), default=None))
+    base = np.array(pixel.get(base_lr, []))
     for model in FAMILY_REFERENCES:
-      vals = np.array(acc.get((model, d, e), []))
-      if not len(vals):
-        continue
-      b = band[(model, d, e)]
-      p = _welch_p(vals, base) if model != "pixel_pool" else None
-      rows.append({
-          "model": model, "family": FAMILY_REFERENCES[model], "data": d,
-          "scenario": SCENARIO_NAMES.get(e, e), "eval": e, "runs": len(vals),
-          "mean_test_acc": round(float(vals.mean()), 2),
-          "std_test_acc": round(float(vals.std(ddof=1)), 2) if len(vals) > 1 else None,
-          "smaller": b["smaller"], "training": b["training"], "larger": b["larger"],
-          "minus_pixel_pool": (round(float(vals.mean() - base.mean()), 2)
-                               if len(base) and model != "pixel_pool" else None),
-          "welch_p": None if p is None else round(p, 4)})
+      for lr in sorted(lr for (m, dd, ee, lr) in acc if (m, dd, ee) == (model, d, e)):
+        vals = np.array(acc[(model, d, e, lr)])
+        b = band[(model, d, e, lr)]
+        is_base = model == "pixel_pool" and lr == base_lr
+        p = _welch_p(vals, base) if not is_base else None
+        rows.append({
+            "model": model, "family": FAMILY_REFERENCES[model], "data": d,
+            "scenario": SCENARIO_NAMES.get(e, e), "eval": e, "lr": lr, "runs": len(vals),
+            "mean_test_acc": round(float(vals.mean()), 2),
+            "std_test_acc": round(float(vals.std(ddof=1)), 2) if len(vals) > 1 else None,
+            "smaller": b["smaller"], "training": b["training"], "larger": b["larger"],
+            "lr_pixel_pool": base_lr,
+            "minus_pixel_pool": (round(float(vals.mean() - base.mean()), 2)
+                                 if len(base) and not is_base else None),
+            "welch_p": None if p is None else round(p, 4)})
   return rows
 
 
@@ -500,17 +510,17 @@ def families_findings(rows: list[dict]) -> list[str]:
   for r in rows:
     if r["model"] not in PEER_MODELS or r["minus_pixel_pool"] is None:
       continue
-    base = next(b for b in rows if b["model"] == "pixel_pool"
+    base = next(b for b in rows if b["model"] == "pixel_pool" and b["lr"] == r["lr_pixel_pool"]
                 and (b["data"], b["eval"]) == (r["data"], r["eval"]))
     diff = r["minus_pixel_pool"]
     test = ("" if r["welch_p"] is None else
             f"; Welch's t-test p = {r['welch_p']:.3g}, "
             + ("a difference at the 5% level" if r["welch_p"] < 0.05
                else "not a difference at the 5% level"))
-    out.append(f"- {r['data']}, {r['scenario']}: {r['model']} {r['mean_test_acc']:.1f}% "
-               f"({r['runs']} runs) is {abs(diff):.1f} points "
-               f"{'above' if diff > 0 else 'below'} pixel_pool {base['mean_test_acc']:.1f}% "
-               f"({base['runs']} runs){test}.")
+    out.append(f"- {r['data']}, {r['scenario']}: {r['model']} (lr {r['lr']:g}) "
+               f"{r['mean_test_acc']:.1f}% ({r['runs']} runs) is {abs(diff):.1f} points "
+               f"{'above' if diff > 0 else 'below'} pixel_pool (lr {base['lr']:g}) "
+               f"{base['mean_test_acc']:.1f}% ({base['runs']} runs){test}.")
   return out
 
 
@@ -715,14 +725,16 @@ def _stir_report(runs: list[dict], runs_dir: pathlib.Path,
   families = families_table(runs, bands)
   families_text = ""
   if families:
-    ffields = ["model", "family", "data", "scenario", "runs", "mean_test_acc", "std_test_acc",
-               "smaller", "training", "larger", "minus_pixel_pool", "welch_p"]
+    ffields = ["model", "family", "data", "scenario", "lr", "runs", "mean_test_acc",
+               "std_test_acc", "smaller", "training", "larger", "lr_pixel_pool",
+               "minus_pixel_pool", "welch_p"]
     _write_csv(out_dir / "families.csv", families, ffields)
     families_text = (
         "## Beyond the paper: the field's other families against scale pooling\n\n"
         "Same protocol and data as the paper's models; test accuracy (%), the size bands as "
         "above, the difference to pixel_pool's mean and Welch's t-test p for it (two-sided, "
-        "over the runs of each).\n\n"
+        "over the runs of each). One row per learning rate; pixel_pool is taken at the paper's "
+        "rate for the cell (lr_pixel_pool).\n\n"
         + _md_table(families, ffields) + "\n\n" + "\n".join(families_findings(families))
         + "\n\n")
   text = (
