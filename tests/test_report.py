@@ -27,6 +27,9 @@ def test_aggregate_known_numbers(tmp_path):
   _fake_run(runs / "a", "standard", "emoji", 2, 1, 0.40, 1.0)
   _fake_run(runs / "b", "standard", "emoji", 2, 2, 0.50, 3.0)
   _fake_run(runs / "deep" / "c", "pixel_pool", "emoji", 2, 1, 0.80, 10.0)
+  res = json.loads((runs / "a" / "results.json").read_text())
+  res.update(jax_backend="cpu", host={"cpu": "AMD EPYC", "cpus": 2, "device_kind": "cpu"})
+  (runs / "a" / "results.json").write_text(json.dumps(res))
   out = report.aggregate(runs, tmp_path / "report")
   assert out["runs"] == 3
   with open(tmp_path / "report" / "summary.csv") as f:
@@ -41,6 +44,9 @@ def test_aggregate_known_numbers(tmp_path):
     times = {r["model"]: r for r in csv.DictReader(f)}
   assert float(times["pixel_pool"]["relative_to_standard"]) == pytest.approx(5.0)
   assert float(times["pixel_pool"]["median_epoch_seconds"]) == pytest.approx(10.0)  # no metrics
+  # the machines: recorded for run a, not for b (a results.json from before the host record)
+  assert times["standard"]["hosts"] == "AMD EPYC x2; unrecorded"
+  assert times["pixel_pool"]["hosts"] == "unrecorded"
 
 
 def test_epoch_time_uses_each_runs_median_epoch(tmp_path):

@@ -1,9 +1,11 @@
 """End to end: train a tiny run in a temporary directory, resume it, evaluate its checkpoint."""
 import csv
 import json
+import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
@@ -41,6 +43,10 @@ def test_train_then_evaluate(tiny_data, tmp_path):
   assert saved["test_count"] == 32 * 4
   assert sorted(saved["per_scale"]) == sorted(f"s{s}" for s in range(17, 65))
   assert saved["epochs_run"] == 1 and saved["model"] == "standard"
+  # the machine the epoch times were measured on
+  assert saved["host"]["cpus"] == len(os.sched_getaffinity(0))
+  assert saved["host"]["device_kind"] == jax.devices()[0].device_kind
+  assert isinstance(saved["host"]["cpu"], str) and saved["host"]["cpu"]
   rows = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
   assert [r["epoch"] for r in rows] == [1]
   assert {"train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_seconds"} <= set(rows[0])

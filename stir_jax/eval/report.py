@@ -75,6 +75,7 @@ def find_all_runs(runs_dir: pathlib.Path) -> tuple[list[dict], list[dict]]:
           "test_accuracy": res["test_accuracy"], "best_val_accuracy": res["best_val_accuracy"],
           "epochs_run": res["epochs_run"], "mean_epoch_seconds": res["mean_epoch_seconds"],
           "median_epoch_seconds": _median_epoch_seconds(path.parent),
+          "host": _host(res),
           **_consistency(path.parent), **_equivariance(path.parent), **res["per_scale"]})
     except (KeyError, TypeError, ValueError, json.JSONDecodeError) as e:
       raise RunError(f"{path} is not a stir_jax results file ({e!r})") from None
@@ -109,6 +110,17 @@ def _mnist_scale_run(path: pathlib.Path, res: dict, runs_dir: pathlib.Path) -> d
           "test_error": 100.0 * (1.0 - acc), "best_val_accuracy": res["best_val_accuracy"],
           "best_epoch": res.get("best_epoch"), "epochs_run": res["epochs_run"],
           "mean_epoch_seconds": res["mean_epoch_seconds"], "bins": bins}
+
+
+def _host(res: dict) -> str | None:
+  """A run's machine in words ("AMD EPYC x2", "NVIDIA H200 x1"); None where results.json
+  predates the host record."""
+  h = res.get("host")
+  if not h:
+    return None
+  name = h.get("cpu") if res.get("jax_backend") == "cpu" else h.get("device_kind")
+  count = h.get("cpus") if res.get("jax_backend") == "cpu" else res.get("num_devices")
+  return f"{name} x{count}" if count else str(name)
 
 
 def _median_epoch_seconds(run_dir: pathlib.Path) -> float | None:
@@ -222,14 +234,15 @@ def _paper_lr_rows(summary: list[dict]) -> dict[tuple[str, str, int], dict]:
 def epoch_times(runs: list[dict]) -> list[dict]:
   """Epoch seconds per model and data x scenario, relative to standard where it ran: the mean of
   the runs' median epochs (their mean epoch where a run has no metrics.jsonl), and the mean of
-  their mean epochs (results.json, the paper's measure, but sensitive to pauses)."""
+  their mean epochs (results.json, the paper's measure, but sensitive to pauses), and the machines
+  they ran on (hosts)."""
   groups = defaultdict(list)
   for r in runs:
     if r["mean_epoch_seconds"] is not None:
       typical = r.get("median_epoch_seconds")
       groups[(r["data"], r["eval"], r["model"])].append(
           (r["mean_epoch_seconds"], r["mean_epoch_seconds"] if typical is None else typical,
-           r["epochs_run"]))
+           r["epochs_run"], r.get("host")))
   paper = paper_results()
   rows = []
   for (data, ev, model), secs in sorted(groups.items()):
@@ -245,7 +258,9 @@ def epoch_times(runs: list[dict]) -> list[dict]:
                  "relative_to_standard": (round(median / float(np.mean([s[1] for s in base])), 2)
                                           if base else None),
                  "paper_relative": round(ref["epoch_seconds"] / ref_base["epoch_seconds"], 2)
-                 if ref and ref_base else None})
+                 if ref and ref_base else None,
+                 # the machines the runs trained on (epoch times differ between them)
+                 "hosts": "; ".join(sorted({s[3] or "unrecorded" for s in secs}))})
   return rows
 
 
@@ -697,7 +712,7 @@ def _stir_report(runs: list[dict], runs_dir: pathlib.Path,
   _write_csv(out_dir / "summary.csv", summary, sfields)
   times = epoch_times(runs)
   tfields = ["data", "eval", "model", "median_epoch_seconds", "mean_epoch_seconds",
-             "mean_epochs", "run_minutes", "relative_to_standard", "paper_relative"]
+             "mean_epochs", "run_minutes", "relative_to_standard", "paper_relative", "hosts"]
   _write_csv(out_dir / "epoch_time.csv", times, tfields)
   plot_grid(out_dir / "generalization.png", runs)
   bands = size_bands(runs)

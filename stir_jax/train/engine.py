@@ -361,4 +361,21 @@ def _results(run: SeedRun, test: dict, best: dict, placement: Placement,
       "jax_backend": jax.default_backend(), "jax_devices": [str(d) for d in jax.devices()],
       "parallelism": placement.parallelism, "num_devices": placement.num_devices,
       "process_count": jax.process_count(), "seeds_in_program": seeds_in_program,
+      "host": host_info(),
   }
+
+
+def host_info() -> dict:
+  """What the epoch times were measured on: the CPU model (Linux's /proc/cpuinfo, else
+  platform.processor()), the CPUs this process may use, and the first device's kind."""
+  cpu = None
+  try:
+    with open("/proc/cpuinfo") as f:
+      cpu = next((line.split(":", 1)[1].strip() for line in f
+                  if line.startswith("model name")), None)
+  except OSError:
+    pass
+  import platform  # pylint: disable=g-import-not-at-top
+  cpus = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+  return {"cpu": cpu or platform.processor() or None, "cpus": cpus,
+          "device_kind": jax.devices()[0].device_kind}
