@@ -505,6 +505,13 @@ def evaluate_runs(runs: list[Run]) -> int:
   from stir_jax.eval import evaluation  # pylint: disable=g-import-not-at-top
   from stir_jax.train import distributed, rundir  # pylint: disable=g-import-not-at-top
   todo = [r for r in runs if (r.dir / "results.json").exists() and not evaluated(r.dir)]
+  # A finished run kept without its checkpoints (a published results folder: git holds no
+  # checkpoints) cannot be evaluated again; say so and go on rather than fail the sweep
+  gone = [r for r in todo if not (r.dir / "checkpoints" / "best").exists()]
+  for r in gone:
+    print(f"not evaluated: {r.dir} has no checkpoints/best (a finished run kept without its "
+          "checkpoints); its results.json and generalization data stand", file=sys.stderr)
+  todo = [r for r in todo if r not in gone]
   failures = 0
   for r in tqdm(todo, desc="evaluate", unit="run", dynamic_ncols=True,
                 disable=not distributed.is_main() or not todo):
