@@ -1,5 +1,6 @@
 """The sweep (python -m stir_jax.sweep) on a tiny grid: plan, estimate, skip, resume, report."""
 import json
+import shutil
 
 import pytest
 
@@ -145,10 +146,14 @@ def test_sweep_on_a_tiny_grid(tiny_data, tmp_path, capsys):
   assert stamps == [(group.dir(out) / f"seed_{s}" / "results.json").stat().st_mtime_ns
                     for s in (1, 2, 3)]
 
-  # --evaluate: eval.py --workdir for the finished runs not yet evaluated, once
+  # --evaluate: eval.py --workdir for the finished runs not yet evaluated, once; a finished run
+  # kept without its checkpoints (as a published results folder holds it) is named, not failed
+  shutil.rmtree(group.dir(out) / "seed_3" / "checkpoints")
   code, _, err = _main(capsys, *grid, "--evaluate", "--no-report")
   assert code == 0, err
-  marks = [group.dir(out) / f"seed_{s}" / "consistency.json" for s in (1, 2, 3)]
+  assert f"not evaluated: {group.dir(out) / 'seed_3'} has no checkpoints/best" in err
+  assert not (group.dir(out) / "seed_3" / "consistency.json").exists()
+  marks = [group.dir(out) / f"seed_{s}" / "consistency.json" for s in (1, 2)]
   assert all(m.exists() and (m.parent / "generalization.csv").exists() for m in marks)
   stamps = [m.stat().st_mtime_ns for m in marks]
   code, _, err = _main(capsys, *grid, "--evaluate", "--no-report")
