@@ -42,11 +42,36 @@ def test_aggregate_known_numbers(tmp_path):
   assert rows["pixel_pool"]["std_test_acc"] == ""  # one run: no spread to state
   with open(tmp_path / "report" / "epoch_time.csv") as f:
     times = {r["model"]: r for r in csv.DictReader(f)}
-  assert float(times["pixel_pool"]["relative_to_standard"]) == pytest.approx(5.0)
+  # relative to the standard run on the same machine: c and b unrecorded (3 s), not a (AMD, 1 s)
+  assert float(times["pixel_pool"]["relative_to_standard"]) == pytest.approx(10.0 / 3.0, abs=0.01)
+  assert float(times["standard"]["relative_to_standard"]) == pytest.approx(1.0)
   assert float(times["pixel_pool"]["median_epoch_seconds"]) == pytest.approx(10.0)  # no metrics
   # the machines: recorded for run a, not for b (a results.json from before the host record)
   assert times["standard"]["hosts"] == "AMD EPYC x2; unrecorded"
   assert times["pixel_pool"]["hosts"] == "unrecorded"
+
+
+def test_epoch_time_is_relative_to_standard_on_the_same_machine(tmp_path):
+  """Each run against standard on its machine, the same scenario first, else another scenario
+  of the data; blank where standard never ran on the machine."""
+  runs = tmp_path / "runs"
+  fast, slow = ({"cpu": "Fast", "cpus": 2, "device_kind": "cpu"},
+                {"cpu": "Slow", "cpus": 2, "device_kind": "cpu"})
+  for name, model, scenario, seed, secs, host in (
+      ("s2", "standard", 2, 1, 4.0, slow), ("s4", "standard", 4, 1, 1.0, fast),
+      ("s4b", "standard", 4, 2, 3.0, fast), ("p1", "pixel_pool", 2, 1, 40.0, slow),
+      ("p2", "pixel_pool", 2, 2, 20.0, fast), ("h", "hermite", 2, 1, 9.0, None)):
+    _fake_run(runs / name, model, "emoji", scenario, seed, 0.5, secs)
+    res = json.loads((runs / name / "results.json").read_text())
+    res.update(host=host, jax_backend="cpu")
+    (runs / name / "results.json").write_text(json.dumps(res))
+  report.aggregate(runs, tmp_path / "report")
+  with open(tmp_path / "report" / "epoch_time.csv") as f:
+    times = {(r["model"], r["eval"]): r for r in csv.DictReader(f)}
+  # p1: 40 / 4 (Slow, Mid2Rest) = 10; p2: 20 / mean(1, 3) (Fast, All2All only) = 10
+  assert float(times[("pixel_pool", "2")]["relative_to_standard"]) == pytest.approx(10.0)
+  assert times[("pixel_pool", "2")]["hosts"] == "Fast x2; Slow x2"
+  assert times[("hermite", "2")]["relative_to_standard"] == ""  # no standard run unrecorded
 
 
 def test_epoch_time_uses_each_runs_median_epoch(tmp_path):

@@ -232,10 +232,14 @@ def _paper_lr_rows(summary: list[dict]) -> dict[tuple[str, str, int], dict]:
 
 
 def epoch_times(runs: list[dict]) -> list[dict]:
-  """Epoch seconds per model and data x scenario, relative to standard where it ran: the mean of
-  the runs' median epochs (their mean epoch where a run has no metrics.jsonl), and the mean of
-  their mean epochs (results.json, the paper's measure, but sensitive to pauses), and the machines
-  they ran on (hosts)."""
+  """Epoch seconds per model and data x scenario: the mean of the runs' median epochs (their mean
+  epoch where a run has no metrics.jsonl), the mean of their mean epochs (results.json, the
+  paper's measure, but sensitive to pauses), and the machines they ran on (hosts).
+
+  relative_to_standard compares each run with the standard runs of the same data on the same
+  machine (host; "unrecorded" with "unrecorded"), of the same scenario where there are any, else
+  of any scenario (an epoch's cost does not depend on it: every split holds as many images), and
+  averages over the runs that have such a reference; blank where none has."""
   groups = defaultdict(list)
   for r in runs:
     if r["mean_epoch_seconds"] is not None:
@@ -244,10 +248,18 @@ def epoch_times(runs: list[dict]) -> list[dict]:
           (r["mean_epoch_seconds"], r["mean_epoch_seconds"] if typical is None else typical,
            r["epochs_run"], r.get("host")))
   paper = paper_results()
+
+  def standard_epoch(data, ev, host):
+    """The mean median epoch of standard's runs on data and this host (None if none ran)."""
+    same = [s[1] for s in groups.get((data, ev, "standard"), []) if s[3] == host]
+    other = [s[1] for (d, e, m), secs in groups.items() if m == "standard" and d == data
+             and e != ev for s in secs if s[3] == host]
+    return float(np.mean(same or other)) if same or other else None
+
   rows = []
   for (data, ev, model), secs in sorted(groups.items()):
     mean, median = (float(np.mean([s[i] for s in secs])) for i in (0, 1))
-    base = groups.get((data, ev, "standard"))
+    ratios = [s[1] / b for s in secs if (b := standard_epoch(data, ev, s[3]))]
     ref, ref_base = paper.get((model, data, ev)), paper.get(("standard", data, ev))
     rows.append({"data": data, "eval": ev, "model": model,
                  "median_epoch_seconds": round(median, 3),
@@ -255,8 +267,7 @@ def epoch_times(runs: list[dict]) -> list[dict]:
                  "mean_epochs": round(float(np.mean([s[2] for s in secs])), 1),
                  # the cost of one run at the typical epoch: epochs x median epoch
                  "run_minutes": round(float(np.mean([s[1] * s[2] for s in secs])) / 60, 1),
-                 "relative_to_standard": (round(median / float(np.mean([s[1] for s in base])), 2)
-                                          if base else None),
+                 "relative_to_standard": round(float(np.mean(ratios)), 2) if ratios else None,
                  "paper_relative": round(ref["epoch_seconds"] / ref_base["epoch_seconds"], 2)
                  if ref and ref_base else None,
                  # the machines the runs trained on (epoch times differ between them)
@@ -774,6 +785,8 @@ def _stir_report(runs: list[dict], runs_dir: pathlib.Path,
       "epoch's compilation and epochs stretched while the machine was paused or shared; the "
       "mean epoch (results.json) is listed too. run_minutes: epochs run x median epoch, the "
       "mean over runs (the cost of one run on this machine, compilation and evaluation "
-      "left out).\n\n"
+      "left out). relative_to_standard divides each run's median epoch by that of the standard "
+      "runs on the same machine (hosts; same scenario where there are, else any scenario of the "
+      "data) and averages; blank where standard has not run on that machine.\n\n"
       + _md_table(times, tfields) + "\n")
   return summary, text
