@@ -55,12 +55,14 @@ def test_epoch_time_is_relative_to_standard_on_the_same_machine(tmp_path):
   """Each run against standard on its machine, the same scenario first, else another scenario
   of the data; blank where standard never ran on the machine."""
   runs = tmp_path / "runs"
-  fast, slow = ({"cpu": "Fast", "cpus": 2, "device_kind": "cpu"},
+  fast, slow = ({"cpu": "Fast", "cpus": 2, "device_kind": "cpu", "boot_id": "b1"},
                 {"cpu": "Slow", "cpus": 2, "device_kind": "cpu"})
+  other_boot = dict(fast, boot_id="b2")  # the same CPU name on another machine: not compared
   for name, model, scenario, seed, secs, host in (
       ("s2", "standard", 2, 1, 4.0, slow), ("s4", "standard", 4, 1, 1.0, fast),
       ("s4b", "standard", 4, 2, 3.0, fast), ("p1", "pixel_pool", 2, 1, 40.0, slow),
-      ("p2", "pixel_pool", 2, 2, 20.0, fast), ("h", "hermite", 2, 1, 9.0, None)):
+      ("p2", "pixel_pool", 2, 2, 20.0, fast), ("h", "hermite", 2, 1, 9.0, None),
+      ("e", "energy_pool", 2, 1, 8.0, other_boot)):
     _fake_run(runs / name, model, "emoji", scenario, seed, 0.5, secs)
     res = json.loads((runs / name / "results.json").read_text())
     res.update(host=host, jax_backend="cpu")
@@ -72,6 +74,8 @@ def test_epoch_time_is_relative_to_standard_on_the_same_machine(tmp_path):
   assert float(times[("pixel_pool", "2")]["relative_to_standard"]) == pytest.approx(10.0)
   assert times[("pixel_pool", "2")]["hosts"] == "Fast x2; Slow x2"
   assert times[("hermite", "2")]["relative_to_standard"] == ""  # no standard run unrecorded
+  assert times[("energy_pool", "2")]["relative_to_standard"] == ""  # none on boot b2
+  assert times[("energy_pool", "2")]["hosts"] == "Fast x2"
 
 
 def test_epoch_time_uses_each_runs_median_epoch(tmp_path):

@@ -2,6 +2,7 @@
 import csv
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -47,6 +48,8 @@ def test_train_then_evaluate(tiny_data, tmp_path):
   assert saved["host"]["cpus"] == len(os.sched_getaffinity(0))
   assert saved["host"]["device_kind"] == jax.devices()[0].device_kind
   assert isinstance(saved["host"]["cpu"], str) and saved["host"]["cpu"]
+  boot = pathlib.Path("/proc/sys/kernel/random/boot_id")
+  assert saved["host"]["boot_id"] == (boot.read_text().strip() if boot.exists() else None)
   rows = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
   assert [r["epoch"] for r in rows] == [1]
   assert {"train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_seconds"} <= set(rows[0])

@@ -75,7 +75,7 @@ def find_all_runs(runs_dir: pathlib.Path) -> tuple[list[dict], list[dict]]:
           "test_accuracy": res["test_accuracy"], "best_val_accuracy": res["best_val_accuracy"],
           "epochs_run": res["epochs_run"], "mean_epoch_seconds": res["mean_epoch_seconds"],
           "median_epoch_seconds": _median_epoch_seconds(path.parent),
-          "host": _host(res),
+          "host": _host(res), "machine": (_host(res), (res.get("host") or {}).get("boot_id")),
           **_consistency(path.parent), **_equivariance(path.parent), **res["per_scale"]})
     except (KeyError, TypeError, ValueError, json.JSONDecodeError) as e:
       raise RunError(f"{path} is not a stir_jax results file ({e!r})") from None
@@ -237,7 +237,8 @@ def epoch_times(runs: list[dict]) -> list[dict]:
   paper's measure, but sensitive to pauses), and the machines they ran on (hosts).
 
   relative_to_standard compares each run with the standard runs of the same data on the same
-  machine (host; "unrecorded" with "unrecorded"), of the same scenario where there are any, else
+  machine (one boot of one host; runs from before the boot record: the same host name, and
+  "unrecorded" with "unrecorded"), of the same scenario where there are any, else
   of any scenario (an epoch's cost does not depend on it: every split holds as many images), and
   averages over the runs that have such a reference; blank where none has."""
   groups = defaultdict(list)
@@ -246,20 +247,20 @@ def epoch_times(runs: list[dict]) -> list[dict]:
       typical = r.get("median_epoch_seconds")
       groups[(r["data"], r["eval"], r["model"])].append(
           (r["mean_epoch_seconds"], r["mean_epoch_seconds"] if typical is None else typical,
-           r["epochs_run"], r.get("host")))
+           r["epochs_run"], r.get("host"), r.get("machine", (r.get("host"), None))))
   paper = paper_results()
 
-  def standard_epoch(data, ev, host):
-    """The mean median epoch of standard's runs on data and this host (None if none ran)."""
-    same = [s[1] for s in groups.get((data, ev, "standard"), []) if s[3] == host]
+  def standard_epoch(data, ev, machine):
+    """The mean median epoch of standard's runs on data and this machine (None if none ran)."""
+    same = [s[1] for s in groups.get((data, ev, "standard"), []) if s[4] == machine]
     other = [s[1] for (d, e, m), secs in groups.items() if m == "standard" and d == data
-             and e != ev for s in secs if s[3] == host]
+             and e != ev for s in secs if s[4] == machine]
     return float(np.mean(same or other)) if same or other else None
 
   rows = []
   for (data, ev, model), secs in sorted(groups.items()):
     mean, median = (float(np.mean([s[i] for s in secs])) for i in (0, 1))
-    ratios = [s[1] / b for s in secs if (b := standard_epoch(data, ev, s[3]))]
+    ratios = [s[1] / b for s in secs if (b := standard_epoch(data, ev, s[4]))]
     ref, ref_base = paper.get((model, data, ev)), paper.get(("standard", data, ev))
     rows.append({"data": data, "eval": ev, "model": model,
                  "median_epoch_seconds": round(median, 3),
@@ -786,7 +787,8 @@ def _stir_report(runs: list[dict], runs_dir: pathlib.Path,
       "mean epoch (results.json) is listed too. run_minutes: epochs run x median epoch, the "
       "mean over runs (the cost of one run on this machine, compilation and evaluation "
       "left out). relative_to_standard divides each run's median epoch by that of the standard "
-      "runs on the same machine (hosts; same scenario where there are, else any scenario of the "
-      "data) and averages; blank where standard has not run on that machine.\n\n"
+      "runs on the same machine (one boot of it: machines with one CPU name differ in speed; "
+      "same scenario where there are, else any scenario of the data) and averages; blank where "
+      "standard has not run on that machine.\n\n"
       + _md_table(times, tfields) + "\n")
   return summary, text
