@@ -65,7 +65,15 @@ def _check(name, dtype):
   assert sum(float(jnp.max(jnp.abs(g))) > 0 for g in leaves) >= len(leaves) / 2
 
 
-@pytest.mark.parametrize("name", models.model_names())
+# slice_pool, energy_pool and soft_pool share ScalePoolCNN with pixel_pool (whose bfloat16 and
+# float16 checks stay in the default run) and their pools' reduced-precision paths are checked at
+# layer level (tests/layers/test_dtypes.py): their model-level checks (30 s each on a slow 2-core
+# machine) run with -m slow.
+SLOW_IN_BFLOAT16 = ("slice_pool", "energy_pool", "soft_pool")
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow)
+                                  if n in SLOW_IN_BFLOAT16 else n for n in models.model_names()])
 def test_bfloat16_forward_backward(name):
   _check(name, jnp.bfloat16)
 
