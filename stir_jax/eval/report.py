@@ -66,7 +66,7 @@ def find_all_runs(runs_dir: pathlib.Path) -> tuple[list[dict], list[dict]]:
       if res.get("benchmark") == "mnist_scale":
         mnist_runs.append(_mnist_scale_run(path, res, runs_dir))
         continue
-      cfg = res["config"]
+      cfg, host = res["config"], _host(res)
       runs.append({
           "run": str(path.parent.relative_to(runs_dir)), "model": res["model"],
           "data": pathlib.Path(str(res["dataset"])).stem, "eval": int(res["scenario"]),
@@ -75,7 +75,8 @@ def find_all_runs(runs_dir: pathlib.Path) -> tuple[list[dict], list[dict]]:
           "test_accuracy": res["test_accuracy"], "best_val_accuracy": res["best_val_accuracy"],
           "epochs_run": res["epochs_run"], "mean_epoch_seconds": res["mean_epoch_seconds"],
           "median_epoch_seconds": _median_epoch_seconds(path.parent),
-          "host": _host(res), "machine": (_host(res), (res.get("host") or {}).get("boot_id")),
+          # one machine: the host and its boot (None for runs from before the boot record)
+          "host": host, "machine": (host, (res.get("host") or {}).get("boot_id")),
           **_consistency(path.parent), **_equivariance(path.parent), **res["per_scale"]})
     except (KeyError, TypeError, ValueError, json.JSONDecodeError) as e:
       raise RunError(f"{path} is not a stir_jax results file ({e!r})") from None
@@ -247,7 +248,7 @@ def epoch_times(runs: list[dict]) -> list[dict]:
       typical = r.get("median_epoch_seconds")
       groups[(r["data"], r["eval"], r["model"])].append(
           (r["mean_epoch_seconds"], r["mean_epoch_seconds"] if typical is None else typical,
-           r["epochs_run"], r.get("host"), r.get("machine", (r.get("host"), None))))
+           r["epochs_run"], r.get("host"), r["machine"]))
   paper = paper_results()
 
   def standard_epoch(data, ev, machine):
