@@ -9,6 +9,11 @@
 # Extra arguments go to every sweep (e.g. --shard 0/2 to split the grid over two machines).
 set -eu
 cd "$(dirname "$0")/../.."
+# tcmalloc where it is installed (Debian: apt-get install libtcmalloc-minimal4): the same results
+# bit for bit, and a shorter epoch on 2 cores (energy_pool: glibc malloc spent a quarter of the
+# time in the kernel; README, "Cost")
+tcmalloc=$(ldconfig -p 2>/dev/null | awk '/libtcmalloc_minimal\.so\.4 /{print $NF; exit}')
+if [ -z "${LD_PRELOAD:-}" ] && [ -n "$tcmalloc" ]; then export LD_PRELOAD=$tcmalloc; fi
 OUT=results/emoji
 sweep() {
   python -m stir_jax.sweep --out "$OUT" --datasets data/emoji.npz --seeds 1-3 \
