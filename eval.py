@@ -17,7 +17,12 @@
 """
 from absl import app, flags
 
-from stir_jax import cli
+from stir_jax import allocator
+
+if __name__ == "__main__":
+  allocator.use_tcmalloc()  # first: a re-execution repeats only the imports above
+
+from stir_jax import cli  # pylint: disable=wrong-import-position
 
 flags.DEFINE_string("workdir", None, "Run directory written by train.py.")
 flags.DEFINE_string("runs", None, "Aggregate every run under this directory (with --out).")

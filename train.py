@@ -7,7 +7,12 @@ process runs the same command and they train together.
 """
 from absl import app, flags
 
-from stir_jax import cli
+from stir_jax import allocator
+
+if __name__ == "__main__":
+  allocator.use_tcmalloc()  # first: a re-execution repeats only the imports above
+
+from stir_jax import cli  # pylint: disable=wrong-import-position
 
 cli.define_config_flag("configs/default.py")
 flags.DEFINE_string("workdir", None, "Run directory (default: runs/<config file name>).")

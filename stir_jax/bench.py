@@ -18,6 +18,10 @@ standard model runs its convolutions.
 """
 from __future__ import annotations
 
+if __name__ == "__main__":
+  from stir_jax import allocator  # first: a re-execution repeats only these lines
+  allocator.use_tcmalloc()
+
 import argparse
 import json
 import os
@@ -33,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from stir_jax import models
+from stir_jax import allocator, models
 from stir_jax.train import placement as placement_lib, state as state_lib, steps as steps_lib
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -107,8 +111,8 @@ def _flops(compiled) -> float:
 
 def bench_models(names, impl: str, repeats: int) -> list[dict]:
   rows = []
-  print(f"device: {jax.devices()[0]} ({jax.default_backend()}), batch 16, 64x64x1, "
-        f"SiConv path: {impl}", flush=True)
+  print(f"device: {jax.devices()[0]} ({jax.default_backend()}), malloc: {allocator.loaded()}, "
+        f"batch 16, 64x64x1, SiConv path: {impl}", flush=True)
   header = (f"{'model':<18}{'params':>9}{'fwd ms':>10}{'step ms':>10}{'x std':>8}"
             f"{'GFLOP':>9}{'x std':>8}{'GFLOP/s':>9}")
   print(header)
@@ -131,7 +135,8 @@ def bench_models(names, impl: str, repeats: int) -> list[dict]:
 def bench_siconv(repeats: int) -> None:
   from stir_jax.layers.siconv import siconv2d
   rng = np.random.default_rng(0)
-  print(f"device: {jax.devices()[0]}; one SiConv2d layer, batch 16, forward+backward")
+  print(f"device: {jax.devices()[0]}, malloc: {allocator.loaded()}; one SiConv2d layer, "
+        "batch 16, forward+backward")
   for (size, cin, cout) in [(64, 1, 16), (58, 16, 32)]:
     x = jnp.asarray(rng.random((16, size, size, cin), dtype=np.float32))
     w = jnp.asarray(rng.normal(size=(7, 7, cin, cout)).astype(np.float32) * 0.05)
@@ -195,7 +200,8 @@ def bench_seeds(model_name: str = "standard", num_seeds: int = 8, steps: int = 1
 
 
 def print_seeds(out: dict, batchings) -> None:
-  print(f"device: {out['device']}; {out['model']}, batch {out['batch_size']}, "
+  print(f"device: {out['device']}, malloc: {allocator.loaded()}; {out['model']}, "
+        f"batch {out['batch_size']}, "
         f"{out['steps']} timed steps per seed after a warm-up step")
   print(f"  {out['seeds']} sequential runs:       {out['sequential_examples_per_second']:8.1f} "
         f"examples/s ({out['sequential_seconds']:.2f} s; compile "

@@ -662,4 +662,6 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+  from stir_jax import allocator  # pylint: disable=g-import-not-at-top
+  allocator.use_tcmalloc()
   main()

@@ -78,6 +78,27 @@ def test_epoch_time_is_relative_to_standard_on_the_same_machine(tmp_path):
   assert times[("energy_pool", "2")]["hosts"] == "Fast x2"
 
 
+def test_epoch_time_compares_runs_under_one_malloc(tmp_path):
+  """One boot, two allocators: a run is compared with standard under its own malloc only, and
+  the host label names the malloc where it was recorded."""
+  runs = tmp_path / "runs"
+  base = {"cpu": "Fast", "cpus": 2, "device_kind": "cpu", "boot_id": "b1"}
+  for name, model, seed, secs, alloc in (
+      ("s_sys", "standard", 1, 4.0, "system"), ("s_tc", "standard", 2, 2.0, "tcmalloc"),
+      ("p_tc", "pixel_pool", 1, 20.0, "tcmalloc"), ("e_je", "energy_pool", 1, 8.0, "jemalloc")):
+    _fake_run(runs / name, model, "emoji", 2, seed, 0.5, secs)
+    res = json.loads((runs / name / "results.json").read_text())
+    res.update(host=dict(base, allocator=alloc), jax_backend="cpu")
+    (runs / name / "results.json").write_text(json.dumps(res))
+  report.aggregate(runs, tmp_path / "report")
+  with open(tmp_path / "report" / "epoch_time.csv") as f:
+    times = {r["model"]: r for r in csv.DictReader(f)}
+  assert float(times["pixel_pool"]["relative_to_standard"]) == pytest.approx(10.0)  # 20 / 2
+  assert times["energy_pool"]["relative_to_standard"] == ""  # no standard run under jemalloc
+  assert times["standard"]["hosts"] == "Fast x2, system malloc; Fast x2, tcmalloc"
+  assert times["energy_pool"]["hosts"] == "Fast x2, jemalloc"
+
+
 def test_epoch_time_uses_each_runs_median_epoch(tmp_path):
   """A paused epoch (run b's 1000 s) moves the mean epoch, not the median the ratio uses."""
   runs = tmp_path / "runs"

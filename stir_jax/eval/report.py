@@ -75,8 +75,10 @@ def find_all_runs(runs_dir: pathlib.Path) -> tuple[list[dict], list[dict]]:
           "test_accuracy": res["test_accuracy"], "best_val_accuracy": res["best_val_accuracy"],
           "epochs_run": res["epochs_run"], "mean_epoch_seconds": res["mean_epoch_seconds"],
           "median_epoch_seconds": _median_epoch_seconds(path.parent),
-          # one machine: the host and its boot (None for runs from before the boot record)
-          "host": host, "machine": (host, (res.get("host") or {}).get("boot_id")),
+          # one machine: the host, its boot and the malloc (None for runs from before they
+          # were recorded)
+          "host": host, "machine": (host, *((res.get("host") or {}).get(k)
+                                            for k in ("boot_id", "allocator"))),
           **_consistency(path.parent), **_equivariance(path.parent), **res["per_scale"]})
     except (KeyError, TypeError, ValueError, json.JSONDecodeError) as e:
       raise RunError(f"{path} is not a stir_jax results file ({e!r})") from None
@@ -114,14 +116,15 @@ def _mnist_scale_run(path: pathlib.Path, res: dict, runs_dir: pathlib.Path) -> d
 
 
 def _host(res: dict) -> str | None:
-  """A run's machine in words ("AMD EPYC x2", "NVIDIA H200 x1"); None where results.json
-  predates the host record."""
+  """A run's machine in words ("AMD EPYC x2", "NVIDIA H200 x1", with ", tcmalloc" or ", system
+  malloc" where the allocator was recorded); None where results.json predates the host record."""
   h = res.get("host")
   if not h:
     return None
   name = h.get("cpu") if res.get("jax_backend") == "cpu" else h.get("device_kind")
   count = h.get("cpus") if res.get("jax_backend") == "cpu" else res.get("num_devices")
-  return f"{name} x{count}" if count else str(name)
+  alloc = {None: "", "system": ", system malloc"}.get(h.get("allocator"), f", {h.get('allocator')}")
+  return (f"{name} x{count}" if count else str(name)) + alloc
 
 
 def _median_epoch_seconds(run_dir: pathlib.Path) -> float | None:
@@ -238,7 +241,8 @@ def epoch_times(runs: list[dict]) -> list[dict]:
   paper's measure, but sensitive to pauses), and the machines they ran on (hosts).
 
   relative_to_standard compares each run with the standard runs of the same data on the same
-  machine (one boot of one host; runs from before the boot record: the same host name, and
+  machine (one boot of one host, with one malloc; runs from before the boot record: the same
+  host name, and
   "unrecorded" with "unrecorded"), of the same scenario where there are any, else
   of any scenario (an epoch's cost does not depend on it: every split holds as many images), and
   averages over the runs that have such a reference; blank where none has."""
@@ -788,7 +792,8 @@ def _stir_report(runs: list[dict], runs_dir: pathlib.Path,
       "mean epoch (results.json) is listed too. run_minutes: epochs run x median epoch, the "
       "mean over runs (the cost of one run on this machine, compilation and evaluation "
       "left out). relative_to_standard divides each run's median epoch by that of the standard "
-      "runs on the same machine (one boot of it: machines with one CPU name differ in speed; "
+      "runs on the same machine (one boot of it, with one malloc: machines with one CPU name "
+      "differ in speed, and so does a process under tcmalloc; "
       "same scenario where there are, else any scenario of the data) and averages; blank where "
       "standard has not run on that machine.\n\n"
       + _md_table(times, tfields) + "\n")
