@@ -1,4 +1,4 @@
-"""Benchmarks: `python -m stir_jax.bench models|siconv|seeds|scaling [options]`.
+"""Benchmarks: `python -m stir_jax.bench models|siconv|seeds|scaling|malloc [options]`.
 
   models   per-model train step (below)
   siconv   one SiConv layer's direct and FFT paths
@@ -6,6 +6,7 @@
   scaling  devices share the work: per-device FLOPs of the compiled step on D devices against one
            device (XLA's cost analysis), step times, all-gathers in the compiled step, and
            train.py epoch times on D fake CPU devices against one (subprocesses, --devices D)
+  malloc   train.py epoch times under the system malloc against tcmalloc (--epoch-models)
 
 Prints, per model: parameter count, forward ms and train-step ms (batch 16, 64x64 inputs, Adam),
 the ratio of the train step to the standard model's, the train step's floating-point operations as
@@ -251,20 +252,48 @@ def _probe_in_subprocess(names, devices: int, repeats: int) -> list[dict]:
   return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
 
 
-def epoch_seconds(model: str, devices: int, dataset: str, epochs: int = 2) -> float:
-  """train.py's last epoch time (epoch 2: compilation excluded) of `model` on emoji Mid2Rest with
-  `devices` fake CPU devices, run in a subprocess into a temporary directory."""
+def _train_epochs(model: str, dataset: str, epochs: int, env: dict) -> tuple[list[dict], dict]:
+  """train.py of `model` on emoji Mid2Rest (configs/paper.py) for `epochs` epochs in a
+  subprocess with `env`, into a temporary directory: (metrics.jsonl rows, results.json)."""
   with tempfile.TemporaryDirectory() as tmp:
     cmd = [sys.executable, str(REPO / "train.py"), f"--config={REPO / 'configs' / 'paper.py'}",
            f"--config.model={model}", f"--config.dataset={dataset}",
            f"--config.num_epochs={epochs}", f"--workdir={tmp}/run"]
-    proc = subprocess.run(cmd, env=_subprocess_env(devices), capture_output=True, text=True,
-                          cwd=REPO, check=False)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=REPO, check=False)
     if proc.returncode:
-      raise RuntimeError(f"train.py on {devices} devices failed: {proc.stderr.strip()[-2000:]}")
-    rows = [json.loads(line) for line in
-            (pathlib.Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()]
-    return float(rows[-1]["epoch_seconds"])
+      raise RuntimeError(f"train.py failed: {proc.stderr.strip()[-2000:]}")
+    run = pathlib.Path(tmp) / "run"
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return rows, json.loads((run / "results.json").read_text())
+
+
+def epoch_seconds(model: str, devices: int, dataset: str, epochs: int = 2) -> float:
+  """train.py's last epoch time (epoch 2: compilation excluded) of `model` on emoji Mid2Rest with
+  `devices` fake CPU devices."""
+  rows, _ = _train_epochs(model, dataset, epochs, _subprocess_env(devices))
+  return float(rows[-1]["epoch_seconds"])
+
+
+def bench_malloc(names, dataset: str, epochs: int = 3) -> list[dict]:
+  """train.py's epoch time under the system malloc and under tcmalloc (`stir_jax.allocator`),
+  the two runs of each model one after the other: the median of epochs 2.. (epoch 1 compiles),
+  and the malloc each run's results.json names. Without tcmalloc installed both are "system"."""
+  base = {k: v for k, v in _subprocess_env(1).items()
+          if k not in ("LD_PRELOAD", "STIR_JAX_TCMALLOC", "_STIR_JAX_TCMALLOC_TRIED")}
+  print(f"train.py, emoji Mid2Rest (configs/paper.py), median of epochs 2-{epochs}")
+  out = []
+  for name in names:
+    row = {"model": name}
+    for label, extra in (("system", {"STIR_JAX_TCMALLOC": "0"}), ("tcmalloc", {})):
+      rows, res = _train_epochs(name, dataset, epochs, {**base, **extra})
+      row[f"{label}_s"] = statistics.median(r["epoch_seconds"] for r in rows[1:])
+      row[f"{label}_ran_on"] = res["host"].get("allocator")
+    row["speedup"] = row["system_s"] / row["tcmalloc_s"]
+    out.append(row)
+    print(f"{name:<18} {row['system_ran_on']} {row['system_s']:.1f} s, "
+          f"{row['tcmalloc_ran_on']} {row['tcmalloc_s']:.1f} s: {row['speedup']:.2f}x",
+          flush=True)
+  return out
 
 
 def bench_scaling(names, devices: int, repeats: int, epoch_models, dataset: str) -> dict:
@@ -296,7 +325,8 @@ def bench_scaling(names, devices: int, repeats: int, epoch_models, dataset: str)
 
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(prog="python -m stir_jax.bench", description=__doc__.splitlines()[0])
-  p.add_argument("what", choices=["models", "siconv", "seeds", "scaling", "scaling-probe"])
+  p.add_argument("what", choices=["models", "siconv", "seeds", "scaling", "scaling-probe",
+                                  "malloc"])
   p.add_argument("--impl", choices=["fast", "direct"], default="fast",
                  help="SiConv path of the SiConv models (fast = FFT where possible)")
   p.add_argument("--models", default=",".join(models.model_names()),
@@ -309,8 +339,10 @@ def main(argv=None) -> int:
   p.add_argument("--batching", default="vmap,unroll", help="seeds: vmap and/or unroll")
   p.add_argument("--devices", type=int, default=8, help="scaling: fake CPU devices")
   p.add_argument("--epoch-models", default="pixel_pool",
-                 help="scaling: models whose train.py epoch is timed ('' for none)")
-  p.add_argument("--dataset", default="data/emoji.npz", help="scaling: STIR file for train.py")
+                 help="scaling, malloc: models whose train.py epoch is timed ('' for none)")
+  p.add_argument("--epochs", type=int, default=3, help="malloc: epochs per train.py run (2+)")
+  p.add_argument("--dataset", default="data/emoji.npz",
+                 help="scaling, malloc: STIR file for train.py")
   from stir_jax.train import distributed  # pylint: disable=g-import-not-at-top
   distributed.add_arguments(p)
   args = p.parse_args(argv)
@@ -342,6 +374,19 @@ def main(argv=None) -> int:
   if args.what == "scaling-probe":
     for row in scaling_probe(names, args.repeats):
       print(json.dumps(row), flush=True)
+    return 0
+  if args.what == "malloc":
+    if args.epochs < 2:
+      print("error: --epochs must be 2 or more (epoch 1 compiles)", file=sys.stderr)
+      return 2
+    epoch_models = [n for n in args.epoch_models.split(",") if n]
+    bad = [n for n in epoch_models if n not in models.MODELS]
+    if bad or not epoch_models or not os.path.isfile(args.dataset):
+      print("error: " + (f"unknown model(s) {', '.join(bad)}" if bad else
+                         "--epoch-models names no model" if not epoch_models else
+                         f"no STIR file at {args.dataset}"), file=sys.stderr)
+      return 2
+    bench_malloc(epoch_models, args.dataset, args.epochs)
     return 0
   if args.what == "scaling":
     epoch_models = [n for n in args.epoch_models.split(",") if n]

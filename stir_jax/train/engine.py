@@ -371,8 +371,8 @@ def host_info() -> dict:
   (Linux's boot id, else None): machines with one CPU name can differ in speed several times over
   (measured: 27 and 106 ms for the standard model's train step on two "AMD EPYC" 2-core
   machines), so the report compares epoch times only between runs of one boot. Also the malloc
-  the process ran on (`stir_jax.allocator.loaded`: tcmalloc made energy_pool's epochs 1.6x
-  shorter on one machine)."""
+  the process ran on (`stir_jax.allocator.loaded`: tcmalloc made the SiConv models' epochs
+  1.6-1.7x shorter on one machine)."""
   cpu = None
   try:
     with open("/proc/cpuinfo") as f:
