@@ -274,25 +274,34 @@ def epoch_seconds(model: str, devices: int, dataset: str, epochs: int = 2) -> fl
   return float(rows[-1]["epoch_seconds"])
 
 
-def bench_malloc(names, dataset: str, epochs: int = 3) -> list[dict]:
-  """train.py's epoch time under the system malloc and under tcmalloc (`stir_jax.allocator`),
-  the two runs of each model one after the other: the median of epochs 2.. (epoch 1 compiles),
-  and the malloc each run's results.json names. Without tcmalloc installed both are "system"."""
+def bench_malloc(names, dataset: str, epochs: int = 3, rounds: int = 1) -> list[dict]:
+  """train.py's epoch time under the system malloc and under tcmalloc (`stir_jax.allocator`):
+  per model, `rounds` pairs of runs in the order system, tcmalloc, then tcmalloc, system, and so
+  on (a machine whose speed drifts favours neither); per run the median of epochs 2.. (epoch 1
+  compiles), per allocator the mean over its runs, and the malloc each run's results.json names.
+  Without tcmalloc installed both are "system"."""
   base = {k: v for k, v in _subprocess_env(1).items()
           if k not in ("LD_PRELOAD", "STIR_JAX_TCMALLOC", "_STIR_JAX_TCMALLOC_TRIED")}
-  print(f"train.py, emoji Mid2Rest (configs/paper.py), median of epochs 2-{epochs}")
+  envs = {"system": {**base, "STIR_JAX_TCMALLOC": "0"}, "tcmalloc": base}
+  print(f"train.py, emoji Mid2Rest (configs/paper.py), median of epochs 2-{epochs} per run")
   out = []
   for name in names:
-    row = {"model": name}
-    for label, extra in (("system", {"STIR_JAX_TCMALLOC": "0"}), ("tcmalloc", {})):
-      rows, res = _train_epochs(name, dataset, epochs, {**base, **extra})
-      row[f"{label}_s"] = statistics.median(r["epoch_seconds"] for r in rows[1:])
-      row[f"{label}_ran_on"] = res["host"].get("allocator")
+    secs, ran_on = {"system": [], "tcmalloc": []}, {}
+    for r in range(rounds):
+      for label in (("system", "tcmalloc") if r % 2 == 0 else ("tcmalloc", "system")):
+        rows, res = _train_epochs(name, dataset, epochs, envs[label])
+        secs[label].append(statistics.median(row["epoch_seconds"] for row in rows[1:]))
+        ran_on[label] = res["host"].get("allocator")
+    row = {"model": name, "system_s": statistics.mean(secs["system"]),
+           "tcmalloc_s": statistics.mean(secs["tcmalloc"]), "system_runs": secs["system"],
+           "tcmalloc_runs": secs["tcmalloc"], "system_ran_on": ran_on["system"],
+           "tcmalloc_ran_on": ran_on["tcmalloc"]}
     row["speedup"] = row["system_s"] / row["tcmalloc_s"]
     out.append(row)
-    print(f"{name:<18} {row['system_ran_on']} {row['system_s']:.1f} s, "
-          f"{row['tcmalloc_ran_on']} {row['tcmalloc_s']:.1f} s: {row['speedup']:.2f}x",
-          flush=True)
+    each = lambda label: ", ".join(f"{v:.1f}" for v in secs[label])
+    print(f"{name:<18} {row['system_ran_on']} {row['system_s']:.1f} s ({each('system')}), "
+          f"{row['tcmalloc_ran_on']} {row['tcmalloc_s']:.1f} s ({each('tcmalloc')}): "
+          f"{row['speedup']:.2f}x", flush=True)
   return out
 
 
@@ -341,6 +350,8 @@ def main(argv=None) -> int:
   p.add_argument("--epoch-models", default="pixel_pool",
                  help="scaling, malloc: models whose train.py epoch is timed ('' for none)")
   p.add_argument("--epochs", type=int, default=3, help="malloc: epochs per train.py run (2+)")
+  p.add_argument("--rounds", type=int, default=1,
+                 help="malloc: pairs of runs per model (alternating which goes first)")
   p.add_argument("--dataset", default="data/emoji.npz",
                  help="scaling, malloc: STIR file for train.py")
   from stir_jax.train import distributed  # pylint: disable=g-import-not-at-top
@@ -376,8 +387,9 @@ def main(argv=None) -> int:
       print(json.dumps(row), flush=True)
     return 0
   if args.what == "malloc":
-    if args.epochs < 2:
-      print("error: --epochs must be 2 or more (epoch 1 compiles)", file=sys.stderr)
+    if args.epochs < 2 or args.rounds < 1:
+      print("error: " + ("--epochs must be 2 or more (epoch 1 compiles)" if args.epochs < 2 else
+                         "--rounds must be 1 or more"), file=sys.stderr)
       return 2
     epoch_models = [n for n in args.epoch_models.split(",") if n]
     bad = [n for n in epoch_models if n not in models.MODELS]
@@ -386,7 +398,7 @@ def main(argv=None) -> int:
                          "--epoch-models names no model" if not epoch_models else
                          f"no STIR file at {args.dataset}"), file=sys.stderr)
       return 2
-    bench_malloc(epoch_models, args.dataset, args.epochs)
+    bench_malloc(epoch_models, args.dataset, args.epochs, args.rounds)
     return 0
   if args.what == "scaling":
     epoch_models = [n for n in args.epoch_models.split(",") if n]
