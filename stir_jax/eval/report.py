@@ -445,9 +445,15 @@ def findings(summary: list[dict], bands: list[dict], runs: list[dict]) -> list[s
       others = [v["mean_test_acc"] for (m, dd, ee), v in by.items()
                 if (dd, ee) == (d, e) and m not in ("energy_pool",)]
       best = max(others) if others else None
+      # each run, and its best validation accuracy: a run that never left chance shows as such
+      each = sorted((x["seed"], x["test_accuracy"], x["best_val_accuracy"]) for x in runs
+                    if (x["model"], x["data"], x["eval"]) == ("energy_pool", d, e)
+                    and _same_lr(x["lr"], r))
       out.append(f"- {d}, {SCENARIO_NAMES[e]}: energy_pool reaches {r['mean_test_acc']:.1f}% "
                  + (f"against {best:.1f}% for the best other model " if best is not None else "")
-                 + f"(paper: energy pooling collapses, {r['paper_mean']}%).")
+                 + f"(paper: energy pooling collapses, {r['paper_mean']}%); per run: "
+                 + ", ".join(f"seed {seed} {t * 100:.1f}% (best validation {v * 100:.1f}%)"
+                             for seed, t, v in each) + ".")
   for pool_layer in ("pool1_spearman", "pool2_spearman"):
     groups = defaultdict(list)
     for r in runs:
