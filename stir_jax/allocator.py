@@ -61,6 +61,12 @@ def preload_environment(environ: Mapping[str, str], platform: str, current: Opti
   return {**environ, "LD_PRELOAD": preload, _TRIED: "1"}
 
 
+def undecided_environment(environ: Mapping[str, str]) -> dict:
+  """environ without any malloc decision (no LD_PRELOAD, no opt-out, no re-execution mark): a
+  child process started with it decides for itself, as a fresh one would."""
+  return {k: v for k, v in environ.items() if k not in ("LD_PRELOAD", OPT_OUT, _TRIED)}
+
+
 def use_tcmalloc(execve: Callable = os.execve, before_exec: Optional[Callable] = None) -> None:
   """Re-executes this program (same interpreter, same arguments) with tcmalloc preloaded, where
   `preload_environment` says so; returns otherwise. Call it before anything heavy is imported.

@@ -280,9 +280,8 @@ def bench_malloc(names, dataset: str, epochs: int = 3, rounds: int = 1) -> list[
   on (a machine whose speed drifts favours neither); per run the median of epochs 2.. (epoch 1
   compiles), per allocator the mean over its runs, and the malloc each run's results.json names.
   Without tcmalloc installed both are "system"."""
-  base = {k: v for k, v in _subprocess_env(1).items()
-          if k not in ("LD_PRELOAD", "STIR_JAX_TCMALLOC", "_STIR_JAX_TCMALLOC_TRIED")}
-  envs = {"system": {**base, "STIR_JAX_TCMALLOC": "0"}, "tcmalloc": base}
+  base = allocator.undecided_environment(_subprocess_env(1))
+  envs = {"system": {**base, allocator.OPT_OUT: "0"}, "tcmalloc": base}
   print(f"train.py, emoji Mid2Rest (configs/paper.py), median of epochs 2-{epochs} per run")
   out = []
   for name in names:

@@ -7,8 +7,6 @@ import pytest
 
 from stir_jax import allocator
 
-LINUX_ENV = {"PATH": "/usr/bin", "LD_PRELOAD": ""}
-
 
 def test_loaded_reads_the_process_map(tmp_path):
   maps = tmp_path / "maps"
@@ -45,6 +43,12 @@ def test_preload_environment(environ, platform, current, library, expected):
             } == {k: v for k, v in environ.items() if k != "LD_PRELOAD"}
 
 
+def test_undecided_environment_drops_only_the_malloc_decision():
+  env = {"PATH": "/usr/bin", "LD_PRELOAD": "libtcmalloc.so.4", "STIR_JAX_TCMALLOC": "0",
+         "_STIR_JAX_TCMALLOC_TRIED": "1", "HOME": "/root"}
+  assert allocator.undecided_environment(env) == {"PATH": "/usr/bin", "HOME": "/root"}
+
+
 def test_use_tcmalloc_reexecutes_the_same_command(monkeypatch):
   calls = []
   monkeypatch.setattr(allocator, "loaded", lambda: "system")
@@ -70,8 +74,7 @@ def test_a_program_runs_under_tcmalloc_where_installed(tmp_path, opt_out):
   libtcmalloc-minimal4), else on the system malloc; always the system malloc when opted out."""
   script = tmp_path / "probe.py"
   script.write_text(_PROBE)
-  env = {k: v for k, v in os.environ.items()
-         if k not in ("LD_PRELOAD", "_STIR_JAX_TCMALLOC_TRIED", "STIR_JAX_TCMALLOC")}
+  env = allocator.undecided_environment(os.environ)
   if opt_out:
     env["STIR_JAX_TCMALLOC"] = "0"
   out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True,
