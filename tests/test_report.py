@@ -374,3 +374,25 @@ def test_runs_of_two_training_orders_are_not_merged(tmp_path):
   assert "mix training orders (paper: 1 runs" in proc.stderr
   assert not (tmp_path / "r" / "report.md").exists()
   assert report.aggregate(runs / "ordered", tmp_path / "ordered_report")["runs"] == 1
+
+
+def test_size_shape_names_the_sides_each_scenario_tests(tmp_path):
+  """Small2Large tests larger sizes only, Large2Small smaller only, Mid2Rest both."""
+  from stir_jax.data import pipeline
+  runs = tmp_path / "runs"
+  for name, scenario in (("s2l", 1), ("m2r", 2), ("l2s", 3)):
+    _fake_run(runs / name, "standard", "emoji", scenario, 1, 0.5, 1.0)
+    train = set(pipeline.scales_for(scenario, "train"))
+    res = json.loads((runs / name / "results.json").read_text())
+    res["per_scale"] = {f"s{s}": (0.99 if s in train else 0.2) for s in metrics.SCALES}
+    (runs / name / "results.json").write_text(json.dumps(res))
+  report.aggregate(runs, tmp_path / "report")
+  md = (tmp_path / "report" / "report.md").read_text()
+  lines = {e: next(l for l in md.splitlines() if l.startswith(f"- per size, emoji, {e}, "))
+           for e in ("Small2Large", "Mid2Rest", "Large2Small")}
+  assert "larger sizes 20.0%: plateau on the training sizes, lower on the larger sizes" in lines[
+      "Small2Large"]
+  assert "smaller sizes 20.0%: plateau on the training sizes, lower on the smaller sizes" in lines[
+      "Large2Small"]
+  assert ("smaller sizes 20.0%, larger sizes 20.0%: plateau on the training sizes, lower on both "
+          "sides" in lines["Mid2Rest"])

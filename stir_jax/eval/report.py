@@ -469,7 +469,9 @@ def findings(summary: list[dict], bands: list[dict], runs: list[dict]) -> list[s
       continue
     sides = [(k, b[k]) for k in ("smaller", "larger") if b[k] is not None]
     drop = ", ".join(f"{k} sizes {v:.1f}%" for k, v in sides)
-    shape = ("plateau on the training sizes, lower on both sides"
+    # Small2Large and Large2Small test on one side of the training sizes only
+    where = "both sides" if len(sides) == 2 else f"the {sides[0][0]} sizes"
+    shape = (f"plateau on the training sizes, lower on {where}"
              if all(v < b["training"] for _, v in sides) else "not lower outside the training sizes")
     paper = ""
     if b["mean_abs_gap"] is not None:
