@@ -235,6 +235,12 @@ def _paper_lr_rows(summary: list[dict]) -> dict[tuple[str, str, int], dict]:
   return by
 
 
+def _epoch_size(scenario: int) -> int:
+  """How many object sizes one epoch of a scenario trains and validates on."""
+  from stir_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  return len(pipeline.scales_for(scenario, "train"))
+
+
 def epoch_times(runs: list[dict]) -> list[dict]:
   """Epoch seconds per model and data x scenario: the mean of the runs' median epochs (their mean
   epoch where a run has no metrics.jsonl), the mean of their mean epochs (results.json, the
@@ -242,9 +248,9 @@ def epoch_times(runs: list[dict]) -> list[dict]:
 
   relative_to_standard compares each run with the standard runs of the same data on the same
   machine (one boot of one host, with one malloc; runs from before the boot record: the same
-  host name, and
-  "unrecorded" with "unrecorded"), of the same scenario where there are any, else
-  of any scenario (an epoch's cost does not depend on it: every split holds as many images), and
+  host name, and "unrecorded" with "unrecorded"), of the same scenario where there are any, else
+  of any scenario, scaled to this one's epoch by the number of training sizes (an epoch trains
+  and validates on the training sizes only: All2All's 48 make it three times Mid2Rest's 16), and
   averages over the runs that have such a reference; blank where none has."""
   groups = defaultdict(list)
   for r in runs:
@@ -258,8 +264,8 @@ def epoch_times(runs: list[dict]) -> list[dict]:
   def standard_epoch(data, ev, machine):
     """The mean median epoch of standard's runs on data and this machine (None if none ran)."""
     same = [s[1] for s in groups.get((data, ev, "standard"), []) if s[4] == machine]
-    other = [s[1] for (d, e, m), secs in groups.items() if m == "standard" and d == data
-             and e != ev for s in secs if s[4] == machine]
+    other = [s[1] * _epoch_size(ev) / _epoch_size(e) for (d, e, m), secs in groups.items()
+             if m == "standard" and d == data and e != ev for s in secs if s[4] == machine]
     return float(np.mean(same or other)) if same or other else None
 
   rows = []
