@@ -71,7 +71,7 @@ def test_epoch_time_is_relative_to_standard_on_the_same_machine(tmp_path):
   with open(tmp_path / "report" / "epoch_time.csv") as f:
     times = {(r["model"], r["eval"]): r for r in csv.DictReader(f)}
   # p1: 40 / 4 (Slow, Mid2Rest) = 10; p2: 20 / (mean(1, 3) x 16 / 48) = 30 (Fast, All2All only:
-  # an All2All epoch trains and validates on 48 sizes, a Mid2Rest epoch on 16)
+  # an All2All epoch trains and validates on 48 sizes, a Mid2Rest epoch on 16); the cell: mean 20
   assert float(times[("pixel_pool", "2")]["relative_to_standard"]) == pytest.approx(20.0)
   assert times[("pixel_pool", "2")]["hosts"] == "Fast x2; Slow x2"
   assert times[("hermite", "2")]["relative_to_standard"] == ""  # no standard run unrecorded
