@@ -397,3 +397,25 @@ def test_size_shape_names_the_sides_each_scenario_tests(tmp_path):
       "Large2Small"]
   assert ("smaller sizes 20.0%, larger sizes 20.0%: plateau on the training sizes, lower on both "
           "sides" in lines["Mid2Rest"])
+
+
+def test_collapsed_runs_are_counted_against_the_papers(tmp_path):
+  """A run below twice chance counts as collapsed, ours next to the paper's runs of the cell
+  (paper_runs.csv: pixel_pool emoji All2All at 1e-2 has 16 of 50 runs below 5.6%, energy_pool
+  emoji Mid2Rest 12 of 50); cells where neither side collapsed, and data without a known class
+  count, get no line."""
+  runs = tmp_path / "runs"
+  for seed, acc in ((1, 0.0278), (2, 0.97), (3, 0.0556)):  # 5.56% is not below 2 x 100 / 36
+    _fake_run(runs / f"p{seed}", "pixel_pool", "emoji", 4, seed, acc, 1.0, lr=1e-2)
+  for seed, acc in ((1, 0.40), (2, 0.38)):
+    _fake_run(runs / f"s{seed}", "standard", "emoji", 2, seed, acc, 1.0)
+    _fake_run(runs / f"e{seed}", "energy_pool", "emoji", 2, seed, 0.09, 1.0)
+    _fake_run(runs / f"x{seed}", "standard", "fashion", 2, seed, 0.01, 1.0)
+  report.aggregate(runs, tmp_path / "report")
+  lines = [l for l in (tmp_path / "report" / "report.md").read_text().splitlines()
+           if " collapsed (" in l]
+  assert lines == [
+      "- emoji, Mid2Rest, energy_pool: 0 of 2 runs collapsed (test accuracy below 5.6%, 2x "
+      "chance); the paper: 12 of 50.",
+      "- emoji, All2All, pixel_pool: 1 of 3 runs collapsed (test accuracy below 5.6%, 2x "
+      "chance): seed 1 2.8%; the paper: 16 of 50."]
