@@ -188,10 +188,15 @@ def test_equivariance_table_from_the_runs_npz(tmp_path):
     np.savez(runs / name / "equivariance.npz", stage1=np.array(e1), stage2=np.array(e2),
              stage1_shifted=np.array(e1) / 2)
   _fake_run(runs / "c", "standard", "emoji", 2, 1, 0.4, 1.0)  # not evaluated: not in the table
+  # a collapsed run (2.8% < 2 x 100 / 36): dead stage 2 (all NaN), stage 1 far off; left out
+  _fake_run(runs / "d", "hermite", "emoji", 2, 3, 0.028, 1.0)
+  np.savez(runs / "d" / "equivariance.npz", stage1=np.array([4.0, 4.0]),
+           stage2=np.array([np.nan, np.nan]), stage1_shifted=np.array([4.0, 4.0]))
   report.aggregate(runs, tmp_path / "report")
   with open(tmp_path / "report" / "equivariance.csv") as f:
     rows = list(csv.DictReader(f))
   assert [r["model"] for r in rows] == ["hermite"] and rows[0]["runs"] == "2"
+  assert rows[0]["collapsed_left_out"] == "1"
   # per run the mean over objects and pairs (NaN pairs left out), then the mean over runs
   assert float(rows[0]["stage1"]) == pytest.approx((0.3 + 0.6) / 2)
   assert float(rows[0]["stage2"]) == pytest.approx((0.5 + 0.3) / 2)
@@ -419,3 +424,16 @@ def test_collapsed_runs_are_counted_against_the_papers(tmp_path):
       "chance); the paper: 12 of 50.",
       "- emoji, All2All, pixel_pool: 1 of 3 runs collapsed (test accuracy below 5.6%, 2x "
       "chance): seed 1 2.8%; the paper: 16 of 50."]
+
+
+def test_index_correlation_leaves_collapsed_runs_out(tmp_path):
+  """The mean Spearman correlation of a cell is over its runs that did not collapse, and says how
+  many it left out; a NaN correlation (a pool that always picks one size) is left out too."""
+  runs = tmp_path / "runs"
+  for seed, acc, rho in ((1, 0.0278, -0.15), (2, 0.97, 0.3), (3, 0.96, 0.5), (4, 0.95, np.nan)):
+    _fake_run(runs / f"p{seed}", "pixel_pool", "emoji", 4, seed, acc, 1.0, lr=1e-2)
+    (runs / f"p{seed}" / "consistency.json").write_text(json.dumps({"pool1_spearman": rho}))
+  report.aggregate(runs, tmp_path / "report")
+  (line,) = [l for l in (tmp_path / "report" / "report.md").read_text().splitlines()
+             if "chosen by pool1" in l]
+  assert "object size 0.40 (mean over 2 runs, 1 collapsed left out;" in line
