@@ -477,8 +477,15 @@ def run_sweep(args, base: ml_collections.ConfigDict, runs: list[Run]) -> int:
     for prog in programs:
       names = f"{g.dir(out).relative_to(out)}/seed_{ranges([r.seed for r in prog])}"
       bar.set_postfix_str(names)
+      # the run's epochs in the bar: a conv3d run on 2 cores is an hour and more
+      last = prog[0].config.num_epochs
+
+      def show_epoch(epoch, names=names, last=last):
+        bar.set_postfix_str(f"{names}, epoch {epoch}/{last} done")
+
       try:
-        res = engine.train_seeds(prog[0].config, {r.seed: r.dir for r in prog}, progress=False)
+        res = engine.train_seeds(prog[0].config, {r.seed: r.dir for r in prog}, progress=False,
+                                 on_epoch_end=show_epoch)
         accs = ", ".join(f"{res[r.seed]['test_accuracy']:.3f}" for r in prog)
         bar.write(f"{names}: test accuracy {accs}")
       except rundir.RunError as e:

@@ -127,6 +127,9 @@ def test_sweep_on_a_tiny_grid(tiny_data, tmp_path, capsys):
   # then the report
   code, stdout, err = _main(capsys, *grid, "--num-seeds-per-program", "2")
   assert code == 0, err
+  # the sweep's bar names each program's finished epochs
+  assert "standard/emoji4/s2/lr0.001/seed_1-2, epoch 2/2 done" in err
+  assert "seed_3, epoch 1/2 done" in err
   assert f"resuming {group.dir(out) / 'seed_2'} after epoch 1" in stdout
   results = {s: json.loads((group.dir(out) / f"seed_{s}" / "results.json").read_text())
              for s in (1, 2, 3)}
