@@ -824,8 +824,8 @@ def _stir_report(runs: list[dict], runs_dir: pathlib.Path,
         "||a - b||^2 / ||a||^2 between the maps of one object at two sizes, the second resized to "
         "the first (DESIGN.md §4; the paper's six size pairs, mean over the test objects and the "
         f"runs evaluated by eval.py; runs that collapsed, test accuracy below {COLLAPSE_FACTOR:g}x "
-        "chance, are left out and counted). *_shifted: the models with a geometric scale axis, that axis "
-        "shifted by the size ratio first (a scale-covariant map moves along it).\n\n"
+        "chance, are left out and counted). *_shifted: the models with a geometric scale axis, "
+        "that axis shifted by the size ratio first (a scale-covariant map moves along it).\n\n"
         + _md_table(equi, efields) + "\n\n")
   families = families_table(runs, bands)
   families_text = ""
