@@ -158,11 +158,17 @@ def _equivariance(run_dir: pathlib.Path) -> dict:
   return out
 
 
+def collapse_limit(data: str) -> float | None:
+  """The test accuracy (%) below which a run on `data` collapsed: COLLAPSE_FACTOR x chance (None
+  for data outside the four STIR domains, whose chance level is not known here)."""
+  classes = STIR_CLASSES.get(data)
+  return None if classes is None else COLLAPSE_FACTOR * 100.0 / classes
+
+
 def collapsed(run: dict) -> bool:
-  """Whether a run's test accuracy stays below COLLAPSE_FACTOR x chance (False for data outside
-  the four STIR domains, whose chance level is not known here)."""
-  classes = STIR_CLASSES.get(run["data"])
-  return classes is not None and run["test_accuracy"] * 100 < COLLAPSE_FACTOR * 100.0 / classes
+  """Whether a run's test accuracy stays below `collapse_limit` of its data."""
+  limit = collapse_limit(run["data"])
+  return limit is not None and run["test_accuracy"] * 100 < limit
 
 
 def equivariance_table(runs: list[dict]) -> list[dict]:
@@ -526,18 +532,17 @@ def collapse_findings(by: dict[tuple[str, str, int], dict], runs: list[dict]) ->
   paper_accs = paper_runs()
   out = []
   for (model, d, e), r in sorted(by.items()):
-    if d not in STIR_CLASSES:
+    limit = collapse_limit(d)
+    if limit is None:
       continue
-    limit = COLLAPSE_FACTOR * 100.0 / STIR_CLASSES[d]
     cell = [x for x in runs
             if (x["model"], x["data"], x["eval"]) == (model, d, e) and x["lr"] == r["lr"]]
-    ours = sorted((x["seed"], x["test_accuracy"] * 100) for x in cell)
     low = sorted((x["seed"], x["test_accuracy"] * 100) for x in cell if collapsed(x))
     ref = paper_accs.get((model, d, e)) if r["paper_mean"] is not None else None
     ref_low = int(np.sum(ref < limit)) if ref is not None else 0
     if not low and not ref_low:
       continue
-    line = (f"- {d}, {SCENARIO_NAMES.get(e, e)}, {model}: {len(low)} of {len(ours)} runs "
+    line = (f"- {d}, {SCENARIO_NAMES.get(e, e)}, {model}: {len(low)} of {len(cell)} runs "
             f"collapsed (test accuracy below {limit:.1f}%, {COLLAPSE_FACTOR:g}x chance)")
     if low:
       line += ": " + ", ".join(f"seed {seed} {acc:.1f}%" for seed, acc in low)
