@@ -16,7 +16,7 @@ directory
   OUT/<model>/<data>/lr<lr>/seed_<seed>/                  MNIST-scale (no scenarios: --scenarios
                                                           does not apply)
 
-(config.json, metrics.jsonl, checkpoints, results.json: see stir_jax.train.rundir), so any one of them
+(config.json, metrics.jsonl, checkpoints, results.json: see stir_jax.rundir), so any one of them
 can be trained, resumed or evaluated on its own with train.py / eval.py. Finished settings are
 skipped, interrupted ones resumed; rerunning the same command continues the sweep. --evaluate
 runs eval.py --workdir on every finished run not evaluated yet (the pool indices' size correlation
@@ -194,7 +194,8 @@ class Run:
 
 def run_status(run: Run) -> None:
   """Fills run.status/epochs_done/stopped from its directory; SweepError on a conflict."""
-  from stir_jax.train import engine, rundir  # pylint: disable=g-import-not-at-top
+  from stir_jax.train import engine  # pylint: disable=g-import-not-at-top
+  from stir_jax import rundir  # pylint: disable=g-import-not-at-top
   d, cfg = run.dir, run.dir / "config.json"
   if not cfg.exists():
     if d.exists() and any(d.iterdir()):
@@ -437,7 +438,8 @@ def estimate(runs: list[Run], base: ml_collections.ConfigDict, seeds_per_program
 
 def load_data(dataset: str):
   """A dataset for the estimate (which never generates one)."""
-  from stir_jax.train import inputs, rundir  # pylint: disable=g-import-not-at-top
+  from stir_jax.train import inputs  # pylint: disable=g-import-not-at-top
+  from stir_jax import rundir  # pylint: disable=g-import-not-at-top
   path = pathlib.Path(dataset)
   if not path.exists():
     hint = (f"; a real sweep generates STIR-emoji first, or run: python -m stir_jax.data "
@@ -462,7 +464,8 @@ def format_seconds(s: float) -> str:
 def run_sweep(args, base: ml_collections.ConfigDict, runs: list[Run]) -> int:
   """Trains every run not done; returns the number of failed runs."""
   from tqdm.auto import tqdm  # pylint: disable=g-import-not-at-top
-  from stir_jax.train import distributed, engine, rundir  # pylint: disable=g-import-not-at-top
+  from stir_jax.train import distributed, engine  # pylint: disable=g-import-not-at-top
+  from stir_jax import rundir  # pylint: disable=g-import-not-at-top
   out = pathlib.Path(args.out)
   k = args.num_seeds_per_program
   done = sum(r.status == "done" for r in runs)
@@ -510,7 +513,8 @@ def evaluate_runs(runs: list[Run]) -> int:
   models' index correlations in the report need it); returns the number of failures."""
   from tqdm.auto import tqdm  # pylint: disable=g-import-not-at-top
   from stir_jax.eval import evaluation  # pylint: disable=g-import-not-at-top
-  from stir_jax.train import distributed, rundir  # pylint: disable=g-import-not-at-top
+  from stir_jax.train import distributed  # pylint: disable=g-import-not-at-top
+  from stir_jax import rundir  # pylint: disable=g-import-not-at-top
   todo = [r for r in runs if (r.dir / "results.json").exists() and not evaluated(r.dir)]
   # A finished run kept without its checkpoints (a published results folder: git holds no
   # checkpoints) cannot be evaluated again; say so and go on rather than fail the sweep
@@ -608,7 +612,8 @@ def main(argv: Sequence[str] | None = None) -> None:
   args = build_parser().parse_args(argv)
   from stir_jax import xla_flags  # pylint: disable=g-import-not-at-top
   from stir_jax.eval import report  # pylint: disable=g-import-not-at-top
-  from stir_jax.train import distributed, rundir  # pylint: disable=g-import-not-at-top
+  from stir_jax.train import distributed  # pylint: disable=g-import-not-at-top
+  from stir_jax import rundir  # pylint: disable=g-import-not-at-top
   try:
     xla_flags.apply()
     distributed.initialize_from_args(args)

@@ -25,7 +25,7 @@ from stir_jax import allocator  # pylint: disable=g-import-not-at-top
 jax.config.update("jax_debug_nans", True)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-FIXTURES = REPO.parent / "shared" / "fixtures"
+FIXTURES = REPO / "tests" / "fixtures"
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist starts its workers
@@ -42,7 +42,7 @@ def pytest_configure(config):
 
 @pytest.fixture(scope="session")
 def fixtures_dir() -> pathlib.Path:
-  """The authors' PyTorch outputs (../shared/fixtures); a missing folder is an error, not a skip."""
+  """The authors' PyTorch outputs (tests/fixtures); a missing folder is an error, not a skip."""
   if not FIXTURES.is_dir():
     raise FileNotFoundError(f"reference fixtures not found at {FIXTURES}")
   return FIXTURES

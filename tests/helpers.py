@@ -14,7 +14,7 @@ def num_state_params(state: dict) -> int:
 
 
 def load_peer(fixtures_dir, name: str) -> tuple[dict, dict, dict]:
-  """A ../shared/fixtures/peers file: (arrays by key, json-decoded args, json-decoded meta)."""
+  """A tests/fixtures/peers file: (arrays by key, json-decoded args, json-decoded meta)."""
   import json  # pylint: disable=g-import-not-at-top
   with np.load(fixtures_dir / "peers" / f"{name}.npz") as f:
     arrays = {k: f[k] for k in f.files if k not in ("args", "meta")}

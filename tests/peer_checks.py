@@ -1,4 +1,4 @@
-"""Gradient checks against the peer fixtures (../shared/fixtures/peers): outputs and vector-Jacobian
+"""Gradient checks against the peer fixtures (tests/fixtures/peers): outputs and vector-Jacobian
 products in one jitted program, compared at the README's tolerances."""
 import jax
 import numpy as np

@@ -19,7 +19,8 @@ import pytest
 from configs import mnist_scale as mnist_scale_config
 from stir_jax.data import mnist, mnist_scale
 from stir_jax.eval import evaluation
-from stir_jax.train import RunError, engine, global_batch, inputs, rundir, state as state_lib
+from stir_jax.train import RunError, engine, global_batch, inputs, state as state_lib
+from stir_jax import checkpoints, rundir
 from tests.data.test_mnist_scale import square_digits
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -169,7 +170,7 @@ def test_resume_restores_batch_stats(full, data_path, tmp_path):
   tx = state_lib.make_optimizer(config, steps_per_epoch=3)
   fresh = jax.device_get(state_lib.create_train_state(model, tx, jax.random.PRNGKey(0), 1, 28,
                                                       train_mode=True))
-  ckpt = rundir.Checkpoints(tmp_path / "run")
+  ckpt = checkpoints.Checkpoints(tmp_path / "run")
   saved, meta = ckpt.restore_latest(state_lib.checkpoint_tree(fresh))
   ckpt.close()
   assert meta["epoch"] == 1 and set(saved) == {"step", "params", "opt_state", "batch_stats", "rng"}

@@ -5,7 +5,8 @@ import shutil
 import pytest
 
 from stir_jax import sweep
-from stir_jax.train import engine, inputs, rundir
+from stir_jax.train import engine, inputs
+from stir_jax import rundir
 from stir_jax.data import emoji, stir_file
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]

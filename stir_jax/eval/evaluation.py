@@ -28,8 +28,9 @@ from stir_jax import models
 from stir_jax.data import pipeline, stir_file
 from stir_jax import metrics
 from stir_jax.eval import equivariance
-from stir_jax.train import distributed, inputs, rundir, state as state_lib
-from stir_jax.train.rundir import RunError
+from stir_jax.train import distributed, inputs, state as state_lib
+from stir_jax import checkpoints, rundir
+from stir_jax.rundir import RunError
 
 
 def load_run_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
@@ -56,7 +57,7 @@ def restore_model(workdir: pathlib.Path, config, data):
     raise RunError(f"{workdir} has no best checkpoint (checkpoints/best); train it first")
   misfit = (f"the checkpoint in {workdir} does not fit model {config.model!r} with "
             f"{data.num_channels} channels and {data.num_classes} classes")
-  ckpt = rundir.Checkpoints(workdir)
+  ckpt = checkpoints.Checkpoints(workdir)
   try:
     variables = {"params": ckpt.restore_best(target["params"])[0]}
     if "batch_stats" in target:

@@ -14,7 +14,7 @@ NeurIPS 2019): the Bessel lifting to a discrete scale space and the dilated semi
 Behaviour reproduced from ISosnovik/sesn (commit deaa16c) ``models/impl/deep_scale_space.py``,
 classes ``BesselConv2d`` and ``Dconv2d`` (Sosnovik et al.'s modified version of Worrall's
 deworrall92/deep-scale-spaces), and checked against their outputs and gradients
-(../shared/fixtures/peers: dss_besselconv2d, dss_dconv2d; tests/layers/test_dss.py). The discrete
+(tests/fixtures/peers: dss_besselconv2d, dss_dconv2d; tests/layers/test_dss.py). The discrete
 Gaussian comes from `stir_jax.layers.gaussian.discgauss_kernel` (exact, from its Fourier
 transform; the reference uses scipy's ``ive``).
 

@@ -3,7 +3,7 @@
 Pure JAX functions for the kernels and operators of Gaussian-derivative scale-channel networks
 (Lindeberg 2022, "Scale-covariant and scale-invariant Gaussian derivative networks", JMIV 64:223;
 Perzanowski & Lindeberg 2024/2025), checked against Lindeberg's toolbox pyscsp 1.0.3
-(``discscsp``, ``gaussders``, ``torchscsp``; see ../shared/fixtures/peers/README.md):
+(``discscsp``, ``gaussders``, ``torchscsp``; see tests/fixtures/peers/README.md):
 
 * 1-D smoothing kernels on taps ``-N..N`` (Lindeberg 2023, arXiv:2311.11317, "Discrete
   approximations of Gaussian smoothing and Gaussian derivatives"): the discrete analogue of the

@@ -4,7 +4,7 @@ The layer of Lindeberg (2022), "Scale-covariant and scale-invariant Gaussian der
 J. Math. Imaging Vis. 64:223-242, as extended by Perzanowski & Lindeberg (2024/2025), "Scale
 generalisation properties of extended scale-covariant and scale-invariant Gaussian derivative
 networks on image datasets with spatial scaling variations" (arXiv:2409.11140). No public code of
-either exists (../shared/fixtures/peers/README.md); this is built from the papers, on the kernels of
+either exists (tests/fixtures/peers/README.md); this is built from the papers, on the kernels of
 `stir_jax.layers.gaussian` (checked against Lindeberg's pyscsp 1.0.3).
 
 The operator. For scale channel ``i`` with scale ``sigma_i`` (a geometric series ``sigma_0 r^i``,

@@ -14,7 +14,7 @@ Each kernel is a trained combination of ``F`` fixed basis functions given at ``S
 
 Behaviour reproduced from the authors' code, ISosnovik/sesn (commit deaa16c), ``models/impl/
 ses_conv.py`` classes ``SESConv_Z2_H``, ``SESConv_H_H`` and ``SESConv_H_H_1x1``, and checked against
-their outputs and gradients (../shared/fixtures/peers: sesn_z2h_A/B, sesn_hh_A/B, sesn_hh_B_ss1,
+their outputs and gradients (tests/fixtures/peers: sesn_z2h_A/B, sesn_hh_A/B, sesn_hh_B_ss1,
 sesn_hh_1x1; tests/layers/test_sesn.py).
 
 Equivariance: upscaling the input by ``scales[s+1] / scales[s]`` approximately upscales the maps and

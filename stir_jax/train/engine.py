@@ -36,9 +36,10 @@ from tqdm.auto import tqdm
 
 import stir_jax
 from stir_jax import allocator, metrics
-from stir_jax.train import distributed, inputs, rundir, state as state_lib, steps
+from stir_jax.train import distributed, inputs, state as state_lib, steps
+from stir_jax import checkpoints, rundir
 from stir_jax.train.placement import Placement, prefetch, stack, unstack
-from stir_jax.train.rundir import RunError
+from stir_jax.rundir import RunError
 
 PROGRESS_EVERY = 8  # steps between progress-bar reads of the on-device sums
 
@@ -76,7 +77,7 @@ class SeedRun:
   state: Any                     # host (numpy) TrainState after the last finished epoch
   meta: dict
   history: list[dict]
-  ckpt: rundir.Checkpoints
+  ckpt: checkpoints.Checkpoints
   failed: str | None = None
   tb: Any = None
 
@@ -87,7 +88,7 @@ class SeedRun:
 
 def start_or_resume(model, tx, seed: int, num_channels: int, workdir: pathlib.Path,
                     write: bool, image_size: int = 64, train_mode: bool = False
-                    ) -> tuple[Any, dict, list[dict], rundir.Checkpoints]:
+                    ) -> tuple[Any, dict, list[dict], checkpoints.Checkpoints]:
   """A seed's host state after its last saved epoch, or a fresh one.
 
   Returns (host state, early-stopping meta, metrics history, checkpoints). metrics.jsonl lines past
@@ -95,7 +96,7 @@ def start_or_resume(model, tx, seed: int, num_channels: int, workdir: pathlib.Pa
   """
   state = jax.device_get(state_lib.create_train_state(
       model, tx, jax.random.PRNGKey(seed), num_channels, image_size, train_mode))
-  ckpt = rundir.Checkpoints(workdir)
+  ckpt = checkpoints.Checkpoints(workdir)
   meta, history = fresh_meta(), []
   restored = ckpt.restore_latest(state_lib.checkpoint_tree(state))
   if restored is not None:

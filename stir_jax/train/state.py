@@ -11,7 +11,7 @@ from flax import struct
 
 from stir_jax import models
 from stir_jax.models import mnist_scale as mnist_scale_models
-from stir_jax.train.rundir import RunError
+from stir_jax.rundir import RunError
 
 # The fields a checkpoint holds only when they are set (STIR models have no batch statistics and
 # no dropout, and their checkpoints keep the three original fields).

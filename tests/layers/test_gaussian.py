@@ -1,4 +1,4 @@
-"""Discrete scale-space kernels and operators against pyscsp 1.0.3 (../shared/fixtures/peers).
+"""Discrete scale-space kernels and operators against pyscsp 1.0.3 (tests/fixtures/peers).
 
 Fixtures: pyscsp_kernels_1d.npz, pyscsp_kernels_2d.npz and pyscsp_image.npz are float64 numpy
 outputs; they are compared in float64 (``jax.enable_x64(True)`` as a context, inside the test

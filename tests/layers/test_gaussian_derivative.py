@@ -2,7 +2,7 @@
 NumPy/scipy construction of the same operator, the pyscsp-checked N-jet and jet2mask, linearity,
 the combination weights and gradients.
 
-No peer implementation exists (../shared/fixtures/peers/README.md), so the reference is built here
+No peer implementation exists (tests/fixtures/peers/README.md), so the reference is built here
 from its definition: scipy.special.ive (discrete analogue), the sampled and the erf-integrated
 Gaussian, scipy.ndimage.correlate1d with mode "reflect" for the smoothing and the central
 differences, an einsum for the combination. Float64 against float64: 1e-12 of max|ref| (only

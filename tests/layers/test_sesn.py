@@ -54,7 +54,7 @@ def test_scale_axis_is_not_mixed():
   assert float(jnp.max(jnp.abs(y[:, 2] - y_masked[:, 2]))) > 0
 
 
-# --- Parity with the authors' layers (../shared/fixtures/peers, ISosnovik/sesn ses_conv.py) -------
+# --- Parity with the authors' layers (tests/fixtures/peers, ISosnovik/sesn ses_conv.py) -------
 
 SESN_PEERS = ["sesn_z2h_A", "sesn_z2h_B", "sesn_hh_A", "sesn_hh_B", "sesn_hh_B_ss1"]
 

@@ -1,5 +1,5 @@
 """Checks of the MNIST-scale models (stir_jax.models.mnist_scale) against the sesn repository's
-model fixtures (../shared/fixtures/peers/model_mnist_*_28.npz, from GitHub ISosnovik/sesn,
+model fixtures (tests/fixtures/peers/model_mnist_*_28.npz, from GitHub ISosnovik/sesn,
 models/mnist_*.py): logits, grad_x and every parameter gradient, mapped back to the reference's
 names and layouts, at the peers README's model tolerance of 1e-4 of max|ref|.
 

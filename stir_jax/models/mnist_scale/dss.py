@@ -20,7 +20,7 @@ Parameters mirror the PyTorch state dict, named after the ``nn.Sequential`` inde
 first Dconv2d with ``weights`` (O, I, 1, 7, 7), ``main5`` a batch norm, ...) and the head
 ``linear``; `from_torch` converts a state dict (the Bessel kernels are recomputed, not read).
 Checked against the authors' outputs and gradients
-(../shared/fixtures/peers/model_mnist_dss_*_28.npz, tests/models/test_mnist_sesn_dss.py).
+(tests/fixtures/peers/model_mnist_dss_*_28.npz, tests/models/test_mnist_sesn_dss.py).
 
 >>> module, variables = stir_jax.convert.from_sesn_model("mnist_dss_vector_28", state_dict)
 >>> module.apply(variables, x).shape                      # x (B, 28, 28, 1)

@@ -22,7 +22,7 @@ PyTorch's ``max`` does (`stir_jax.layers.scale_pool` "pixel").
 Parameters mirror the PyTorch state dict, named after the ``nn.Sequential`` index: ``main0``
 (conv), ``main4`` (batch norm) ... and the head ``linear`` (``linear0``, ``linear1``, ``linear4``);
 `from_torch` converts a state dict (the bases are recomputed, not read). Checked against the
-authors' outputs and gradients (../shared/fixtures/peers/model_mnist_ses_*_28.npz,
+authors' outputs and gradients (tests/fixtures/peers/model_mnist_ses_*_28.npz,
 tests/models/test_mnist_sesn_dss.py).
 
 >>> module, variables = stir_jax.convert.from_sesn_model("mnist_ses_scalar_28", state_dict)
