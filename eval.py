@@ -51,7 +51,7 @@ def main(argv):
     cli.fail("--workdir is required (a run directory written by train.py), or --runs with --out")
   cli.start()
   from stir_jax.eval import evaluation  # pylint: disable=g-import-not-at-top
-  from stir_jax.train import distributed  # pylint: disable=g-import-not-at-top
+  from stir_jax import distributed  # pylint: disable=g-import-not-at-top
   out = cli.run(evaluation.evaluate, workdir)
   if distributed.is_main():
     written = ("accuracy_vs_scale.csv" if "per_scale_bin" in out  # an MNIST-scale run

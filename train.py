@@ -23,7 +23,8 @@ def main(argv):
     cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
   config = cli.loaded_config()
   cli.start()
-  from stir_jax.train import distributed, engine  # pylint: disable=g-import-not-at-top
+  from stir_jax.train import engine  # pylint: disable=g-import-not-at-top
+  from stir_jax import distributed  # pylint: disable=g-import-not-at-top
   workdir = flags.FLAGS.workdir or cli.default_workdir(flags.FLAGS["config"].config_filename)
   results = cli.run(engine.train_and_evaluate, config, workdir)
   if not distributed.is_main():

@@ -353,7 +353,7 @@ def main(argv=None) -> int:
                  help="malloc: pairs of runs per model (alternating which goes first)")
   p.add_argument("--dataset", default="data/emoji.npz",
                  help="scaling, malloc: STIR file for train.py")
-  from stir_jax.train import distributed  # pylint: disable=g-import-not-at-top
+  from stir_jax import distributed  # pylint: disable=g-import-not-at-top
   distributed.add_arguments(p)
   args = p.parse_args(argv)
   from stir_jax import xla_flags  # pylint: disable=g-import-not-at-top

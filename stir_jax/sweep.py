@@ -331,7 +331,8 @@ def probe(config: ml_collections.ConfigDict, data, seeds_per_program: int,
   inputs, after one compiling call), for one run or a program of seeds_per_program seeds. The
   steps are built as the engine builds them (train mode, input normalisation, image size)."""
   import jax  # pylint: disable=g-import-not-at-top
-  from stir_jax.train import engine, inputs  # pylint: disable=g-import-not-at-top
+  from stir_jax.train import engine  # pylint: disable=g-import-not-at-top
+  from stir_jax.data import splits as inputs  # pylint: disable=g-import-not-at-top
   from stir_jax.train import placement as placement_lib, state as state_lib, steps as steps_lib  # pylint: disable=g-import-not-at-top
   model = state_lib.build_model(config, data)
   steps_per_epoch = math.ceil(inputs.num_train_examples(data, config.scenario) / config.batch_size)
@@ -339,7 +340,7 @@ def probe(config: ml_collections.ConfigDict, data, seeds_per_program: int,
   rng = np.random.default_rng(0)
   c, k, n = data.num_channels, data.num_classes, seeds_per_program
   size, per_scale = inputs.image_size(data), not inputs.is_mnist_scale(data)
-  train_mode, norm = state_lib.has_train_mode(config.model), engine.input_norm(config)
+  train_mode, norm = state_lib.has_train_mode(config.model), inputs.input_norm(config)
 
   def batch(b):
     out = placement_lib.random_batch(rng, b, c, k, size)
@@ -390,7 +391,7 @@ def split_sizes(data, scenario: int | None) -> tuple[int, int, int]:
   """(train, valid, test) examples of one run: STIR at the scenario's sizes (the test pass at all
   48 sizes), MNIST-scale the file's splits."""
   from stir_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-  from stir_jax.train import inputs  # pylint: disable=g-import-not-at-top
+  from stir_jax.data import splits as inputs  # pylint: disable=g-import-not-at-top
   if inputs.is_mnist_scale(data):
     return tuple(data.num_examples(split) for split in ("train", "valid", "test"))
   return (pipeline.num_examples(data, "train", scenario),
@@ -402,7 +403,7 @@ def estimate(runs: list[Run], base: ml_collections.ConfigDict, seeds_per_program
              steps: int) -> tuple[float, list[str]]:
   """(seconds, probe lines) for the runs not yet done: remaining epochs x (train steps + valid
   batches) + one test pass + compilation, per run or per program of seeds."""
-  from stir_jax.train import inputs  # pylint: disable=g-import-not-at-top
+  from stir_jax.data import splits as inputs  # pylint: disable=g-import-not-at-top
   todo = [r for r in runs if r.status != "done"]
   timings: dict[tuple[str, str, int], dict] = {}
   lines, total = [], 0.0
@@ -438,7 +439,7 @@ def estimate(runs: list[Run], base: ml_collections.ConfigDict, seeds_per_program
 
 def load_data(dataset: str):
   """A dataset for the estimate (which never generates one)."""
-  from stir_jax.train import inputs  # pylint: disable=g-import-not-at-top
+  from stir_jax.data import splits as inputs  # pylint: disable=g-import-not-at-top
   from stir_jax import rundir  # pylint: disable=g-import-not-at-top
   path = pathlib.Path(dataset)
   if not path.exists():
@@ -464,7 +465,8 @@ def format_seconds(s: float) -> str:
 def run_sweep(args, base: ml_collections.ConfigDict, runs: list[Run]) -> int:
   """Trains every run not done; returns the number of failed runs."""
   from tqdm.auto import tqdm  # pylint: disable=g-import-not-at-top
-  from stir_jax.train import distributed, engine  # pylint: disable=g-import-not-at-top
+  from stir_jax.train import engine  # pylint: disable=g-import-not-at-top
+  from stir_jax import distributed  # pylint: disable=g-import-not-at-top
   from stir_jax import rundir  # pylint: disable=g-import-not-at-top
   out = pathlib.Path(args.out)
   k = args.num_seeds_per_program
@@ -513,7 +515,7 @@ def evaluate_runs(runs: list[Run]) -> int:
   models' index correlations in the report need it); returns the number of failures."""
   from tqdm.auto import tqdm  # pylint: disable=g-import-not-at-top
   from stir_jax.eval import evaluation  # pylint: disable=g-import-not-at-top
-  from stir_jax.train import distributed  # pylint: disable=g-import-not-at-top
+  from stir_jax import distributed  # pylint: disable=g-import-not-at-top
   from stir_jax import rundir  # pylint: disable=g-import-not-at-top
   todo = [r for r in runs if (r.dir / "results.json").exists() and not evaluated(r.dir)]
   # A finished run kept without its checkpoints (a published results folder: git holds no
@@ -571,7 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--shard", default=None, metavar="I/N",
                  help="run only part I of N disjoint parts of the grid (I = 0..N-1; default: "
                  "SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT when set, else everything)")
-  from stir_jax.train import distributed  # pylint: disable=g-import-not-at-top
+  from stir_jax import distributed  # pylint: disable=g-import-not-at-top
   distributed.add_arguments(p)
   return p
 
@@ -612,7 +614,7 @@ def main(argv: Sequence[str] | None = None) -> None:
   args = build_parser().parse_args(argv)
   from stir_jax import xla_flags  # pylint: disable=g-import-not-at-top
   from stir_jax.eval import report  # pylint: disable=g-import-not-at-top
-  from stir_jax.train import distributed  # pylint: disable=g-import-not-at-top
+  from stir_jax import distributed  # pylint: disable=g-import-not-at-top
   from stir_jax import rundir  # pylint: disable=g-import-not-at-top
   try:
     xla_flags.apply()

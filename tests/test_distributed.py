@@ -2,7 +2,7 @@
 test_multiprocess.py)."""
 import pytest
 
-from stir_jax.train import distributed
+from stir_jax import distributed
 
 
 @pytest.mark.parametrize("env, several", [

@@ -16,7 +16,7 @@ import pytest
 from stir_jax import sweep
 from stir_jax.data import mnist, mnist_scale
 from stir_jax.eval import evaluation, report
-from stir_jax.train import inputs
+from stir_jax.data import splits as inputs
 from tests.data.test_mnist_scale import square_digits
 from tests.test_mnist_scale_training import compile_cache  # pylint: disable=unused-import
 from tests.test_report import _fake_run

@@ -19,7 +19,8 @@ import pytest
 from configs import mnist_scale as mnist_scale_config
 from stir_jax.data import mnist, mnist_scale
 from stir_jax.eval import evaluation
-from stir_jax.train import RunError, engine, global_batch, inputs, state as state_lib
+from stir_jax.train import RunError, engine, global_batch, state as state_lib
+from stir_jax.data import splits as inputs
 from stir_jax import checkpoints, rundir
 from tests.data.test_mnist_scale import square_digits
 

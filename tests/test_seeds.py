@@ -17,7 +17,8 @@ import pytest
 from configs import tiny
 from stir_jax import bench
 from stir_jax.eval import evaluation, report
-from stir_jax.train import RunError, engine, inputs, state as state_lib, steps
+from stir_jax.train import RunError, engine, state as state_lib, steps
+from stir_jax.data import splits as inputs
 from stir_jax import rundir
 from stir_jax.train.placement import Placement, stack, unstack
 from stir_jax.data import emoji, stir_file

@@ -5,7 +5,8 @@ import shutil
 import pytest
 
 from stir_jax import sweep
-from stir_jax.train import engine, inputs
+from stir_jax.train import engine
+from stir_jax.data import splits as inputs
 from stir_jax import rundir
 from stir_jax.data import emoji, stir_file
 

@@ -13,7 +13,8 @@ import pytest
 from configs import tiny
 from stir_jax import allocator, models
 from stir_jax.eval import equivariance, evaluation
-from stir_jax.train import RunError, engine, inputs
+from stir_jax.train import RunError, engine
+from stir_jax.data import splits as inputs
 from stir_jax import rundir
 from stir_jax.data import emoji, pipeline, stir_file
 

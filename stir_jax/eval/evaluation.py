@@ -28,7 +28,9 @@ from stir_jax import models
 from stir_jax.data import pipeline, stir_file
 from stir_jax import metrics
 from stir_jax.eval import equivariance
-from stir_jax.train import distributed, inputs, state as state_lib
+from stir_jax.train import state as state_lib
+from stir_jax.data import splits as inputs
+from stir_jax import distributed
 from stir_jax import checkpoints, rundir
 from stir_jax.rundir import RunError
 
@@ -146,8 +148,7 @@ def evaluate_mnist_scale(workdir: pathlib.Path, config, data, model, variables) 
   """The MNIST-scale test pass: accuracy and loss over the test split (as training's results.json),
   and the accuracy per bin of the scale factor s (SCALE_BIN_EDGES), written to
   accuracy_vs_scale.csv and accuracy_vs_scale.png."""
-  from stir_jax.train import engine  # pylint: disable=g-import-not-at-top
-  norm = engine.input_norm(config)
+  norm = inputs.input_norm(config)
   images, labels = data.images["test"], data.labels["test"]
   scales = data.scales["test"]
 

@@ -36,7 +36,9 @@ from tqdm.auto import tqdm
 
 import stir_jax
 from stir_jax import allocator, metrics
-from stir_jax.train import distributed, inputs, state as state_lib, steps
+from stir_jax.train import state as state_lib, steps
+from stir_jax.data import splits as inputs
+from stir_jax import distributed
 from stir_jax import checkpoints, rundir
 from stir_jax.train.placement import Placement, prefetch, stack, unstack
 from stir_jax.rundir import RunError
@@ -185,7 +187,7 @@ def train_seeds(config: ml_collections.ConfigDict, dirs: dict[int, pathlib.Path]
   tx = state_lib.make_optimizer(config, steps_per_epoch)
   parallelism, batching = config.get("parallelism", "jit"), config.get("seed_batching", "auto")
   train_mode = state_lib.has_train_mode(config.model)
-  norm = input_norm(config)
+  norm = inputs.input_norm(config)
   train_fn = steps.train_step_fn(model, tx, train_mode=train_mode, input_norm=norm)
   eval_fn = steps.eval_step_fn(model, with_batch_stats=train_mode, input_norm=norm)
   per_scale = not inputs.is_mnist_scale(data)  # STIR batches carry object sizes
@@ -318,14 +320,6 @@ def train_seeds(config: ml_collections.ConfigDict, dirs: dict[int, pathlib.Path]
     raise RunError("; ".join(failed)
                    + (f" (the other {len(tested)} seeds finished)" if tested else ""))
   return results
-
-
-def input_norm(config) -> tuple[float, float] | None:
-  """(config.input_mean, config.input_std), or None when they leave the images as they are."""
-  mean, std = float(config.get("input_mean", 0.0)), float(config.get("input_std", 1.0))
-  if std <= 0:
-    raise RunError(f"input_std must be positive, got {std}")
-  return None if (mean, std) == (0.0, 1.0) else (mean, std)
 
 
 def _print_epoch(label: str, done: list[SeedRun], improved: int, seconds: float) -> None:

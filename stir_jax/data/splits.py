@@ -27,7 +27,7 @@ def load_dataset(config) -> Data:
     if jax.process_index() == 0:
       print(f"{path} is missing: generating STIR-emoji (once)")
       pipeline.ensure_emoji(path)
-    from stir_jax.train import distributed  # pylint: disable=g-import-not-at-top
+    from stir_jax import distributed  # pylint: disable=g-import-not-at-top
     distributed.barrier("emoji generated")
   try:
     if mnist_scale.is_mnist_scale_file(path):
@@ -111,3 +111,11 @@ def test_results(data: Data, scenario: int, total: dict) -> dict:
     return metrics.finalize(total)
   restricted = metrics.restrict(total, pipeline.scales_for(scenario, "test"))
   return {**metrics.finalize(restricted), "per_scale": metrics.finalize(total)["per_scale"]}
+
+
+def input_norm(config) -> tuple[float, float] | None:
+  """(config.input_mean, config.input_std), or None when they leave the images as they are."""
+  mean, std = float(config.get("input_mean", 0.0)), float(config.get("input_std", 1.0))
+  if std <= 0:
+    raise RunError(f"input_std must be positive, got {std}")
+  return None if (mean, std) == (0.0, 1.0) else (mean, std)
