@@ -14,8 +14,7 @@ def from_torch_state_dict(name: str, state: dict, num_channels: int, num_classes
   read from the state dict. The result is checked against a fresh init of the model: a missing or
   misshapen parameter raises ValueError naming it.
   """
-  spec = models._spec(name)  # pylint: disable=protected-access
-  _, convert = spec.load()
+  convert = models.lookup(name).from_torch()
   params = jax.tree.map(lambda a: np.asarray(a, np.float32), convert(state))
   model = models.get_model(name, num_channels, num_classes)
   expected = jax.eval_shape(
@@ -38,7 +37,7 @@ def from_sesn_model(factory: str, state_dict: dict):
   the module: a missing or misshapen entry raises ValueError naming it.
   """
   from stir_jax.models import mnist_scale  # pylint: disable=g-import-not-at-top
-  _, convert = mnist_scale.spec(factory).load()
+  convert = mnist_scale.spec(factory).from_torch()
   module = mnist_scale.get_mnist_model(factory)
   variables = jax.tree.map(lambda a: np.asarray(a, np.float32), convert(state_dict))
   expected = jax.eval_shape(module.init, jax.random.PRNGKey(0),

@@ -166,7 +166,7 @@ class Group:
   lr: float
 
   def dir(self, out: pathlib.Path) -> pathlib.Path:
-    data = out / self.model / pathlib.Path(self.dataset).stem
+    data = out / self.model.replace(":", "--") / pathlib.Path(self.dataset).stem
     if self.scenario is not None:
       data = data / f"s{self.scenario}"
     return data / f"lr{self.lr:g}"
@@ -221,13 +221,14 @@ def run_status(run: Run) -> None:
                  or engine.should_stop(meta, run.config.patience))
 
 
-def model_kinds() -> dict[str, str]:
-  """Every model name -> STIR (stir_jax.models) or MNIST-scale (stir_jax.models.mnist_scale)."""
+def model_kind(name: str) -> str:
+  """STIR or MNIST-scale, from the model registry (a "package.module:Name" model is imported);
+  SweepError for an unknown name."""
   from stir_jax import models  # pylint: disable=g-import-not-at-top
-  from stir_jax.models import mnist_scale as mnist_scale_models  # pylint: disable=g-import-not-at-top
-  kinds = {m: STIR for m in models.model_names()}
-  kinds.update({m: MNIST_SCALE for m in mnist_scale_models.factory_names()})
-  return kinds
+  try:
+    return MNIST_SCALE if models.lookup(name).kind == "mnist_scale" else STIR
+  except ValueError as e:
+    raise SweepError(str(e)) from None
 
 
 def data_kind(dataset: str) -> str:
@@ -247,11 +248,8 @@ def default_config(datasets_spec: str) -> str:
 
 
 def make_plan(args, base: ml_collections.ConfigDict) -> list[Run]:
-  kinds = model_kinds()
   names = parse_list(args.models, "models")
-  unknown = [m for m in names if m not in kinds]
-  if unknown:
-    raise SweepError(f"unknown model {unknown[0]!r}; valid models: {', '.join(kinds)}")
+  kinds = {m: model_kind(m) for m in names}
   datasets = parse_list(args.datasets, "datasets")
   for ds in datasets:
     if not pathlib.Path(ds).exists() and not pathlib.Path(ds).name.startswith("emoji"):

@@ -27,11 +27,6 @@ REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 SEEDS = (1, 2, 3)
 
 
-def _standard_takes_impl(monkeypatch) -> None:
-  takes = state_lib.takes_impl
-  monkeypatch.setattr(state_lib, "takes_impl", lambda name: name == "standard" or takes(name))
-
-
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
   path = tmp_path_factory.mktemp("data") / "emoji4.npz"
@@ -40,8 +35,8 @@ def tiny_data(tmp_path_factory):
 
 
 @pytest.fixture
-def xla_standard(monkeypatch):
-  _standard_takes_impl(monkeypatch)
+def xla_standard():
+  """config.impl reaches every model (the registry passes it to all that declare it)."""
 
 
 def _config(data_path, **overrides):
@@ -71,7 +66,6 @@ def runs(tiny_data, tmp_path_factory):
   """Seeds 1-3 run one by one (train_and_evaluate) and together (num_seeds = 3)."""
   root = tmp_path_factory.mktemp("runs")
   with pytest.MonkeyPatch.context() as mp:
-    _standard_takes_impl(mp)
     separate = {s: engine.train_and_evaluate(_config(tiny_data, seed=s),
                                                root / "separate" / f"seed_{s}", progress=False)
                 for s in SEEDS}

@@ -1,4 +1,4 @@
-"""Model registry: every model of the paper (and soft_pool, dss, ss and sevf) by name.
+"""Every model by name (the registry: `stir_jax.models.registry`), and the functions to build them.
 
 >>> model = get_model("pixel_pool", num_channels=1, num_classes=36)
 >>> variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 1)))
@@ -10,65 +10,30 @@ Every model takes ``dtype`` (computation dtype; None infers it, float32 for floa
 ``param_dtype`` (float32) and ``precision`` (default "highest": every convolution and matmul in true
 float32 on any backend; "default" lets the backend choose), with flax.linen.Conv's meanings; see
 `stir_jax.layers.dtypes`. Logits come out in the computation dtype: compute the loss in float32.
+
+Names: the paper's eleven models, soft_pool, the field's families (dss, ss, sevf, gauss_der), the
+ten MNIST-scale models, and any "package.module:Name" of your own (see `registry`).
 """
 from __future__ import annotations
 
-import dataclasses
-import importlib
-from typing import Any, Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from stir_jax.layers.dtypes import DEFAULT_PRECISION, canonical_dtype, canonical_precision
+from stir_jax.layers.dtypes import DEFAULT_PRECISION
+from stir_jax.models.registry import REGISTRY, ModelSpec, build, lookup, names, register
 
+MODELS = REGISTRY  # name -> ModelSpec, every kind
 
-@dataclasses.dataclass(frozen=True)
-class ModelSpec:
-  """Where a model lives: module path, class name, fixed keyword arguments, converter name."""
-  module: str
-  cls: str
-  kwargs: dict = dataclasses.field(default_factory=dict)
-  from_torch: str = "from_torch"
-  pooling: bool = False  # records scale-pool indices in aux
-
-  def load(self) -> tuple[type, Callable[[dict], dict]]:
-    mod = importlib.import_module(self.module)
-    return getattr(mod, self.cls), getattr(mod, self.from_torch)
-
-
-_M = "stir_jax.models."
-MODELS: dict[str, ModelSpec] = {
-    "standard": ModelSpec(_M + "standard", "StandardCNN"),
-    "pixel_pool": ModelSpec(_M + "pooling", "ScalePoolCNN", {"pool": "pixel"}, pooling=True),
-    "slice_pool": ModelSpec(_M + "pooling", "ScalePoolCNN", {"pool": "slice"}, pooling=True),
-    "energy_pool": ModelSpec(_M + "pooling", "ScalePoolCNN", {"pool": "energy"}, pooling=True),
-    "soft_pool": ModelSpec(_M + "pooling", "ScalePoolCNN",
-                           {"pool": "soft", "learnable_temperature": True}, pooling=True),
-    "conv3d": ModelSpec(_M + "pooling", "Conv3dCNN", from_torch="conv3d_from_torch"),
-    "ensemble": ModelSpec(_M + "ensemble", "EnsembleModel"),
-    "spatial_transform": ModelSpec(_M + "spatial_transform", "SpatialTransformModel"),
-    "xu": ModelSpec(_M + "xu", "XuModel"),
-    "kanazawa": ModelSpec(_M + "kanazawa", "KanazawaModel"),
-    "hermite": ModelSpec(_M + "sesn", "HermiteModel"),
-    "disco": ModelSpec(_M + "sesn", "DiscoModel"),
-    # Beyond the paper: the field's other scale-equivariant families in its model pattern.
-    "dss": ModelSpec(_M + "dss", "DSSModel"),
-    "ss": ModelSpec(_M + "scale_steerable", "ScaleSteerableModel"),
-    "sevf": ModelSpec(_M + "sevf", "SEVFModel"),
-    "gauss_der": ModelSpec(_M + "gaussian_derivative", "GaussDerModel"),
-}
+__all__ = ["MODELS", "REGISTRY", "ModelSpec", "build", "lookup", "names", "register",
+           "model_names", "get_model", "is_pooling", "check_params"]
 
 
 def model_names() -> list[str]:
-  return list(MODELS)
-
-
-def _spec(name: str) -> ModelSpec:
-  if name not in MODELS:
-    raise ValueError(f"unknown model {name!r}; valid models: {', '.join(MODELS)}")
-  return MODELS[name]
+  """The registered STIR models (built-in and registered ones)."""
+  return names("stir")
 
 
 def get_model(name: str, num_channels: int, num_classes: int, kernel_size: int = 7,
@@ -78,29 +43,24 @@ def get_model(name: str, num_channels: int, num_classes: int, kernel_size: int =
   """The flax module for `name`. num_channels is checked at apply time (inferred from x).
 
   Args:
-    name: one of `model_names()`.
+    name: a registered name (`names(None)`) or "package.module:Name".
     num_channels, num_classes: input channels and logits per sample.
     kernel_size, interpolation: the base kernel size and the SiConv kernel interpolation.
     dtype: computation dtype, a dtype or its name ("float32", "bfloat16", "float16"); None
       (default) infers it from inputs and parameters (float32 for float32 images).
     param_dtype: parameter dtype or its name (default float32).
-    precision: of every convolution and matmul: "highest" (default, true float32), "high",
-      "default" (the backend's choice), a `jax.lax.Precision`, or None (as "default").
-    **kwargs: go to the module (e.g. impl="direct" for the SiConv models).
+    precision: of every convolution and matmul: "highest" (default), "high", "default" (the
+      backend's choice), a `jax.lax.Precision`, or None (as "default"); see docs/precision.md.
+    **kwargs: go to the module (e.g. impl="direct").
   """
-  spec = _spec(name)
-  if num_channels < 1 or num_classes < 2:
-    raise ValueError(
-        f"need num_channels >= 1 and num_classes >= 2, got {num_channels}, {num_classes}")
-  cls, _ = spec.load()
-  return cls(num_classes=num_classes, kernel_size=kernel_size, interpolation=interpolation,
-             dtype=canonical_dtype(dtype), param_dtype=canonical_dtype(param_dtype),
-             precision=canonical_precision(precision), **spec.kwargs, **kwargs)
+  return build(name, num_channels=num_channels, num_classes=num_classes, kernel_size=kernel_size,
+               interpolation=interpolation, dtype=dtype, param_dtype=param_dtype,
+               precision=precision, **kwargs)
 
 
 def is_pooling(name: str) -> bool:
   """Whether the model reports scale-pool indices (pool1_indices, pool2_indices) in aux."""
-  return _spec(name).pooling
+  return lookup(name).pooling
 
 
 def check_params(expected, params) -> None:

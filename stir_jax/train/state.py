@@ -10,7 +10,6 @@ import optax
 from flax import struct
 
 from stir_jax import models
-from stir_jax.models import mnist_scale as mnist_scale_models
 from stir_jax.rundir import RunError
 
 # The fields a checkpoint holds only when they are set (STIR models have no batch statistics and
@@ -33,7 +32,7 @@ class TrainState:
 def has_train_mode(name: str) -> bool:
   """Whether model `name` is called with ``train=True`` when training (batch norm and dropout,
   the MNIST-scale family) rather than like the STIR models (parameters only)."""
-  return name in mnist_scale_models.FACTORIES
+  return models.lookup(name).train_mode
 
 
 def make_optimizer(config: ml_collections.ConfigDict,
@@ -89,36 +88,30 @@ def from_checkpoint_tree(template: TrainState, tree: dict) -> TrainState:
   return template.replace(**tree)
 
 
-def takes_impl(name: str) -> bool:
-  """Whether the model takes an `impl` argument (the SiConv models)."""
-  return name in ("pixel_pool", "slice_pool", "energy_pool", "soft_pool", "conv3d")
-
-
 def build_model(config, data):
-  """The config's model for the data's channel and class counts, in the config's computation dtype
-  and precision (config.dtype, config.precision; RunError on a bad name or value, or a model that
-  does not fit the data: the MNIST-scale models need MNIST-scale data, the STIR models STIR data).
-  """
+  """The config's model for the data's channel and class counts, in the config's computation dtype,
+  precision and impl (RunError on a bad name or value, or a model that does not fit the data: the
+  MNIST-scale models need MNIST-scale data, the STIR models STIR data)."""
   from stir_jax.data import mnist_scale  # pylint: disable=g-import-not-at-top
-  dtype, precision = config.get("dtype", "float32"), config.get("precision", "highest")
   is_mnist_data = isinstance(data, mnist_scale.MnistScaleData)
   try:
-    if has_train_mode(config.model):
-      if not is_mnist_data:
-        raise RunError(f"model {config.model!r} is an MNIST-scale model (28x28 inputs); "
-                       f"config.dataset {config.dataset} is not MNIST-scale data (python -m "
-                       "stir_jax.data mnist-scale ... writes one)")
-      if data.num_classes != 10:
-        raise RunError(f"the MNIST-scale models have 10 classes; {config.dataset} has "
-                       f"{data.num_classes}")
-      return mnist_scale_models.get_mnist_model(config.model, dtype=dtype, precision=precision)
-    if is_mnist_data:
+    spec = models.lookup(config.model)
+    if spec.kind == "mnist_scale" and not is_mnist_data:
+      raise RunError(f"model {config.model!r} is an MNIST-scale model (28x28 inputs); "
+                     f"config.dataset {config.dataset} is not MNIST-scale data (python -m "
+                     "stir_jax.data mnist-scale ... writes one)")
+    if spec.kind == "mnist_scale" and data.num_classes != 10:
+      raise RunError(f"the MNIST-scale models have 10 classes; {config.dataset} has "
+                     f"{data.num_classes}")
+    if spec.kind != "mnist_scale" and is_mnist_data:
       raise RunError(f"model {config.model!r} is not an MNIST-scale model, and "
                      f"{config.dataset} is MNIST-scale data; valid: "
-                     f"{', '.join(mnist_scale_models.factory_names())}")
-    return models.get_model(config.model, data.num_channels, data.num_classes,
-                            config.kernel_size, config.interpolation, dtype=dtype,
-                            precision=precision,
-                            **({"impl": config.impl} if takes_impl(config.model) else {}))
+                     f"{', '.join(models.names('mnist_scale'))}")
+    return models.build(config.model, num_channels=data.num_channels,
+                        num_classes=data.num_classes, kernel_size=config.kernel_size,
+                        interpolation=config.interpolation,
+                        dtype=config.get("dtype", "float32"),
+                        precision=config.get("precision", "highest"),
+                        impl=config.get("impl", "auto"))
   except (ValueError, TypeError, ImportError) as e:
     raise RunError(str(e)) from None

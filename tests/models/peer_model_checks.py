@@ -85,7 +85,7 @@ def run_model(fixtures_dir, factory: str) -> ModelCase:
   apply = lambda p, x: module.apply({"params": p, "batch_stats": stats}, x)
   logits, grad_params, (grad_x,) = outputs_and_vjp(
       apply, variables["params"], (nchw_to_nhwc(arrays["x"]),), arrays["r"])
-  _, from_torch = mnist_scale.spec(factory).load()
+  from_torch = mnist_scale.spec(factory).from_torch()
   grads = torch_layout(from_torch, state, grad_params)
   return ModelCase(arrays, args, meta, module, variables, np.asarray(logits), np.asarray(grad_x),
                    grads)
