@@ -28,10 +28,11 @@ from stir_jax import models
 from stir_jax.data import pipeline, stir_file
 from stir_jax import metrics
 from stir_jax.eval import equivariance
+from stir_jax.eval.figures import plot_accuracy_vs_scale, plot_equivariance, plot_indices
 from stir_jax.train import state as state_lib
 from stir_jax.data import splits as inputs
 from stir_jax import distributed
-from stir_jax import checkpoints, rundir
+from stir_jax import checkpoints, pretrained, rundir
 from stir_jax.rundir import RunError
 
 
@@ -56,7 +57,10 @@ def restore_model(workdir: pathlib.Path, config, data):
                           jnp.zeros((1, size, size, data.num_channels), jnp.float32))
   target = {k: v for k, v in shapes.items() if k in ("params", "batch_stats")}
   if not (workdir / "checkpoints" / "best").is_dir():
-    raise RunError(f"{workdir} has no best checkpoint (checkpoints/best); train it first")
+    if pretrained.params_path(workdir).exists():  # a run kept as its params file alone
+      return model, pretrained.read_checked(workdir, target)
+    raise RunError(f"{workdir} has no best checkpoint (checkpoints/best) or "
+                   f"{pretrained.PARAMS_FILE}; train it first")
   misfit = (f"the checkpoint in {workdir} does not fit model {config.model!r} with "
             f"{data.num_channels} channels and {data.num_classes} classes")
   ckpt = checkpoints.Checkpoints(workdir)
@@ -331,85 +335,8 @@ def write_generalization_csv(path: pathlib.Path, rows: list[dict]) -> None:
   tmp.replace(path)
 
 
-def plot_accuracy_vs_scale(path: pathlib.Path, per_scale: dict, train_scales, title: str) -> None:
-  plt = _plt()
-  scales = np.asarray(metrics.SCALES)
-  acc = np.asarray([per_scale[c] for c in metrics.SCALE_COLUMNS]) * 100
-  fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=120)
-  for lo, hi in _runs(sorted(train_scales)):
-    ax.axvspan(lo - 0.5, hi + 0.5, color="tab:blue", alpha=0.12, lw=0,
-               label="training scales" if lo == min(train_scales) else None)
-  ax.plot(scales, acc, marker="o", ms=3, color="tab:blue", label="test accuracy")
-  ax.set(xlabel="object size s (pixels)", ylabel="accuracy (%)", ylim=(0, 100),
-         xlim=(scales[0] - 1, scales[-1] + 1), title=title)
-  ax.title.set_fontsize(9)
-  ax.grid(alpha=0.3)
-  ax.legend(loc="lower center", fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path)
-  plt.close(fig)
-
-
-def _runs(values: list[int]) -> list[tuple[int, int]]:
-  """Contiguous runs of sorted integers: [17..32, 49..64] -> [(17, 32), (49, 64)]."""
-  out = []
-  for v in values:
-    if out and v == out[-1][1] + 1:
-      out[-1] = (out[-1][0], v)
-    else:
-      out.append((v, v))
-  return out
-
-
 def _plt():
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   return plt
-
-
-def plot_indices(path: pathlib.Path, per_object: dict, title: str) -> None:
-  """Chosen kernel size (7 + 2 * index) against object size: median and interquartile band."""
-  plt = _plt()
-  sizes = np.asarray(metrics.SCALES)
-  fig, axes = plt.subplots(1, 2, figsize=(8, 3.4), dpi=120, sharey=False)
-  for ax, pool in zip(axes, ("pool1", "pool2")):
-    kernel = 7 + 2 * per_object[pool].astype(np.float64)          # (S, n, m, C); -1 -> 5
-    by_size = {int(s): kernel[per_object["scale"] == s].ravel() for s in sizes}
-    by_size = {s: v[v >= 7] if np.any(v >= 7) else np.array([np.nan]) for s, v in by_size.items()}
-    q = np.array([np.percentile(by_size[s], [25, 50, 75]) for s in sizes])
-    ax.fill_between(sizes, q[:, 0], q[:, 2], alpha=0.25, color="tab:orange", lw=0,
-                    label="25-75%")
-    ax.plot(sizes, q[:, 1], color="tab:orange", label="median")
-    ax.set(xlabel="object size s (pixels)", ylabel="chosen kernel size (pixels)",
-           title=f"{pool}")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-  fig.suptitle(title, fontsize=9)
-  fig.tight_layout()
-  fig.savefig(path)
-  plt.close(fig)
-
-
-def plot_equivariance(path: pathlib.Path, errors: dict, title: str) -> None:
-  """Box plot of the equivariance error per (reference, other) size pair and stage."""
-  plt = _plt()
-  fig, ax = plt.subplots(figsize=(7, 3.4), dpi=120)
-  labels = [f"{r}<-{o}" for r, o in metrics.EQUIVARIANCE_PAIRS]
-  width = 0.8 / max(len(errors), 1)
-  for j, (stage, err) in enumerate(errors.items()):
-    data = [e[np.isfinite(e)] for e in err.reshape(-1, 6).T]
-    pos = np.arange(6) + (j - (len(errors) - 1) / 2) * width
-    bp = ax.boxplot(data, positions=pos, widths=width * 0.9, patch_artist=True, showfliers=False)
-    for patch in bp["boxes"]:
-      patch.set_facecolor(("tab:blue", "tab:green")[j % 2])
-      patch.set_alpha(0.5)
-    ax.plot([], [], color=("tab:blue", "tab:green")[j % 2], lw=6, alpha=0.5, label=stage)
-  ax.set_xticks(np.arange(6), labels)
-  ax.set(xlabel="object sizes (reference <- resized)", ylabel="||a - b||^2 / ||a||^2", title=title)
-  ax.title.set_fontsize(9)
-  ax.grid(alpha=0.3, axis="y")
-  ax.legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path)
-  plt.close(fig)
