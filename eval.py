@@ -15,12 +15,12 @@
                                                copy the finished runs' small files (no
                                                checkpoints) to results/emoji, report there
 """
-from absl import app, flags
-
-from stir_jax import allocator
+from stir_jax import runtime
 
 if __name__ == "__main__":
-  allocator.use_tcmalloc()  # first: a re-execution repeats only the imports above
+  runtime.prepare("train")  # first: a missing extra is one line; a re-execution repeats only this
+
+from absl import app, flags  # pylint: disable=wrong-import-position
 
 from stir_jax import cli  # pylint: disable=wrong-import-position
 

@@ -5,12 +5,12 @@ an interrupted run; a finished run is left as it is. Launched as one of several 
 a TPU pod, JAX_COORDINATOR_ADDRESS or --coordinator_address/--num_processes/--process_id), every
 process runs the same command and they train together.
 """
-from absl import app, flags
-
-from stir_jax import allocator
+from stir_jax import runtime
 
 if __name__ == "__main__":
-  allocator.use_tcmalloc()  # first: a re-execution repeats only the imports above
+  runtime.prepare("train")  # first: a missing extra is one line; a re-execution repeats only this
+
+from absl import app, flags  # pylint: disable=wrong-import-position
 
 from stir_jax import cli  # pylint: disable=wrong-import-position
 

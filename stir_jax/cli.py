@@ -49,15 +49,15 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 def start() -> None:
   """What the entry points do before touching a device: quiet TensorFlow, the CPU compiler flag
-  (`stir_jax.xla_flags.apply`), and JAX's distributed runtime when this is one of several
+  (`stir_jax.runtime.apply_xla_flags`), and JAX's distributed runtime when this is one of several
   processes (`stir_jax.distributed.initialize`: the flags above, the environment, or
   SLURM / TPU pod / Open MPI auto-detection). A bad setting is a one-line error."""
   import os  # pylint: disable=g-import-not-at-top
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-  from stir_jax import xla_flags  # pylint: disable=g-import-not-at-top
+  from stir_jax import runtime  # pylint: disable=g-import-not-at-top
   from stir_jax import distributed  # pylint: disable=g-import-not-at-top
-  xla_flags.apply()
+  runtime.apply_xla_flags()
   f = flags.FLAGS
   try:
     distributed.initialize(f.coordinator_address, f.num_processes, f.process_id)

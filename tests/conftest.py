@@ -1,8 +1,8 @@
 """Shared test fixtures: the reference fixtures folder and fresh PRNG keys.
 
 Process-wide settings live here, as in an entry point (importing stir_jax sets none): tcmalloc
-where installed (`stir_jax.allocator`, see `pytest_configure`), the CPU compiler flag of
-`stir_jax.xla_flags.apply()` (without it the convolutions run several times slower
+where installed (`stir_jax.runtime.use_tcmalloc`, see `pytest_configure`), the CPU compiler flag of
+`stir_jax.runtime.apply_xla_flags()` (without it the convolutions run several times slower
 on recent jaxlib) before JAX starts its backend, and quiet TensorFlow for the data tests.
 """
 import os
@@ -12,15 +12,13 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-from stir_jax import xla_flags  # pylint: disable=g-import-not-at-top
+from stir_jax import runtime  # pylint: disable=g-import-not-at-top
 
-xla_flags.apply()
+runtime.apply_xla_flags()
 
 import jax  # pylint: disable=g-import-not-at-top
 import numpy as np
 import pytest
-
-from stir_jax import allocator  # pylint: disable=g-import-not-at-top
 
 jax.config.update("jax_debug_nans", True)
 
@@ -37,7 +35,7 @@ def pytest_configure(config):
   if "pytest" in program:
     capture = config.pluginmanager.getplugin("capturemanager")
     # the new process writes to the terminal, not to this one's capture files
-    allocator.use_tcmalloc(before_exec=capture.stop_global_capturing if capture else None)
+    runtime.use_tcmalloc(before_exec=capture.stop_global_capturing if capture else None)
 
 
 @pytest.fixture(scope="session")

@@ -28,6 +28,7 @@ import sys
 import time
 from typing import NoReturn, Sequence
 
+from stir_jax import _optional
 from stir_jax.data import stir_file
 
 DOMAINS = ("emoji", "mnist", "fashion_mnist", "trafficsign", "aerial")
@@ -295,9 +296,9 @@ def _show(args: argparse.Namespace) -> None:
 
 def _draw_strips(args: argparse.Namespace, rows: list, names: Sequence[str], title: str) -> None:
   """One panel per class: its tiles side by side (with their captions under them, if any)."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib = _optional.require("matplotlib", extra="data")
   matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = _optional.require("matplotlib.pyplot", extra="data")
   import numpy as np  # pylint: disable=g-import-not-at-top
 
   n, per_row = len(rows), len(rows[0][0])
@@ -414,7 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   except KeyboardInterrupt:
     sys.stderr.write("error: interrupted\n")
     return 130
-  except (CommandError, stir_file.StirFileError) as e:
+  except (CommandError, stir_file.StirFileError, _optional.MissingExtraError) as e:
     sys.stderr.write(f"error: {' '.join(str(e).split())}\n")
     return 2
   except Exception as e:  # pylint: disable=broad-except

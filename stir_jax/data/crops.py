@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence, Union
 
 import numpy as np
 
+from stir_jax import _optional
 from stir_jax.data import recipes
 from stir_jax.data import stir_file
 
@@ -109,7 +110,7 @@ class SourceTree:
 
   def open_image(self, member: Member):
     """The member as a fully decoded PIL image (raises one of DECODE_ERRORS when it fails)."""
-    from PIL import Image  # pylint: disable=g-import-not-at-top
+    Image = _optional.require("PIL.Image", extra="data")
 
     image = Image.open(io.BytesIO(self.read(member)))
     image.load()
@@ -117,7 +118,7 @@ class SourceTree:
 
   def image_header(self, member: Member) -> tuple[int, int, str]:
     """(width, height, PIL mode) from the image's header only."""
-    from PIL import Image  # pylint: disable=g-import-not-at-top
+    Image = _optional.require("PIL.Image", extra="data")
 
     if member.archive is None:
       with Image.open(member.name) as image:
@@ -244,7 +245,7 @@ def generate_crops(chosen: dict[str, list[Candidate]], instances: int,
   Returns:
     StirData with imgs (3, 48, n, m, 64, 64, 3) uint8 (RGB) or (3, 48, n, m, 64, 64) for grey photos.
   """
-  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+  tqdm = _optional.require("tqdm", extra="data").tqdm
 
   names = list(chosen)
   first = load_photo(chosen[names[0]][0])

@@ -36,6 +36,7 @@ from typing import Sequence
 
 import numpy as np
 
+from stir_jax import _optional
 from stir_jax.data import stir_file
 
 # The 36 regular face icons in label order (label = position in this tuple).
@@ -116,8 +117,8 @@ def render_icon(name: str, size: int) -> np.ndarray:
   Returns:
     (size, size) uint8, the rendered coverage (alpha): 0 background, 255 fully covered.
   """
-  import cairosvg  # Imported lazily: only generation needs cairo.
-  from PIL import Image
+  cairosvg = _optional.require("cairosvg", extra="data")  # lazily: only generation needs cairo
+  Image = _optional.require("PIL.Image", extra="data")
 
   if size < 1:
     raise ValueError(f"size must be positive, got {size}")
@@ -165,7 +166,7 @@ def generate_emoji(names: Sequence[str] = EMOJI_NAMES, seed: int = 42,
     StirData with imgs (3, 48, n, 1, 64, 64) uint8, lbls/scls (3, 48, n, 1) and psts
     (3, 48, n, 1, 2) int32.
   """
-  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+  tqdm = _optional.require("tqdm", extra="data").tqdm
 
   names = list(names)
   if not names:

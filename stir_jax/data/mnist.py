@@ -39,8 +39,10 @@ from typing import Sequence, Union
 
 import numpy as np
 
+from stir_jax import _optional
 from stir_jax.data import recipes
 from stir_jax.data import stir_file
+from stir_jax.data import tf_cpu
 
 PathLike = Union[str, os.PathLike]
 GenerationError = recipes.GenerationError
@@ -164,9 +166,7 @@ def load_tfds_digits(name: str, data_dir: PathLike | None = None) -> DigitSource
   Raises:
     GenerationError: TFDS cannot provide the dataset (e.g. no network, not prepared).
   """
-  from stir_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-  pipeline._tf()  # pylint: disable=protected-access  # Hide GPUs from TensorFlow.
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  tfds = tf_cpu.tensorflow_datasets()  # TensorFlow's GPUs hidden
 
   try:
     splits = tfds.as_numpy(tfds.load(name, split=["train", "test"], batch_size=-1,
@@ -199,7 +199,7 @@ def generate_digits(source: DigitSource, names: Sequence[str], *, domain: str = 
   Raises:
     GenerationError: a class has fewer than 2m training or m test images (says which).
   """
-  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+  tqdm = _optional.require("tqdm", extra="data").tqdm
 
   n = len(names)
   if instances < 1:

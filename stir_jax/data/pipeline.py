@@ -45,7 +45,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import os
 import pathlib
@@ -55,6 +54,7 @@ from typing import Any, Iterable, Iterator, NamedTuple, Sequence, Union
 import numpy as np
 
 from stir_jax.data import stir_file
+from stir_jax.data import tf_cpu
 
 PathLike = Union[str, os.PathLike]
 DEFAULT_EMOJI_PATH = pathlib.Path("data") / "emoji.npz"
@@ -241,18 +241,6 @@ def num_examples(data_or_path: stir_file.StirData | PathLike, split: str,
   return share_range(total, 0, process_count, pad)[1]
 
 
-@functools.lru_cache(maxsize=None)
-def _tf():
-  """Imports TensorFlow once, hiding its GPUs (it only feeds JAX from the CPU)."""
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  try:
-    tf.config.set_visible_devices([], "GPU")
-  except (RuntimeError, ValueError):  # Already initialised elsewhere; leave it.
-    pass
-  return tf
-
-
 @dataclasses.dataclass(frozen=True)
 class TfdsSource:
   """A STIR dataset prepared by TFDS (see `stir_jax.data.tfds_stir`).
@@ -276,8 +264,7 @@ _TFDS_SPLITS = {"train": "train", "valid": "validation", "test": "test", "test_a
 
 
 def _tfds_builder(source: TfdsSource):
-  _tf()
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  tfds = tf_cpu.tensorflow_datasets()
   from stir_jax.data import tfds_stir  # pylint: disable=g-import-not-at-top,unused-import
   builder = tfds.builder(source.name, data_dir=source.data_dir)
   if not builder.is_prepared():
@@ -299,8 +286,7 @@ def read_tfds_share(source: TfdsSource, split: str, scales: Sequence[int], *,
     The same arrays as ``shard(select(...), ...)`` on the npz: image (L, 64, 64, C) uint8, label,
     scale (L,) int32, position (L, 2) int32 [, mask (L,) bool].
   """
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-
+  tfds = tf_cpu.tensorflow_datasets()
   builder = _tfds_builder(source)
   tfds_split = _TFDS_SPLITS[split]
   total = builder.info.splits[tfds_split].num_examples
@@ -440,7 +426,7 @@ def batch_arrays(arrays: dict[str, np.ndarray], *, batch_size: int, shuffle: boo
   calls this with a STIR selection; `stir_jax.data.mnist_scale` with its splits).
   """
   local = _check_batching(batch_size, process_index, process_count, drop_remainder, pad_remainder)
-  tf = _tf()
+  tf = tf_cpu.tensorflow()
   n = len(arrays["label"])
   tensors = {k: tf.constant(v) for k, v in arrays.items()}
 
@@ -492,7 +478,7 @@ def benchmark(data_or_path: Source, split: str = "train", scenario: ScenarioLike
   """
   if seconds <= 0:
     raise ValueError(f"seconds must be positive, got {seconds}")
-  _tf()  # Importing TensorFlow is not part of the pipeline's cost.
+  tf_cpu.tensorflow()  # Importing TensorFlow is not part of the pipeline's cost.
   start = time.perf_counter()
   ds = make_dataset(data_or_path, split, scenario, batch_size=batch_size, shuffle=shuffle,
                     seed=0, scales=scales)

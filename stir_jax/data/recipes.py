@@ -19,6 +19,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from stir_jax import _optional
 from stir_jax.data import stir_file
 
 IMAGE_SIZE = stir_file.IMAGE_SIZE
@@ -204,7 +205,7 @@ def crop_object(photo, box: Box, size: int, rng: np.random.RandomState,
   Returns:
     (64, 64, c) uint8 window and (x, y), the object's top-left corner inside it.
   """
-  from PIL import Image  # pylint: disable=g-import-not-at-top
+  Image = _optional.require("PIL.Image", extra="data")
 
   width, height = photo.size
   if keep_aspect:

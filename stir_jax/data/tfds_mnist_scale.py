@@ -29,9 +29,11 @@ import dataclasses
 import pathlib
 
 import numpy as np
-import tensorflow_datasets as tfds
 
-from stir_jax.data import mnist_scale
+from stir_jax.data import mnist_scale_recipe as mnist_scale
+from stir_jax.data import tf_cpu
+
+tfds = tf_cpu.tensorflow_datasets()  # one line naming the extra where it is missing
 
 SPLITS = {"train": "train", "validation": "valid", "test": "test"}
 

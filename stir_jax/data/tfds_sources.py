@@ -26,9 +26,11 @@ from typing import Any, Union
 
 import numpy as np
 
+from stir_jax import _optional
 from stir_jax.data import crops
 from stir_jax.data import recipes
 from stir_jax.data import stir_file
+from stir_jax.data import tf_cpu
 
 PathLike = Union[str, os.PathLike]
 GenerationError = recipes.GenerationError
@@ -37,9 +39,7 @@ DEFAULT_BOX_INSTANCES = 25
 
 
 def _tfds():
-  from stir_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-  pipeline._tf()  # pylint: disable=protected-access  # Hide GPUs from TensorFlow.
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  tfds = tf_cpu.tensorflow_datasets()  # TensorFlow's GPUs hidden
   return tfds
 
 
@@ -71,7 +71,7 @@ def _splits(builder) -> list[str]:
 
 def _decode(value: Any) -> np.ndarray:
   """An image feature's value, encoded bytes or already decoded, as (h, w, c) uint8."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
+  Image = _optional.require("PIL.Image", extra="data")
 
   if isinstance(value, (bytes, np.bytes_)):
     with Image.open(io.BytesIO(bytes(value))) as image:
@@ -148,7 +148,7 @@ def generate_tfds_classification(name: str, *, instances: int = DEFAULT_CLASSIFI
     GenerationError: unknown dataset, no image/label feature, TFDS cannot load it, or a class with
       too few images (says which and how many).
   """
-  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+  tqdm = _optional.require("tqdm", extra="data").tqdm
 
   tfds = _tfds()
   if not progress:
@@ -255,8 +255,8 @@ def generate_tfds_boxes(name: str, *, instances: int = DEFAULT_BOX_INSTANCES, se
     GenerationError: unknown dataset or features, no qualifying class, or a class left with too
       few decodable photos.
   """
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+  Image = _optional.require("PIL.Image", extra="data")
+  tqdm = _optional.require("tqdm", extra="data").tqdm
 
   tfds = _tfds()
   if not progress:

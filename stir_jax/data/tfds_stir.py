@@ -37,9 +37,11 @@ import pathlib
 import sys
 
 import numpy as np
-import tensorflow_datasets as tfds
 
 from stir_jax.data import stir_file
+from stir_jax.data import tf_cpu
+
+tfds = tf_cpu.tensorflow_datasets()  # one line naming the extra where it is missing
 
 ZENODO_RECORD = 6578038
 ZENODO_URL = "https://zenodo.org/record/6578038/files/{domain}.npz"

@@ -210,9 +210,8 @@ def test_make_dataset_batches(tiny):
 
 
 def test_tfds_builder(tiny, tmp_path):
-  from stir_jax.data import pipeline
-  pipeline._tf()  # pylint: disable=protected-access
-  import tensorflow_datasets as tfds
+  from stir_jax.data import pipeline, tf_cpu
+  tfds = tf_cpu.tensorflow_datasets()
   manual = tmp_path / "manual"
   manual.mkdir()
   mnist_scale.save_mnist_scale(manual / "mnist_scale_0.npz", tiny)

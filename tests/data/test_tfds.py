@@ -9,10 +9,10 @@ import pytest
 from stir_jax.data import pipeline
 from stir_jax.data import recipes
 from stir_jax.data import stir_file
+from stir_jax.data import tf_cpu
 from tests.data.conftest import take_classes
 
-pipeline._tf()  # pylint: disable=protected-access  # TensorFlow on the CPU only.
-tfds = pytest.importorskip("tensorflow_datasets")
+tfds = tf_cpu.tensorflow_datasets()  # TensorFlow on the CPU only; [test] installs it
 from stir_jax.data import tfds_sources  # pylint: disable=g-import-not-at-top,wrong-import-position
 from stir_jax.data import tfds_stir  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -152,7 +152,7 @@ def _detections(self, split, decoders=None, read_config=None, shuffle_files=Fals
   """Mocked coco/2017 split: 24 photos of 300 x 300, one square object each (labels 0 and 1), and
   one box too large to qualify (over a quarter of the photo)."""
   del self, decoders, read_config, shuffle_files, kwargs
-  tf = pipeline._tf()  # pylint: disable=protected-access
+  tf = tf_cpu.tensorflow()
 
   def examples():
     for i in range(24):
@@ -195,7 +195,7 @@ def _cifar_with_broken_images(self, split, decoders=None, read_config=None, shuf
   """Mocked cifar10 (images left encoded, as SkipDecoding asks): class 0 has 2 good PNGs and 4
   that fail to decode; class 1 has 6 good ones."""
   del self, split, decoders, read_config, shuffle_files, kwargs
-  tf = pipeline._tf()  # pylint: disable=protected-access
+  tf = tf_cpu.tensorflow()
   from PIL import Image  # pylint: disable=g-import-not-at-top
 
   def examples():
