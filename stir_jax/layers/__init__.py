@@ -2,12 +2,16 @@
 
 Importing it changes nothing global (no XLA_FLAGS, no environment, no jax.config) and pulls in
 neither TensorFlow nor orbax. Every module takes ``dtype`` (computation; None infers it),
-``param_dtype`` (float32) and ``precision`` (default "highest": true float32 products on every
-backend; "default" lets the backend choose), with flax.linen.Conv's meanings; every pure function
-takes ``precision`` and computes in the promoted dtype of its arguments (`stir_jax.layers.dtypes`).
+``param_dtype`` (float32) and ``precision`` (default "highest": float32 products on CPU and GPU,
+six bfloat16 passes on TPU; "default" lets the backend choose), with flax.linen.Conv's meanings;
+every pure function takes ``precision`` and computes in the promoted dtype of its arguments
+(`stir_jax.layers.dtypes`, docs/precision.md). Layers with more than one computational form take
+``impl`` = "auto" | "direct" | "fft" ("auto": per lowering platform and precision from the one table
+`stir_jax.layers.forms.FORM_TABLE`; "xla" is a deprecated alias of "direct").
 
 Layer families (function -> module):
-  siconv2d(x, w, b, num_scales=S, mode=..., impl="auto"|"direct"|"fft") -> (B, S, H', W', O)
+  siconv2d(x, w, b, num_scales=S, interpolation=..., impl="auto"|"direct"|"fft")
+                                                       -> (B, S, H', W', O)
                                                        SiConv2d (the paper's layer)
   siconv2d_pool(x, w, b, num_scales=S, pool="pixel"|"slice"|"energy")  SiConv2d(pool=...)
                                                        -> scale_pool(siconv2d(...), pool), fused

@@ -19,12 +19,14 @@ Kernels larger than their input (fwd+bwd, ms; measured 2026-12-01, same machine)
 
 XLA:CPU's weight gradient of a *grouped* convolution is pathologically slow, and so is any
 convolution whose kernel is larger than its input, so `impl="auto"` takes the FFT form for those
-on CPU and XLA everywhere else; `conv3d`'s "auto" takes the
-FFT form on CPU (XLA:CPU's 3-D convolution is far slower) and XLA elsewhere. On GPU and TPU the
-reason does not apply (cuDNN and the TPU compiler handle grouped and 3-D convolutions natively), so
-"auto" means XLA there. The choice is made per *lowering platform* (`jax.lax.platform_dependent`),
-not by the backend of the process: a program exported for "cuda" or "tpu" on a CPU host gets their
-choice. Both forms compute the same function to float32 rounding (tests/layers/test_conv.py).
+on CPU and the direct form (XLA's convolution) everywhere else; `conv3d`'s "auto" takes the FFT
+form on CPU (XLA:CPU's 3-D convolution is far slower) and the direct form elsewhere. On GPU and TPU
+the reason does not apply (cuDNN and the TPU compiler handle grouped and 3-D convolutions
+natively), and on TPU the FFT would not keep ``precision`` (jax issue 9881). The choices are the
+rows of `stir_jax.layers.forms.FORM_TABLE` (documented in docs/precision.md), made per *lowering
+platform* (`jax.lax.platform_dependent`), not by the backend of the process: a program exported
+for "cuda" or "tpu" on a CPU host gets their choice. Both forms compute the same function to
+float32 rounding (tests/layers/test_conv.py).
 
 Dtypes: both functions compute in the promoted dtype of their arguments; the FFT forms transform in
 float32 (at least) inside and cast the result back, so bfloat16 and float16 work on every path.
@@ -37,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from stir_jax.layers import forms
 from stir_jax.layers.dtypes import DEFAULT_PRECISION, PrecisionLike, canonical_precision
 from stir_jax.layers.dtypes import float32_inside
 
@@ -129,32 +132,42 @@ def conv2d_fft(x: jax.Array, kernel: jax.Array, padding="VALID",
   return y[:, : n - kh + 1, : m - kw + 1, :].astype(out_dtype)
 
 
+def conv_family(feature_group_count: int = 1, kernel_size: tuple[int, int] | None = None,
+                input_size: tuple[int, int] | None = None) -> str:
+  """The `forms.FORM_TABLE` family of a 2-D convolution: "grouped" (feature_group_count > 1),
+  "large_kernel" (a kernel larger than the unpadded input in either dimension, sizes given) or
+  "conv2d"."""
+  if feature_group_count > 1:
+    return "grouped"
+  if (kernel_size is not None and input_size is not None
+      and any(k > n for k, n in zip(kernel_size, input_size))):
+    return "large_kernel"
+  return "conv2d"
+
+
 def pick_impl(feature_group_count: int = 1, platform: str | None = None,
               kernel_size: tuple[int, int] | None = None,
-              input_size: tuple[int, int] | None = None) -> str:
-  """The `conv2d` algorithm that "auto" uses on a platform (None: the default backend).
+              input_size: tuple[int, int] | None = None,
+              precision: PrecisionLike = DEFAULT_PRECISION) -> str:
+  """The `conv2d` form, "direct" or "fft", that "auto" takes on a platform (None: the default
+  backend) at a precision: `forms.FORM_TABLE` for the convolution's `conv_family`.
 
-  "fft" on CPU for grouped convolutions, whose weight gradient XLA:CPU computes several hundred
-  times slower than the forward pass, and for kernels larger than the (unpadded) input in either
-  spatial dimension (kernel_size and input_size (H, W) given), which XLA:CPU computes 4-30 times
-  slower than the FFT form, forward pass included; "xla" otherwise and on every other platform
-  (see the module docstring for the measurements).
+  On CPU: "fft" for grouped convolutions, whose weight gradient XLA:CPU computes several hundred
+  times slower than the forward pass, and for kernels larger than the (unpadded) input, which
+  XLA:CPU computes 4-30 times slower than the FFT form; "direct" otherwise and on GPU and TPU (see
+  the module docstring for the measurements).
   """
-  platform = platform or jax.default_backend()
-  if platform != "cpu":
-    return "xla"
-  larger = (kernel_size is not None and input_size is not None
-            and any(k > n for k, n in zip(kernel_size, input_size)))
-  return "fft" if (feature_group_count > 1 or larger) else "xla"
+  family = conv_family(feature_group_count, kernel_size, input_size)
+  return forms.auto_form(family, platform or jax.default_backend(), precision)
 
 
-def _per_platform(impl_fn, choices: dict[str, str], *args):
-  """impl_fn(impl, *args) with impl chosen per lowering platform from choices ({"cpu": ..,
-  "other": ..}); one branch when they agree."""
-  if choices["cpu"] == choices["other"]:
-    return impl_fn(choices["cpu"], *args)
-  return jax.lax.platform_dependent(*args, cpu=functools.partial(impl_fn, choices["cpu"]),
-                                    default=functools.partial(impl_fn, choices["other"]))
+def _direct_or_fft(impl: str, x, kernel, padding, feature_group_count, precision):
+  if impl == "fft":
+    return conv2d_fft(x, kernel, padding, feature_group_count)
+  return jax.lax.conv_general_dilated(x, kernel, (1, 1), _pads(padding, kernel.shape[0]),
+                                      dimension_numbers=_DN,
+                                      feature_group_count=feature_group_count,
+                                      precision=canonical_precision(precision))
 
 
 def conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None, padding="VALID",
@@ -164,9 +177,13 @@ def conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None, paddi
 
   padding: "VALID", "SAME", an int (on every side) or ((top, bottom), (left, right)).
   feature_group_count: G, as in XLA (output block g reads input block g).
-  impl: "xla" (lax.conv_general_dilated), "fft" (conv2d_fft) or "auto" (see `pick_impl`).
-  precision: of the "xla" path's convolution (default "highest": true float32; "default" lets the
-    backend choose). The FFT path always computes in float32 at full precision.
+  impl: "direct" (lax.conv_general_dilated), "fft" (conv2d_fft) or "auto" (per lowering platform
+    and precision from `stir_jax.layers.forms.FORM_TABLE`, see `pick_impl`); "xla" is a
+    deprecated alias of "direct".
+  precision: of the direct form's convolution (default "highest": float32 products on CPU and
+    GPU, six bfloat16 passes on TPU; "default" lets the backend choose, see docs/precision.md).
+    The FFT form always computes in float32 with HIGHEST matmuls (not float32-exact on TPU, whose
+    FFT ignores precision: "auto" never takes it there).
   Computes in the promoted dtype of x, kernel and bias, and returns it.
   Equivariant to integer translations (exactly, away from borders).
 
@@ -175,24 +192,11 @@ def conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None, paddi
   """
   dt = jnp.result_type(x, kernel, *(() if bias is None else (bias,)))
   x, kernel = x.astype(dt), kernel.astype(dt)
-  if impl not in ("auto", "xla", "fft"):
-    raise ValueError(f"unknown conv impl {impl!r}; valid: auto, xla, fft")
-
-  def run(impl, x, kernel):
-    if impl == "fft":
-      return conv2d_fft(x, kernel, padding, feature_group_count)
-    return jax.lax.conv_general_dilated(x, kernel, (1, 1), _pads(padding, kernel.shape[0]),
-                                        dimension_numbers=_DN,
-                                        feature_group_count=feature_group_count,
-                                        precision=canonical_precision(precision))
-
-  if impl == "auto":
-    sizes = {"kernel_size": kernel.shape[:2], "input_size": x.shape[1:3]}
-    choices = {"cpu": pick_impl(feature_group_count, "cpu", **sizes),
-               "other": pick_impl(feature_group_count, "gpu", **sizes)}
-  else:
-    choices = {"cpu": impl, "other": impl}
-  y = _per_platform(run, choices, x, kernel)
+  family = conv_family(feature_group_count, kernel.shape[:2], x.shape[1:3])
+  choices = forms.forms_by_platform(impl, family, precision)
+  run = lambda form, x, kernel: _direct_or_fft(form, x, kernel, padding, feature_group_count,
+                                               precision)
+  y = forms.by_platform(run, choices, x, kernel)
   return y if bias is None else y + bias.astype(dt)
 
 
@@ -201,18 +205,18 @@ def conv3d(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None,
   """Valid 3-D cross-correlation: x (B, D, H, W, Cin), kernel (kd, kh, kw, Cin, Cout) ->
   (B, D-kd+1, H-kh+1, W-kw+1, Cout), plus bias.
 
-  impl: "xla", "fft" (circular correlation at a fast FFT length of at least the input size, exact
-  on the valid region; float32 inside) or
-  "auto" (fft when lowered for CPU, where XLA's 3-D convolution is far slower, xla elsewhere).
-  precision: of the "xla" path's convolution (see `conv2d`).
+  impl: "direct" (XLA's convolution), "fft" (circular correlation at a fast FFT length of at least
+  the input size, exact on the valid region; float32 inside) or "auto" (`forms.FORM_TABLE`'s
+  "conv3d" family: fft when lowered for CPU, where XLA's 3-D convolution is far slower, direct on
+  GPU and TPU); "xla" is a deprecated alias of "direct".
+  precision: of the direct form's convolution (see `conv2d`).
   """
   dt = jnp.result_type(x, kernel, *(() if bias is None else (bias,)))
   x, kernel = x.astype(dt), kernel.astype(dt)
-  if impl not in ("auto", "xla", "fft"):
-    raise ValueError(f"unknown conv impl {impl!r}; valid: auto, xla, fft")
+  choices = forms.forms_by_platform(impl, "conv3d", precision)
 
-  def run(impl, x, kernel):
-    if impl == "xla":
+  def run(form, x, kernel):
+    if form == "direct":
       return jax.lax.conv_general_dilated(x, kernel, (1, 1, 1), "VALID",
                                           dimension_numbers=("NDHWC", "DHWIO", "NDHWC"),
                                           precision=canonical_precision(precision))
@@ -226,6 +230,5 @@ def conv3d(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None,
     y = jnp.fft.irfftn(fy, s=sizes, axes=(1, 2, 3))[:, : d - kd + 1, : n - kh + 1, : m - kw + 1]
     return y.astype(dt)
 
-  choices = {"cpu": "fft", "other": "xla"} if impl == "auto" else {"cpu": impl, "other": impl}
-  y = _per_platform(run, choices, x, kernel)
+  y = forms.by_platform(run, choices, x, kernel)
   return y if bias is None else y + bias.astype(dt)

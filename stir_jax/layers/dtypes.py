@@ -6,10 +6,14 @@
 * ``param_dtype`` (modules): the dtype parameters are stored and initialised in (float32).
 * ``precision``: `jax.lax.Precision`, a string (``"highest"``, ``"high"``, ``"default"``, or
   ``"float32"``, ``"tensorfloat32"``, ``"bfloat16"``) or None, passed to every convolution, matmul
-  and einsum. The default of every layer and model is ``"highest"``: float32 operands compute in
-  true float32 on every backend (no TF32 on GPUs, no single bfloat16 pass on TPUs), so the parity
-  tests and the paper's timing ratios do not depend on the hardware. ``"default"`` (or None, as in
-  lax) lets the backend choose, for speed.
+  and einsum. The default of every layer and model is ``"highest"``: float32 operands compute with
+  float32 products on CPU and GPU (no TF32) and in six bfloat16 passes on TPU (about float32
+  accuracy, not bit-exact IEEE float32), so the parity tests and the paper's timing ratios do not
+  depend on the hardware. ``"high"``: TF32 on recent GPUs, three bfloat16 passes on TPU.
+  ``"default"`` (or None, as in lax) lets the backend choose, for speed (TF32 on GPUs, one bfloat16
+  pass on TPUs). CPUs compute float32 products at every setting. ``precision`` also picks the
+  form of ``impl="auto"`` (`stir_jax.layers.forms`): on TPU no FFT form is ever taken, because
+  XLA's TPU FFT ignores precision (jax issue 9881). docs/precision.md has the whole table.
 
 Pure functions take ``precision`` and compute in the promoted dtype of their array arguments.
 
@@ -30,7 +34,8 @@ from jax import lax
 PrecisionLike = Union[None, str, lax.Precision, tuple]
 Dtype = Any
 
-#: The default ``precision`` of every layer and model: true float32 products.
+#: The default ``precision`` of every layer and model: float32 products (CPU, GPU), six bfloat16
+#: passes (TPU).
 DEFAULT_PRECISION = "highest"
 
 __all__ = ["DEFAULT_PRECISION", "PrecisionLike", "canonical_dtype", "canonical_precision",

@@ -60,6 +60,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from stir_jax.layers import forms
 from stir_jax.layers.conv import conv2d
 from stir_jax.layers.dtypes import DEFAULT_PRECISION, Dtype, PrecisionLike, canonical_precision
 from stir_jax.layers.dtypes import promote_dtype
@@ -72,9 +73,9 @@ SIGMA_PHI_RANGE = (np.pi / 16,)
 PHASE_RANGE = (-np.pi / 4,)
 BASIS_SCALE = (1.0,)
 
-IMPLS = ("auto", "xla", "fft")
+IMPLS = forms.IMPLS
 # impl="auto" on CPU: the FFT form from this (largest) kernel size on (see `_conv`).
-FFT_FROM_SIZE = 9
+FFT_FROM_SIZE = forms.LARGE_STEERABLE
 
 
 class SteerableBasis(NamedTuple):
@@ -218,26 +219,20 @@ def _cropped_filters(basis: SteerableBasis, kernel_sizes: tuple) -> np.ndarray:
 
 
 def _conv(x: jax.Array, kernel: jax.Array, impl: str, precision: PrecisionLike) -> jax.Array:
-  """'same' correlation with the stacked kernels; impl "auto" takes the FFT form when lowered for
-  CPU with kernels of at least FFT_FROM_SIZE, XLA's convolution otherwise and on every other
-  platform (whose convolutions need no such help).
+  """'same' correlation with the stacked kernels. impl "auto" takes the "large_kernel" rows of
+  `forms.FORM_TABLE` (the FFT form when lowered for CPU, the direct form on GPU and TPU) for
+  kernels of at least `forms.LARGE_STEERABLE`, the "conv2d" rows (direct) for smaller ones.
 
   Measured on the shared 2-core CPU (forward + gradient, batch 16, 16 -> 32 channels): largest
   size 7, XLA 142 / FFT 103 ms at 28x28 and 808 / 815 ms at 64x64; largest size 9, 201 / 163 ms
   and 1188 / 875 ms; largest size 11 at 28x28, 439 / 262 ms; the STIR "ss" train step (sizes up to
   19, batch 16) 10.7 s with XLA against 2.6 s with FFT.
   """
-  if impl not in IMPLS:
-    raise ValueError(f"unknown impl {impl!r}; valid: {', '.join(IMPLS)}")
   pad = kernel.shape[0] // 2
-  if impl != "auto":
-    return conv2d(x, kernel, padding=pad, impl=impl, precision=precision)
-  if kernel.shape[0] < FFT_FROM_SIZE:
-    return conv2d(x, kernel, padding=pad, impl="xla", precision=precision)
-  return jax.lax.platform_dependent(
-      x, kernel,
-      cpu=lambda x, k: conv2d(x, k, padding=pad, impl="fft", precision=precision),
-      default=lambda x, k: conv2d(x, k, padding=pad, impl="xla", precision=precision))
+  family = "large_kernel" if kernel.shape[0] >= FFT_FROM_SIZE else "conv2d"
+  choices = forms.forms_by_platform(impl, family, precision)
+  run = lambda form, x, k: conv2d(x, k, padding=pad, impl=form, precision=precision)
+  return forms.by_platform(run, choices, x, kernel)
 
 
 def scale_steerable_conv2d(x: jax.Array, mult_real: jax.Array, mult_imag: jax.Array,
@@ -255,7 +250,8 @@ def scale_steerable_conv2d(x: jax.Array, mult_real: jax.Array, mult_imag: jax.Ar
     kernel_sizes: odd kernel sizes ``n``.
     kernel_size: nominal size (size ``n`` is scale ``n / kernel_size``).
     relu: apply the ReLU (the reference's default).
-    impl: "auto" (the FFT form on CPU for kernels of 9 and more, XLA otherwise), "xla" or "fft".
+    impl: "auto" (`forms.FORM_TABLE`: the FFT form on CPU for kernels of 9 and more, the direct
+      form otherwise), "direct" or "fft" ("xla": deprecated alias of "direct").
     precision: of the kernel synthesis and the convolution.
     return_indices: also return the index of the winning size.
 
@@ -304,7 +300,7 @@ class ScaleConvSteering(nn.Module):
     kernel_sizes: odd kernel sizes the maximum runs over.
     k_range, phi_range, sigma_phi_range, phase_range, basis_scale: the basis (`steerable_basis`).
     relu: apply the ReLU after the maximum.
-    impl: convolution algorithm ("auto", "xla", "fft"; see `scale_steerable_conv2d`).
+    impl: convolution algorithm ("auto", "direct", "fft"; see `scale_steerable_conv2d`).
     dtype, param_dtype, precision: as flax.linen.Conv (precision default "highest").
   """
   features: int

@@ -20,31 +20,39 @@ Two implementations give the same result (to float32 rounding, forward and gradi
 ``siconv2d_pool`` fuses the scale pooling into the FFT form (pixel, slice and energy pooling) so
 that the (B, S, H, W, C) stack is never built.
 
-``impl="auto"`` takes the FFT form for square inputs on every backend, the direct form otherwise.
-CPU: measured, the FFT form is several times faster (README, `python -m stir_jax.bench siconv`).
-GPU and TPU: not measured on a device; the choice rests on XLA's cost and memory analysis of both
-forms compiled for CPU (SiConv2d + fused pixel pool, forward and backward, batch 16, precision
-"default"): layer 1 (64x64, 1->16, 29 scales) 10.9 GFLOP for the FFT form against 29.8 GFLOP
-direct, layer 2 (58x58, 16->32, 26 scales) 26.8 against 581 GFLOP. The FFT form moves more memory
-(layer 2: 8.6 against 3.2 GB accessed, 729 against 475 MB of temporaries) and runs more kernels
-(about 730 against 430-480 top-level operations), but a 22x FLOP gap on layer 2 outweighs both on
-any accelerator at float32 ("highest") precision. With ``precision="default"`` on GPUs with TF32
-tensor cores the direct form's FLOPs become several times cheaper; measure both there
-(``impl="direct"``) if that is your setting.
+``impl="auto"`` takes, for square inputs, the form of the "siconv" rows of
+`stir_jax.layers.forms.FORM_TABLE` for the platform the program is lowered for and its precision
+(`jax.lax.platform_dependent`); non-square inputs have only the direct form. The rows:
+CPU: the FFT form at every precision (measured: several times faster, `python -m stir_jax.bench
+siconv`). TPU: the direct form at every precision (XLA's TPU FFT ignores precision, jax issue
+9881, so the FFT form would not keep "highest"; its convolutions run on the MXU). GPU (reasoned, not
+measured on a device, from XLA's cost and memory analysis of both forms compiled for CPU: SiConv2d +
+fused pixel pool, forward and backward, batch 16): layer 1 (64x64, 1->16, 29 scales) 10.9 GFLOP for
+the FFT form against 29.8 GFLOP direct, layer 2 (58x58, 16->32, 26 scales) 26.8 against 581 GFLOP;
+the FFT form moves more memory (layer 2: 8.6 against 3.2 GB accessed) and runs more kernels (about
+730 against 430-480 top-level operations). At "highest" (true float32 products, no tensor cores) a
+22x FLOP gap outweighs both: FFT. At "high" and "default" the direct form's convolutions run on
+TF32 tensor cores, about 8x the float32 rate, and the FFT form's extra memory traffic decides:
+direct. docs/precision.md has the whole table.
 
 Dtypes: the functions compute in the promoted dtype of x, weight and bias (the FFT forms in float32
 inside, cast back); ``precision`` reaches the direct path's kernel resizing and convolutions (see
-`stir_jax.layers.dtypes`).
+`stir_jax.layers.dtypes`) and the choice of "auto".
+
+``interpolation`` names the kernel interpolation mode everywhere (``mode=`` is its deprecated
+alias).
 """
 from __future__ import annotations
 
 import functools
+import warnings
 from typing import Optional
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from stir_jax.layers import forms
 from stir_jax.layers.dtypes import DEFAULT_PRECISION, Dtype, PrecisionLike, canonical_precision
 from stir_jax.layers.dtypes import promote_dtype
 from stir_jax.layers.initializers import torch_uniform
@@ -53,7 +61,7 @@ from stir_jax.layers.scale_pool import scale_pool
 from stir_jax.layers.siconv_fft import POOLS as POOL_MODES_FUSED
 from stir_jax.layers.siconv_fft import siconv2d_fft, siconv2d_pool_fft
 
-IMPLS = ("auto", "direct", "fft")
+IMPLS = forms.IMPLS
 
 
 def num_scales_for(size: int, kernel_size: int) -> int:
@@ -61,12 +69,23 @@ def num_scales_for(size: int, kernel_size: int) -> int:
   return (size - kernel_size) // 2 + 1
 
 
-def _check_args(x: jax.Array, weight: jax.Array, bias: jax.Array, num_scales: int, mode: str,
-                impl: str) -> None:
-  if mode not in MODES:
-    raise ValueError(f"unknown interpolation mode {mode!r}; valid modes are {MODES}")
-  if impl not in IMPLS:
-    raise ValueError(f"unknown impl {impl!r}; valid implementations are {IMPLS}")
+def interpolation_arg(interpolation: Optional[str], mode: Optional[str],
+                      default: str = "bicubic") -> str:
+  """The interpolation mode from ``interpolation`` or its deprecated alias ``mode``
+  (DeprecationWarning); both given and different is a ValueError."""
+  if mode is not None:
+    warnings.warn("mode= is deprecated; use interpolation=", DeprecationWarning, stacklevel=3)
+    if interpolation is not None and interpolation != mode:
+      raise ValueError(f"interpolation={interpolation!r} and its deprecated alias mode={mode!r} "
+                       "disagree; give interpolation only")
+    interpolation = mode
+  interpolation = default if interpolation is None else interpolation
+  if interpolation not in MODES:
+    raise ValueError(f"unknown interpolation {interpolation!r}; valid: {', '.join(MODES)}")
+  return interpolation
+
+
+def _check_args(x: jax.Array, weight: jax.Array, bias: jax.Array, num_scales: int) -> None:
   if x.ndim != 4:
     raise ValueError(f"x must be (B, H, W, Cin), got shape {x.shape}")
   if weight.ndim != 4 or weight.shape[0] != weight.shape[1]:
@@ -97,30 +116,65 @@ def _siconv_direct(x: jax.Array, weight: jax.Array, bias: jax.Array, num_scales:
   return jnp.stack(outs, axis=1)
 
 
-def _resolve_impl(x: jax.Array, impl: str) -> str:
-  """The path, "fft" or "direct", for an input (B, H, W, C): auto takes fft on square inputs;
-  an explicit fft on a non-square input is a ValueError."""
+def _forms(x: jax.Array, impl: str, precision) -> dict[str, str]:
+  """{lowering platform: "fft" | "direct"} for an input (B, H, W, C): "auto" follows
+  `forms.FORM_TABLE` on square inputs and is direct otherwise; an explicit "fft" on a non-square
+  input is a ValueError."""
   square = x.shape[1] == x.shape[2]
-  if impl == "auto":
-    return "fft" if square else "direct"
   if impl == "fft" and not square:
     raise ValueError(f"impl='fft' needs a square input, got {x.shape[1]}x{x.shape[2]}; "
                      "use impl='direct' or 'auto'")
-  return impl
+  if not square:
+    impl = "direct"
+  return forms.forms_by_platform(impl, "siconv", precision)
 
 
-# Both public functions are jitted (their options static): an eager call, such as an eager
-# ``model.init``, then compiles each layer once instead of dispatching its hundreds of per-scale
-# operations one by one (pixel_pool's eager init on the 2-core CPU: 49 s before, 16 s with this
-# and the program-size work in siconv_fft; the standard model's: 4 s).
-# Under an outer jit they are inlined as any nested jit.
-_STATIC = ("num_scales", "mode", "impl", "precision")
+def _is_eager(*arrays) -> bool:
+  """Whether a call is eager: no argument is a tracer (no jit, grad or vmap around it)."""
+  return not any(isinstance(a, jax.core.Tracer) for a in arrays)
+
+
+# The public functions check their arguments, then call these jitted cores (options static): an
+# eager call, such as an eager ``model.init``, compiles each layer once instead of dispatching its
+# hundreds of per-scale operations one by one, and takes the FFT form's scan over scales (`eager`),
+# which compiles several times faster than the unrolled loop that traced calls get. Under an outer
+# jit the cores are inlined as any nested jit.
+_STATIC = ("num_scales", "interpolation", "impl", "precision", "eager")
 
 
 @functools.partial(jax.jit, static_argnames=_STATIC)
+def _siconv2d(x, weight, bias, *, num_scales, interpolation, impl, precision, eager):
+  x, weight, bias = promote_dtype(x, weight, bias)
+
+  def run(form, x, weight, bias):
+    if form == "fft":
+      return siconv2d_fft(x, weight, bias, num_scales, interpolation, eager)
+    return _siconv_direct(x, weight, bias, num_scales, interpolation, precision)
+
+  return forms.by_platform(run, _forms(x, impl, precision), x, weight, bias)
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC + ("pool",))
+def _siconv2d_pool(x, weight, bias, *, num_scales, interpolation, pool, impl, precision, eager):
+  x, weight, bias = promote_dtype(x, weight, bias)
+
+  def run(form, x, weight, bias):
+    if form == "fft":
+      return siconv2d_pool_fft(x, weight, bias, num_scales, interpolation, pool, eager)
+    return scale_pool(_siconv_direct(x, weight, bias, num_scales, interpolation, precision), pool)
+
+  return forms.by_platform(run, _forms(x, impl, precision), x, weight, bias)
+
+
+def _static_precision(precision: PrecisionLike):
+  """precision as a hashable static argument (a lax.Precision, a pair of them, or None)."""
+  return canonical_precision(precision)
+
+
 def siconv2d(x: jax.Array, weight: jax.Array, bias: jax.Array, *, num_scales: int,
-             mode: str = "bicubic", impl: str = "auto",
-             precision: PrecisionLike = DEFAULT_PRECISION) -> jax.Array:
+             interpolation: Optional[str] = None, impl: str = "auto",
+             precision: PrecisionLike = DEFAULT_PRECISION,
+             mode: Optional[str] = None) -> jax.Array:
   """Scale-invariant convolution: the kernel at every size ``k + 2i``, valid, then zero-padded.
 
   Equivariant to translations exactly (on the valid region) and to rescaling only approximately
@@ -131,12 +185,15 @@ def siconv2d(x: jax.Array, weight: jax.Array, bias: jax.Array, *, num_scales: in
     weight: base kernels (k, k, Cin, Cout), HWIO.
     bias: (Cout,), added to every scale before the zero padding.
     num_scales: S; must equal ``num_scales_for(min(H, W), k)``.
-    mode: kernel interpolation mode, one of ``interpolation.MODES``.
+    interpolation: kernel interpolation mode, one of ``interpolation.MODES`` (default "bicubic").
     impl: ``"direct"`` (one conv per scale), ``"fft"`` (exact FFT form, square inputs only) or
-      ``"auto"`` (fft when H == W, else direct, on every backend: see the module docstring).
-    precision: of the direct path's kernel resizing and convolutions (default "highest": true
-      float32; "default" lets the backend choose). The FFT path transforms in float32 at full
-      precision whatever ``precision`` says.
+      ``"auto"`` (per lowering platform and precision from `forms.FORM_TABLE` on square inputs,
+      direct otherwise: see the module docstring); "xla" is a deprecated alias of "direct".
+    precision: of the direct path's kernel resizing and convolutions (default "highest": float32
+      products on CPU and GPU, six bfloat16 passes on TPU; "default" lets the backend choose). The
+      FFT path transforms in float32 with HIGHEST matmuls whatever ``precision`` says (float32-exact
+      on CPU and GPU; on TPU the FFT ignores precision, so "auto" never takes it there).
+    mode: deprecated alias of ``interpolation``.
 
   Returns:
     (B, S, H-k+1, W-k+1, Cout) in the promoted dtype of x, weight and bias. Scale i holds the
@@ -144,20 +201,20 @@ def siconv2d(x: jax.Array, weight: jax.Array, bias: jax.Array, *, num_scales: in
     exactly 0 on the ring outside it.
 
   Raises:
-    ValueError: wrong ``num_scales`` for the input size, unknown mode/impl, bad shapes, or a
-      non-square input with ``impl="fft"``.
+    ValueError: wrong ``num_scales`` for the input size, unknown interpolation/impl, bad shapes, or
+      a non-square input with ``impl="fft"``.
   """
-  _check_args(x, weight, bias, num_scales, mode, impl)
-  x, weight, bias = promote_dtype(x, weight, bias)
-  if _resolve_impl(x, impl) == "fft":
-    return siconv2d_fft(x, weight, bias, num_scales, mode)
-  return _siconv_direct(x, weight, bias, num_scales, mode, precision)
+  interpolation = interpolation_arg(interpolation, mode)
+  impl = forms.check_impl(impl)
+  _check_args(x, weight, bias, num_scales)
+  return _siconv2d(x, weight, bias, num_scales=num_scales, interpolation=interpolation, impl=impl,
+                   precision=_static_precision(precision), eager=_is_eager(x, weight, bias))
 
 
-@functools.partial(jax.jit, static_argnames=_STATIC + ("pool",))
 def siconv2d_pool(x: jax.Array, weight: jax.Array, bias: jax.Array, *, num_scales: int,
-                  mode: str = "bicubic", pool: str = "pixel", impl: str = "auto",
-                  precision: PrecisionLike = DEFAULT_PRECISION) -> tuple[jax.Array, jax.Array]:
+                  interpolation: Optional[str] = None, pool: str = "pixel", impl: str = "auto",
+                  precision: PrecisionLike = DEFAULT_PRECISION,
+                  mode: Optional[str] = None) -> tuple[jax.Array, jax.Array]:
   """``scale_pool(siconv2d(x, ...), pool)`` without materialising the (B, S, H, W, C) output.
 
   The FFT path is `siconv_fft.siconv2d_pool_fft`: scale by scale, keeping a running maximum per
@@ -167,7 +224,7 @@ def siconv2d_pool(x: jax.Array, weight: jax.Array, bias: jax.Array, *, num_scale
   and gradients equal those of ``scale_pool(siconv2d(...), pool)`` (to float rounding).
 
   Args:
-    x, weight, bias, num_scales, mode, impl, precision: as for ``siconv2d``.
+    x, weight, bias, num_scales, interpolation, impl, precision, mode: as for ``siconv2d``.
     pool: ``"pixel"``, ``"slice"`` or ``"energy"`` (``POOL_MODES_FUSED``); the soft pool needs the
       whole stack, use ``scale_pool(siconv2d(...), "soft")``.
 
@@ -181,11 +238,12 @@ def siconv2d_pool(x: jax.Array, weight: jax.Array, bias: jax.Array, *, num_scale
   if pool not in POOL_MODES_FUSED:
     raise ValueError(f"siconv2d_pool fuses only {POOL_MODES_FUSED}, not {pool!r}; use "
                      "scale_pool(siconv2d(...), pool)")
-  _check_args(x, weight, bias, num_scales, mode, impl)
-  x, weight, bias = promote_dtype(x, weight, bias)
-  if _resolve_impl(x, impl) == "fft":
-    return siconv2d_pool_fft(x, weight, bias, num_scales, mode, pool)
-  return scale_pool(_siconv_direct(x, weight, bias, num_scales, mode, precision), pool)
+  interpolation = interpolation_arg(interpolation, mode)
+  impl = forms.check_impl(impl)
+  _check_args(x, weight, bias, num_scales)
+  return _siconv2d_pool(x, weight, bias, num_scales=num_scales, interpolation=interpolation,
+                        pool=pool, impl=impl, precision=_static_precision(precision),
+                        eager=_is_eager(x, weight, bias))
 
 
 class SiConv2d(nn.Module):
@@ -200,13 +258,14 @@ class SiConv2d(nn.Module):
     kernel_size: k of the base kernel.
     num_scales: S; None derives it from the input, ``(min(H, W) - k)//2 + 1``. When given, an input
       of a different size is an error.
-    mode: kernel interpolation mode (``interpolation.MODES``).
+    interpolation: kernel interpolation mode (``interpolation.MODES``; default "bicubic").
     impl: ``"auto"``, ``"direct"`` or ``"fft"`` (see ``siconv2d``).
     pool: None, or one of ``POOL_MODES_FUSED`` to return ``siconv2d_pool``'s (pooled, indices)
       instead of the stack of scales (same parameters, much less memory and time).
     dtype: computation dtype (None: promoted from input and parameters, as flax.linen.Conv).
     param_dtype: dtype of the kernel and bias (float32).
     precision: of the kernel resizing and convolutions (see `siconv2d`; default "highest").
+    mode: deprecated alias of ``interpolation``.
 
   >>> layer = SiConv2d(16, dtype=jnp.bfloat16)
   >>> variables = layer.init(jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 1)))  # float32 params
@@ -216,15 +275,17 @@ class SiConv2d(nn.Module):
   features: int
   kernel_size: int = 7
   num_scales: Optional[int] = None
-  mode: str = "bicubic"
+  interpolation: Optional[str] = None
   impl: str = "auto"
   pool: Optional[str] = None
   dtype: Optional[Dtype] = None
   param_dtype: Dtype = jnp.float32
   precision: PrecisionLike = DEFAULT_PRECISION
+  mode: Optional[str] = None
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
+    interpolation = interpolation_arg(self.interpolation, self.mode)
     cin = x.shape[-1]
     k = self.kernel_size
     init = torch_uniform(cin * k * k)
@@ -235,7 +296,7 @@ class SiConv2d(nn.Module):
     if num_scales is None:
       num_scales = num_scales_for(min(x.shape[1], x.shape[2]), k)
     if self.pool is not None:
-      return siconv2d_pool(x, kernel, bias, num_scales=num_scales, mode=self.mode, pool=self.pool,
-                           impl=self.impl, precision=self.precision)
-    return siconv2d(x, kernel, bias, num_scales=num_scales, mode=self.mode, impl=self.impl,
-                    precision=self.precision)
+      return siconv2d_pool(x, kernel, bias, num_scales=num_scales, interpolation=interpolation,
+                           pool=self.pool, impl=self.impl, precision=self.precision)
+    return siconv2d(x, kernel, bias, num_scales=num_scales, interpolation=interpolation,
+                    impl=self.impl, precision=self.precision)

@@ -26,11 +26,15 @@ The layout. Every matmul is a plain GEMM and the forward pass transposes nothing
 * the program's size does not depend on the batch (no loop over batch elements) and it embeds no
   large constants: the DFT factors are computed in the program from iota, cos and sin, once per
   layer (`_kernel_factors`, `_inverse_tables`); only the (S, N, k) resize taps are tabulated. The
-  scales stay a Python loop, faster here than a scan (see `_forward`).
+  scales stay a Python loop, faster here than a scan (see `_forward`); eager (untraced) calls,
+  which compile their program for one use, take a scan instead (`_forward_scan`), which compiles in
+  a fraction of the time.
 
 Callers check shapes (see `stir_jax.layers.siconv`, whose ``siconv2d`` and ``siconv2d_pool`` take
-this path for square inputs). Everything runs in float32 (at least) with full-precision products;
-the results are cast back to the promoted dtype of the arguments (bfloat16 and float16 work).
+this path for square inputs). Everything runs in float32 (at least) with HIGHEST products; the
+results are cast back to the promoted dtype of the arguments (bfloat16 and float16 work). That is
+float32-exact on CPU and GPU; on TPU, XLA's FFT ignores precision (jax issue 9881), so
+``impl="auto"`` never takes this form there (`stir_jax.layers.forms`).
 
 Equivariance: as ``siconv2d`` (exact for translations on the valid region, approximate for
 rescaling), followed by the chosen scale pool.
@@ -330,6 +334,55 @@ def _backward(x, weight, a, g2, num_scales, scale_cotangent):
   return dx, dw, dbias
 
 
+def _forward_scan(x, weight, bias, num_scales, mode, pool):
+  """`_forward`'s (out, idx) as a lax.scan over the scales, every scale at the full o0 x o0 size
+  with its zero ring masked in: the same function (to float rounding), a few times cheaper to
+  compile and slower to run (see `_forward`). Taken for eager (untraced) calls, such as an eager
+  ``model.init``, which compile the program for a single use."""
+  b, n, c, k, o, o0, v = _dims(x, weight)
+  dt = x.dtype
+  g2 = _kernel_factors(n, k, num_scales, mode, dt)
+  e, f = _inverse_tables(n, k, dt)
+  e = e.reshape(2 * o0, 2 * n)
+  a, t2 = _prepare(x, weight, g2)
+  dist = _border_distance(o0)[:, :, None, None]
+  bias = bias.astype(dt)
+
+  def scale(i):
+    y_spec = _product(a, _kernel_spectrum(g2[i], t2[i], n, v, c, o))
+    y = _scale_output(e, f, y_spec, n, v, b, o) + bias
+    return jnp.where(dist >= i, y, jnp.zeros((), dt))          # valid on [i, o0 - i)^2, else 0
+
+  steps = jnp.arange(1, num_scales)
+  if pool is None:
+    return jax.lax.map(scale, jnp.arange(num_scales)), None
+  if pool == "pixel":
+    def pixel_step(carry, i):
+      best, idx = carry
+      y = scale(i)
+      better = y > best  # strict: ties keep the lower scale, as argmax
+      return (jnp.where(better, y, best), jnp.where(better, i, idx)), None
+    y0 = scale(0)
+    (best, idx), _ = jax.lax.scan(pixel_step, (y0, jnp.zeros(y0.shape, jnp.int32)), steps)
+    return best, idx
+
+  def score(y):
+    return jnp.max(y, axis=(0, 1)) if pool == "slice" else jnp.sum(y, axis=(0, 1))
+
+  def slice_step(carry, i):
+    best, best_score, idx = carry
+    y = scale(i)
+    s = score(y)
+    better = s > best_score
+    return (jnp.where(better, y, best), jnp.where(better, s, best_score),
+            jnp.where(better, i, idx)), None
+
+  y0 = scale(0)
+  s0 = score(y0)
+  (best, _, idx), _ = jax.lax.scan(slice_step, (y0, s0, jnp.zeros(s0.shape, jnp.int32)), steps)
+  return best, idx
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
 def _siconv_hwbc(x, weight, bias, num_scales, mode, pool):
   """The stack (S, o0, o0, B, O) for pool None, else (pooled (o0, o0, B, O), indices)."""
@@ -359,6 +412,17 @@ def _siconv_hwbc_bwd(num_scales, mode, pool, res, cts):
 _siconv_hwbc.defvjp(_siconv_hwbc_fwd, _siconv_hwbc_bwd)
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
+def _siconv_hwbc_eager(x, weight, bias, num_scales, mode, pool):
+  """`_siconv_hwbc` with the primal computed by `_forward_scan` (cheap to compile); its
+  derivatives are `_siconv_hwbc`'s."""
+  out, idx = _forward_scan(x, weight, bias, num_scales, mode, pool)
+  return out if pool is None else (out, idx)
+
+
+_siconv_hwbc_eager.defvjp(_siconv_hwbc_fwd, _siconv_hwbc_bwd)
+
+
 def _float32_inside(*arrays):
   """(the promoted dtype of arrays, the arrays cast to at least float32)."""
   dt = jnp.result_type(*arrays)
@@ -367,27 +431,31 @@ def _float32_inside(*arrays):
 
 
 def siconv2d_fft(x: jax.Array, weight: jax.Array, bias: jax.Array, num_scales: int,
-                 mode: str) -> jax.Array:
+                 mode: str, eager: bool = False) -> jax.Array:
   """``siconv2d``'s FFT path: x (B, N, N, C), weight (k, k, C, O), bias (O,) -> (B, S, o0, o0, O).
 
   Scale i holds its valid response plus bias on ``[i, o0 - i)^2`` and exactly 0 on the ring.
-  Computed in float32 (at least); returned in the promoted dtype of x, weight and bias.
+  Computed in float32 (at least); returned in the promoted dtype of x, weight and bias. ``eager``
+  takes the scan over scales (`_forward_scan`: compiles in a fraction of the time, runs slower)
+  for the forward pass; gradients are the same either way.
   """
   dt, (x, weight, bias) = _float32_inside(x, weight, bias)
-  out = _siconv_hwbc(x, weight, bias, num_scales, mode, None)
+  out = (_siconv_hwbc_eager if eager else _siconv_hwbc)(x, weight, bias, num_scales, mode, None)
   return jnp.transpose(out, (3, 0, 1, 2, 4)).astype(dt)
 
 
 def siconv2d_pool_fft(x: jax.Array, weight: jax.Array, bias: jax.Array, num_scales: int,
-                      mode: str, pool: str) -> tuple[jax.Array, jax.Array]:
+                      mode: str, pool: str, eager: bool = False) -> tuple[jax.Array, jax.Array]:
   """``scale_pool(siconv2d_fft(x, ...), pool)`` for pool in `POOLS` (the caller checks it), without
   the stack.
 
   Returns pooled (B, o0, o0, O) and int32 indices: (B, o0, o0, O) for pixel, (B, O) for slice and
   energy (ties: the lowest scale; a zero border ring counts as that scale's response). Pooled in
-  float32 (at least), returned in the promoted dtype of x, weight and bias.
+  float32 (at least), returned in the promoted dtype of x, weight and bias. ``eager``: as
+  `siconv2d_fft`.
   """
   dt, (x, weight, bias) = _float32_inside(x, weight, bias)
-  best, idx = _siconv_hwbc(x, weight, bias, num_scales, mode, pool)
+  fn = _siconv_hwbc_eager if eager else _siconv_hwbc
+  best, idx = fn(x, weight, bias, num_scales, mode, pool)
   best = jnp.transpose(best, (2, 0, 1, 3)).astype(dt)
   return best, (jnp.transpose(idx, (2, 0, 1, 3)) if pool == "pixel" else idx)

@@ -1,22 +1,91 @@
-"""Building blocks shared by the models: PyTorch-initialised convolutions and the classifier head.
+"""Building blocks shared by the models: the model bases, PyTorch-initialised convolutions and the
+classifier head.
 
-Every model takes ``dtype`` (computation, None: inferred), ``param_dtype`` (float32) and
-``precision`` (default "highest") with flax.linen.Conv's meanings (`stir_jax.layers.dtypes`) and
-hands them to each of its layers; `compute_input` casts the images once on entry.
+Every model takes ``impl`` ("auto" | "direct" | "fft", `stir_jax.layers.forms`), ``dtype``
+(computation, None: inferred), ``param_dtype`` (float32) and ``precision`` (default "highest") with
+flax.linen.Conv's meanings (`stir_jax.layers.dtypes`). The models declare them once, through
+`ModelBase` (the STIR models: with num_classes, kernel_size and interpolation) or `MnistBase` (the
+MNIST-scale models), and build their layers with `Forwarding.layer`, which hands every layer the
+options it declares; `compute_input` casts the images once on entry.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import flax.linen as nn
 import numpy as np
 
+from stir_jax.layers import forms
 from stir_jax.layers.conv import conv2d
 from stir_jax.layers.dtypes import DEFAULT_PRECISION, Dtype, PrecisionLike, canonical_precision
 from stir_jax.layers.dtypes import promote_dtype
 from stir_jax.layers.initializers import torch_uniform
+
+
+_FORWARDED = ("impl", "dtype", "param_dtype", "precision")
+
+
+class Forwarding:
+  """Methods of the model bases (no fields): the layer options a model forwards to its layers."""
+
+  #: The forms the model has ("auto" is always accepted); a one-form model lists one.
+  impls: Sequence[str] = forms.IMPLS
+
+  def dtypes(self) -> dict:
+    """dtype, param_dtype and precision, to hand to a layer."""
+    return {"dtype": self.dtype, "param_dtype": self.param_dtype, "precision": self.precision}
+
+  def layer(self, cls, *args, **kwargs) -> nn.Module:
+    """``cls(*args, **kwargs)`` with this model's impl, dtype, param_dtype and precision added, each
+    where cls declares it and kwargs does not set it."""
+    declared = getattr(cls, "__dataclass_fields__", {})
+    for key in _FORWARDED:
+      if key in declared and key not in kwargs:
+        kwargs[key] = getattr(self, key)
+    return cls(*args, **kwargs)
+
+  def checked_impl(self) -> str:
+    """The model's impl in the canonical vocabulary ("xla": deprecated alias of "direct"); an
+    impl the model has no form for is a one-line ValueError."""
+    impl = forms.check_impl(self.impl)
+    if impl != "auto" and impl not in self.impls:
+      raise ValueError(f"{type(self).__name__} has only the {', '.join(self.impls)} form; got "
+                       f"impl={impl!r} (valid: auto, {', '.join(self.impls)})")
+    return impl
+
+
+class ModelBase(Forwarding, nn.Module):
+  """The fields every STIR model shares (subclasses add their own after these).
+
+  Attributes:
+    num_classes: logits per sample.
+    kernel_size: the base kernel size.
+    interpolation: SiConv kernel interpolation (`stir_jax.layers.interpolation.MODES`); models
+      without kernel resizing keep it so every model shares one signature.
+    impl: "auto" | "direct" | "fft", handed to every layer with more than one form.
+    dtype: computation dtype; None: inferred (float32 for float32 images).
+    param_dtype: parameter dtype (float32).
+    precision: of every conv and matmul (default "highest"; "default": the backend's).
+  """
+  num_classes: int
+  kernel_size: int = 7
+  interpolation: str = "bicubic"
+  impl: str = "auto"
+  dtype: Optional[Dtype] = None
+  param_dtype: Dtype = jnp.float32
+  precision: PrecisionLike = DEFAULT_PRECISION
+
+
+class MnistBase(Forwarding, nn.Module):
+  """The fields every MNIST-scale model shares (`stir_jax.models.mnist_scale`): num_classes (10)
+  and impl, dtype, param_dtype, precision as `ModelBase`."""
+  num_classes: int = 10
+  impl: str = "auto"
+  dtype: Optional[Dtype] = None
+  param_dtype: Dtype = jnp.float32
+  precision: PrecisionLike = DEFAULT_PRECISION
 
 
 class Conv(nn.Module):

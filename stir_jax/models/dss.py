@@ -40,15 +40,12 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Optional
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from stir_jax.layers.dss import BesselConv2d, Dconv2d
-from stir_jax.layers.dtypes import DEFAULT_PRECISION, Dtype, PrecisionLike
 from stir_jax.models import common
 
 NUM_SCALES = 3
@@ -56,7 +53,7 @@ BASE = 2
 ZERO_SCALE = 0.5
 
 
-class DSSModel(nn.Module):
+class DSSModel(common.ModelBase):
   """DSS body: Bessel lift, Dconv C->16, ReLU, Dconv 16->32, ReLU, global max, dense.
 
   Attributes:
@@ -64,17 +61,13 @@ class DSSModel(nn.Module):
     kernel_size: spatial kernel size k of both layers (7).
     interpolation: unused (kept for a uniform model signature).
     num_scales, base, zero_scale: the scale space (3, 2, 0.5; see the module docstring).
+    impl: one form only (lax convolutions): "auto" or "direct"; "fft" is an error.
     dtype, param_dtype, precision: as flax.linen.Conv (precision default "highest").
   """
-  num_classes: int
-  kernel_size: int = 7
-  interpolation: str = "bicubic"
+  impls = ("direct",)
   num_scales: int = NUM_SCALES
   base: int = BASE
   zero_scale: float = ZERO_SCALE
-  dtype: Optional[Dtype] = None
-  param_dtype: Dtype = jnp.float32
-  precision: PrecisionLike = DEFAULT_PRECISION
 
   def scale_axis_ratio(self) -> float:
     """Ratio of neighbouring scale channels' scales (dilations and blurs): the base, 2."""
@@ -92,14 +85,15 @@ class DSSModel(nn.Module):
       ``logits (batch, num_classes)``, or ``(logits, aux)`` with aux ``stage1`` (B, 3, 64, 64, 16),
       ``stage2`` (B, 3, 64, 64, 32) and ``features`` (B, 32).
     """
-    dt = common.dtype_kwargs(self)
+    self.checked_impl()
     x = common.compute_input(x, self.dtype)
-    lifted = BesselConv2d(self.num_scales, base=self.base, zero_scale=self.zero_scale, **dt)(x)
+    lifted = self.layer(BesselConv2d, self.num_scales, base=self.base, zero_scale=self.zero_scale)(x)
     kernel = (1, self.kernel_size, self.kernel_size)
-    stage1 = nn.relu(Dconv2d(16, kernel, base=self.base, use_bias=True, name="conv1", **dt)(lifted))
-    stage2 = nn.relu(Dconv2d(32, kernel, base=self.base, use_bias=True, name="conv2", **dt)(stage1))
+    dconv = lambda c, name: self.layer(Dconv2d, c, kernel, base=self.base, use_bias=True, name=name)
+    stage1 = nn.relu(dconv(16, "conv1")(lifted))
+    stage2 = nn.relu(dconv(32, "conv2")(stage1))
     features = common.global_max(stage2)
-    logits = common.Dense(self.num_classes, name="lin", **dt)(features)
+    logits = self.layer(common.Dense, self.num_classes, name="lin")(features)
     if not with_aux:
       return logits
     return logits, {"stage1": stage1, "stage2": stage2, "features": features}

@@ -64,15 +64,14 @@ class PlainBody(nn.Module):
       ``(logits (batch, num_classes), aux)`` with aux ``stage1`` (B, H1, W1, 16), ``stage2``
       (B, H2, W2, 32) and ``features`` (B, 32).
     """
-    dt = common.dtype_kwargs(self)
-
     def conv(features, name):
-      return common.Conv(features, self.kernel_size, self.padding, impl=self.impl, name=name, **dt)
+      return common.Conv(features, self.kernel_size, self.padding, name=name, impl=self.impl,
+                         **common.dtype_kwargs(self))
 
     stage1 = nn.relu(conv(16, "conv1")(x))
     stage2 = nn.relu(conv(32, "conv2")(stage1))
     features = common.global_max(stage2)
-    logits = common.Dense(self.num_classes, name="lin", **dt)(features)
+    logits = common.Dense(self.num_classes, name="lin", **common.dtype_kwargs(self))(features)
     return logits, {"stage1": stage1, "stage2": stage2, "features": features}
 
 
@@ -83,7 +82,7 @@ def body_from_torch(state: dict[str, np.ndarray], prefix: str = "base_model") ->
           "lin": common.torch_dense(state, f"{prefix}.5")}
 
 
-class EnsembleModel(nn.Module):
+class EnsembleModel(common.ModelBase):
   """Shared plain CNN on a 3-level Gaussian pyramid, logits averaged over the levels.
 
   Attributes:
@@ -95,14 +94,7 @@ class EnsembleModel(nn.Module):
     dtype, param_dtype, precision: as flax.linen.Conv (precision default "highest"); the pyramid
       is computed in dtype with this precision.
   """
-  num_classes: int
-  kernel_size: int = 7
-  interpolation: str = "bicubic"
   levels: int = 3
-  impl: str = "auto"
-  dtype: Optional[Dtype] = None  # computation dtype; None: inferred (float32 for float32 images)
-  param_dtype: Dtype = jnp.float32
-  precision: PrecisionLike = DEFAULT_PRECISION  # of every conv and matmul ("default": backend's)
 
   @nn.compact
   def __call__(self, x: jax.Array, with_aux: bool = False):
@@ -118,8 +110,8 @@ class EnsembleModel(nn.Module):
       full-resolution level, ``stage1`` (B, 64, 64, 16), ``stage2`` (B, 64, 64, 32), ``features``
       (B, 32).
     """
-    body = PlainBody(self.num_classes, self.kernel_size, self.kernel_size // 2, self.impl,
-                     name="body", **common.dtype_kwargs(self))
+    body = self.layer(PlainBody, self.num_classes, self.kernel_size, self.kernel_size // 2,
+                      name="body")
     x = common.compute_input(x, self.dtype)
     pyramid = gaussian_pyramid(x, self.levels, precision=self.precision)
     outputs = [body(level) for level in pyramid]

@@ -61,18 +61,15 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
-from stir_jax.layers.dtypes import DEFAULT_PRECISION, Dtype, PrecisionLike
 from stir_jax.layers.gaussian_derivative import GaussDerConv, pool_scales, scale_series
 from stir_jax.models import common
 
 
-class GaussDerModel(nn.Module):
+class GaussDerModel(common.ModelBase):
   """Two Gaussian derivative layers over scale channels, pooled over scales, global max, dense.
 
   Attributes:
@@ -83,11 +80,10 @@ class GaussDerModel(nn.Module):
     layer_ratio: beta, layer k's scales are beta^(k-1) times layer 1's.
     zero_order, method, gamma: of the layers (`stir_jax.layers.gaussian_derivative`).
     scale_pool: "max" (Lindeberg 2022) or "avg" (Perzanowski & Lindeberg) over the scale channels.
+    impl: one form only (lax convolutions): "auto" or "direct"; "fft" is an error.
     dtype, param_dtype, precision: as every model (`stir_jax.layers.dtypes`).
   """
-  num_classes: int
-  kernel_size: int = 7
-  interpolation: str = "bicubic"
+  impls = ("direct",)
   features: tuple = (16, 32)
   num_scales: int = 8
   sigma0: float = 1 / math.sqrt(2)
@@ -97,9 +93,6 @@ class GaussDerModel(nn.Module):
   method: str = "discgauss"
   gamma: float = 1.0
   scale_pool: str = "max"
-  dtype: Optional[Dtype] = None
-  param_dtype: Dtype = jnp.float32
-  precision: PrecisionLike = DEFAULT_PRECISION
 
   def layer_sigmas(self, layer: int) -> tuple[float, ...]:
     """Scales of layer ``layer`` (0-based) per scale channel."""
@@ -121,15 +114,15 @@ class GaussDerModel(nn.Module):
       ``logits (batch, num_classes)``, or ``(logits, aux)`` with aux ``stage1`` (B, S, H, W, 16),
       ``stage2`` (B, S, H, W, 32) (S = 8 scale channels, "same" size) and ``features`` (B, 32).
     """
-    dt = common.dtype_kwargs(self)
-    layer = lambda k, name: GaussDerConv(
-        self.features[k], self.layer_sigmas(k), zero_order=self.zero_order, method=self.method,
-        gamma=self.gamma, name=name, **dt)
+    self.checked_impl()
+    layer = lambda k, name: self.layer(
+        GaussDerConv, self.features[k], self.layer_sigmas(k), zero_order=self.zero_order,
+        method=self.method, gamma=self.gamma, name=name)
     x = common.compute_input(x, self.dtype)
     stage1 = nn.relu(layer(0, "conv1")(x))
     stage2 = nn.relu(layer(1, "conv2")(stage1))
     features = common.global_max(pool_scales(stage2, self.scale_pool))
-    logits = common.Dense(self.num_classes, name="lin", **dt)(features)
+    logits = self.layer(common.Dense, self.num_classes, name="lin")(features)
     if not with_aux:
       return logits
     return logits, {"stage1": stage1, "stage2": stage2, "features": features}

@@ -25,19 +25,17 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from stir_jax.layers.dtypes import DEFAULT_PRECISION, Dtype, PrecisionLike
 from stir_jax.layers.kanazawa import SCALES, KanazawaConv
 from stir_jax.models import common
 
 
-class KanazawaModel(nn.Module):
+class KanazawaModel(common.ModelBase):
   """SI-ConvNet: Kanazawa conv C->16, ReLU, Kanazawa conv 16->32, ReLU, global max, dense.
 
   Attributes:
@@ -48,14 +46,7 @@ class KanazawaModel(nn.Module):
     impl: convolution algorithm, see `stir_jax.layers.conv.conv2d`.
     dtype, param_dtype, precision: as flax.linen.Conv (precision default "highest").
   """
-  num_classes: int
-  kernel_size: int = 7
-  interpolation: str = "bicubic"
   scales: Sequence[float] = SCALES
-  impl: str = "auto"
-  dtype: Optional[Dtype] = None  # computation dtype; None: inferred (float32 for float32 images)
-  param_dtype: Dtype = jnp.float32
-  precision: PrecisionLike = DEFAULT_PRECISION  # of every conv and matmul ("default": backend's)
 
   @nn.compact
   def __call__(self, x: jax.Array, with_aux: bool = False):
@@ -69,14 +60,12 @@ class KanazawaModel(nn.Module):
       ``logits (batch, num_classes)``, or ``(logits, aux)`` with aux ``stage1`` (B, 58, 58, 16),
       ``stage2`` (B, 52, 52, 32) and ``features`` (B, 32).
     """
-    dt = common.dtype_kwargs(self)
+    conv = lambda c, name: self.layer(KanazawaConv, c, self.kernel_size, self.scales, name=name)
     x = common.compute_input(x, self.dtype)
-    stage1 = nn.relu(KanazawaConv(16, self.kernel_size, self.scales, self.impl, name="conv1",
-                                  **dt)(x))
-    stage2 = nn.relu(KanazawaConv(32, self.kernel_size, self.scales, self.impl, name="conv2",
-                                  **dt)(stage1))
+    stage1 = nn.relu(conv(16, "conv1")(x))
+    stage2 = nn.relu(conv(32, "conv2")(stage1))
     features = common.global_max(stage2)
-    logits = common.Dense(self.num_classes, name="lin", **dt)(features)
+    logits = self.layer(common.Dense, self.num_classes, name="lin")(features)
     if not with_aux:
       return logits
     return logits, {"stage1": stage1, "stage2": stage2, "features": features}

@@ -2,13 +2,10 @@
 from __future__ import annotations
 
 import functools
-from typing import Optional
 
 import jax
-import jax.numpy as jnp
 import flax.linen as nn
 
-from stir_jax.layers.dtypes import DEFAULT_PRECISION, Dtype, PrecisionLike
 from stir_jax.layers.scale_pool import ScalePool
 from stir_jax.layers.siconv import POOL_MODES_FUSED, SiConv2d
 from stir_jax.layers.conv import conv3d
@@ -17,7 +14,7 @@ from stir_jax.layers.initializers import torch_uniform
 from stir_jax.models import common
 
 
-class ScalePoolCNN(nn.Module):
+class ScalePoolCNN(common.ModelBase):
   """SiConv C->16 (29 scales) + pool, ReLU, SiConv 16->32 (26 scales) + pool, ReLU, global max, dense.
 
   Each SiConv2d applies one 7x7 kernel rescaled to 7, 9, ..., k + 2(S-1) pixels; the scale pool
@@ -29,43 +26,40 @@ class ScalePoolCNN(nn.Module):
   x: (batch, 64, 64, channels) -> logits (batch, num_classes).
   aux: stage1 (B, 58, 58, 16), stage2 (B, 52, 52, 32), features (B, 32), pool1_indices and
   pool2_indices (pixel/soft: (B, H, W, C); slice/energy: (B, C)).
+
+  Attributes: those of `common.ModelBase` (impl: the SiConv form, see
+  `stir_jax.layers.siconv.siconv2d`), and
+    pool: "pixel", "slice", "energy" (fused into the SiConv layer) or "soft".
+    learnable_temperature: the soft pool's learnt temperature.
   """
-  num_classes: int
   pool: str = "pixel"
-  kernel_size: int = 7
-  interpolation: str = "bicubic"
-  impl: str = "auto"
   learnable_temperature: bool = False
-  dtype: Optional[Dtype] = None  # computation dtype; None: inferred (float32 for float32 images)
-  param_dtype: Dtype = jnp.float32
-  precision: PrecisionLike = DEFAULT_PRECISION  # of every conv and matmul ("default": backend's)
 
   @nn.compact
   def __call__(self, x: jax.Array, with_aux: bool = False):
-    dt = common.dtype_kwargs(self)
-    conv = functools.partial(SiConv2d, kernel_size=self.kernel_size, mode=self.interpolation,
-                             impl=self.impl, **dt)
+    conv = lambda c, name, **kw: self.layer(SiConv2d, c, kernel_size=self.kernel_size,
+                                            interpolation=self.interpolation, name=name, **kw)
     if self.pool in POOL_MODES_FUSED:
       # SiConv fused with the scale pool (siconv2d_pool); these pools have no parameters.
-      conv_pool = lambda c, name: conv(c, pool=self.pool, name=name)
+      conv_pool = lambda c, name: conv(c, name, pool=self.pool)
     else:
-      pool = functools.partial(ScalePool, self.pool,
-                               learnable_temperature=self.learnable_temperature, **dt)
-      conv_pool = lambda c, name: lambda x: pool(name="pool" + name[-1])(conv(c, name=name)(x))
+      pool = functools.partial(self.layer, ScalePool, self.pool,
+                               learnable_temperature=self.learnable_temperature)
+      conv_pool = lambda c, name: lambda x: pool(name="pool" + name[-1])(conv(c, name)(x))
     x = common.compute_input(x, self.dtype)
     y, idx1 = conv_pool(16, "conv1")(x)
     stage1 = nn.relu(y)
     y, idx2 = conv_pool(32, "conv2")(stage1)
     stage2 = nn.relu(y)
     features = common.global_max(stage2)
-    logits = common.Dense(self.num_classes, name="lin", **dt)(features)
+    logits = self.layer(common.Dense, self.num_classes, name="lin")(features)
     if with_aux:
       return logits, {"stage1": stage1, "stage2": stage2, "features": features,
                       "pool1_indices": idx1, "pool2_indices": idx2}
     return logits
 
 
-class Conv3dCNN(nn.Module):
+class Conv3dCNN(common.ModelBase):
   """SiConv C->16 (29 scales), ReLU, a valid 7x7x7 3-D convolution over (scale, y, x) 16->32, ReLU,
   global max over scale and space, dense.
 
@@ -75,32 +69,25 @@ class Conv3dCNN(nn.Module):
 
   x: (batch, 64, 64, channels) -> logits; aux: stage1 (B, 29, 58, 58, 16),
   stage2 (B, 23, 52, 52, 32), features (B, 32).
+
+  Attributes: those of `common.ModelBase`; impl is the form of both the SiConv layer
+  (`stir_jax.layers.siconv.siconv2d`) and the 3-D convolution (`stir_jax.layers.conv.conv3d`).
   """
-  num_classes: int
-  kernel_size: int = 7
-  interpolation: str = "bicubic"
-  impl: str = "auto"
-  dtype: Optional[Dtype] = None  # computation dtype; None: inferred (float32 for float32 images)
-  param_dtype: Dtype = jnp.float32
-  precision: PrecisionLike = DEFAULT_PRECISION  # of every conv and matmul ("default": backend's)
 
   @nn.compact
   def __call__(self, x: jax.Array, with_aux: bool = False):
     k = self.kernel_size
-    dt = common.dtype_kwargs(self)
     x = common.compute_input(x, self.dtype)
-    stage1 = nn.relu(SiConv2d(16, kernel_size=k, mode=self.interpolation, impl=self.impl,
-                              name="conv1", **dt)(x))
+    stage1 = nn.relu(self.layer(SiConv2d, 16, kernel_size=k, interpolation=self.interpolation,
+                                name="conv1")(x))
     cin = stage1.shape[-1]
     init = torch_uniform(cin * k ** 3)
     kernel = self.param("conv2_kernel", init, (k, k, k, cin, 32), self.param_dtype)
     bias = self.param("conv2_bias", init, (32,), self.param_dtype)
     stage1_c, kernel, bias = promote_dtype(stage1, kernel, bias, dtype=self.dtype)
-    stage2 = nn.relu(conv3d(stage1_c, kernel, bias,
-                            impl="xla" if self.impl == "direct" else "auto",
-                            precision=self.precision))
+    stage2 = nn.relu(conv3d(stage1_c, kernel, bias, impl=self.impl, precision=self.precision))
     features = common.global_max(stage2)
-    logits = common.Dense(self.num_classes, name="lin", **dt)(features)
+    logits = self.layer(common.Dense, self.num_classes, name="lin")(features)
     if with_aux:
       return logits, {"stage1": stage1, "stage2": stage2, "features": features}
     return logits

@@ -37,20 +37,18 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
-from stir_jax.layers.dtypes import DEFAULT_PRECISION, Dtype, PrecisionLike
 from stir_jax.layers.scale_steerable import ScaleConvSteering
 from stir_jax.models import common
 
 KERNEL_SIZES = (5, 7, 9, 13, 19)
 
 
-class ScaleSteerableModel(nn.Module):
+class ScaleSteerableModel(common.ModelBase):
   """SS-CNN: steerable conv C->16, steerable conv 16->32 (each with its max over kernel sizes and
   ReLU), global max, dense.
 
@@ -62,14 +60,7 @@ class ScaleSteerableModel(nn.Module):
     impl: convolution algorithm ("auto": FFT on CPU for these large kernels, XLA elsewhere).
     dtype, param_dtype, precision: as flax.linen.Conv (precision default "highest").
   """
-  num_classes: int
-  kernel_size: int = 7
-  interpolation: str = "bicubic"
   kernel_sizes: Sequence[int] = KERNEL_SIZES
-  impl: str = "auto"
-  dtype: Optional[Dtype] = None  # computation dtype; None: inferred (float32 for float32 images)
-  param_dtype: Dtype = jnp.float32
-  precision: PrecisionLike = DEFAULT_PRECISION  # of every conv and matmul ("default": backend's)
 
   @nn.compact
   def __call__(self, x: jax.Array, with_aux: bool = False):
@@ -83,14 +74,13 @@ class ScaleSteerableModel(nn.Module):
       ``logits (batch, num_classes)``, or ``(logits, aux)`` with aux ``stage1`` (B, 64, 64, 16),
       ``stage2`` (B, 64, 64, 32) and ``features`` (B, 32).
     """
-    dt = common.dtype_kwargs(self)
     x = common.compute_input(x, self.dtype)
     sizes = tuple(self.kernel_sizes)
-    stage1 = ScaleConvSteering(16, self.kernel_size, sizes, impl=self.impl, name="conv1", **dt)(x)
-    stage2 = ScaleConvSteering(32, self.kernel_size, sizes, impl=self.impl, name="conv2",
-                               **dt)(stage1)
+    conv = lambda c, name: self.layer(ScaleConvSteering, c, self.kernel_size, sizes, name=name)
+    stage1 = conv(16, "conv1")(x)
+    stage2 = conv(32, "conv2")(stage1)
     features = common.global_max(stage2)
-    logits = common.Dense(self.num_classes, name="lin", **dt)(features)
+    logits = self.layer(common.Dense, self.num_classes, name="lin")(features)
     if not with_aux:
       return logits
     return logits, {"stage1": stage1, "stage2": stage2, "features": features}

@@ -31,31 +31,21 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Optional
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from stir_jax.layers import sesn_basis
-from stir_jax.layers.dtypes import DEFAULT_PRECISION, Dtype, PrecisionLike
 from stir_jax.layers.sesn import SESConvHH, SESConvZ2H, sesn_basis_for
 from stir_jax.models import common
 
 
-class _SESNModel(nn.Module):
+class _SESNModel(common.ModelBase):
   """SESN body: Z2->H conv C->16, ReLU, H->H conv 16->32, ReLU, global max, dense.
 
   Subclasses define `_basis` and `_scales` (the basis scales, one per scale channel).
   """
-  num_classes: int
-  kernel_size: int = 7
-  interpolation: str = "bicubic"
-  impl: str = "auto"  # convolution algorithm, see stir_jax.layers.conv.conv2d
-  dtype: Optional[Dtype] = None  # computation dtype; None: inferred (float32 for float32 images)
-  param_dtype: Dtype = jnp.float32
-  precision: PrecisionLike = DEFAULT_PRECISION  # of every conv and matmul ("default": backend's)
 
   def _basis(self) -> np.ndarray:
     raise NotImplementedError
@@ -85,12 +75,11 @@ class _SESNModel(nn.Module):
       ``stage2`` (B, 4, 36, 36, 32) and ``features`` (B, 32) (sizes for the default kernel).
     """
     basis = self._basis()
-    dt = common.dtype_kwargs(self)
     x = common.compute_input(x, self.dtype)
-    stage1 = nn.relu(SESConvZ2H(16, basis, impl=self.impl, name="conv1", **dt)(x))
-    stage2 = nn.relu(SESConvHH(32, basis, impl=self.impl, name="conv2", **dt)(stage1))
+    stage1 = nn.relu(self.layer(SESConvZ2H, 16, basis, name="conv1")(x))
+    stage2 = nn.relu(self.layer(SESConvHH, 32, basis, name="conv2")(stage1))
     features = common.global_max(stage2)
-    logits = common.Dense(self.num_classes, name="lin", **dt)(features)
+    logits = self.layer(common.Dense, self.num_classes, name="lin")(features)
     if not with_aux:
       return logits
     return logits, {"stage1": stage1, "stage2": stage2, "features": features}

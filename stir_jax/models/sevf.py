@@ -40,13 +40,10 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Optional
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
-from stir_jax.layers.dtypes import DEFAULT_PRECISION, Dtype, PrecisionLike
 from stir_jax.layers.sevf import SEVFScalarConv, SEVFVectorConv, vector_magnitude
 from stir_jax.models import common
 
@@ -54,7 +51,7 @@ N_SCALES_SMALL = 7
 N_SCALES_BIG = 0
 
 
-class SEVFModel(nn.Module):
+class SEVFModel(common.ModelBase):
   """SEVF: scale conv C->16, magnitude, scale conv 16->32 (scalar, or vector on layer 1's field),
   magnitude, global max, dense.
 
@@ -68,22 +65,14 @@ class SEVFModel(nn.Module):
     impl: convolution algorithm, see `stir_jax.layers.conv.conv2d`.
     dtype, param_dtype, precision: as flax.linen.Conv (precision default "highest").
   """
-  num_classes: int
-  kernel_size: int = 7
-  interpolation: str = "bicubic"
   vector: bool = False
   n_scales_small: int = N_SCALES_SMALL
   n_scales_big: int = N_SCALES_BIG
   base: float = 1.26
-  impl: str = "auto"
-  dtype: Optional[Dtype] = None  # computation dtype; None: inferred (float32 for float32 images)
-  param_dtype: Dtype = jnp.float32
-  precision: PrecisionLike = DEFAULT_PRECISION  # of every conv and matmul ("default": backend's)
 
   def _layer(self, cls, features: int, name: str):
-    return cls(features, self.kernel_size, self.kernel_size // 2, self.n_scales_small,
-               self.n_scales_big, self.base, impl=self.impl, name=name,
-               **common.dtype_kwargs(self))
+    return self.layer(cls, features, self.kernel_size, self.kernel_size // 2,
+                      self.n_scales_small, self.n_scales_big, self.base, name=name)
 
   @nn.compact
   def __call__(self, x: jax.Array, with_aux: bool = False):
@@ -105,7 +94,7 @@ class SEVFModel(nn.Module):
     else:
       stage2 = vector_magnitude(*self._layer(SEVFScalarConv, 32, "conv2")(stage1))
     features = common.global_max(stage2)
-    logits = common.Dense(self.num_classes, name="lin", **common.dtype_kwargs(self))(features)
+    logits = self.layer(common.Dense, self.num_classes, name="lin")(features)
     if not with_aux:
       return logits
     return logits, {"stage1": stage1, "stage2": stage2, "features": features}

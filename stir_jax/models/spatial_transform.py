@@ -74,7 +74,7 @@ class Localisation(nn.Module):
     return theta.reshape(-1, 2, 3)
 
 
-class SpatialTransformModel(nn.Module):
+class SpatialTransformModel(common.ModelBase):
   """Spatial transformer (affine, bilinear sampling) followed by the standard CNN.
 
   Attributes:
@@ -85,13 +85,6 @@ class SpatialTransformModel(nn.Module):
     dtype, param_dtype, precision: as flax.linen.Conv (precision default "highest"); the warp
       samples in dtype with float32 coordinates.
   """
-  num_classes: int
-  kernel_size: int = 7
-  interpolation: str = "bicubic"
-  impl: str = "auto"
-  dtype: Optional[Dtype] = None  # computation dtype; None: inferred (float32 for float32 images)
-  param_dtype: Dtype = jnp.float32
-  precision: PrecisionLike = DEFAULT_PRECISION  # of every conv and matmul ("default": backend's)
 
   @nn.compact
   def __call__(self, x: jax.Array, with_aux: bool = False):
@@ -106,12 +99,11 @@ class SpatialTransformModel(nn.Module):
       ``transformed`` (B, 64, 64, C), ``stage1`` (B, 58, 58, 16), ``stage2`` (B, 52, 52, 32) and
       ``features`` (B, 32) of the body on the warped image.
     """
-    dt = common.dtype_kwargs(self)
     x = common.compute_input(x, self.dtype)
-    theta = Localisation(name="localisation", **dt)(x)
+    theta = self.layer(Localisation, name="localisation")(x)
     transformed = affine_warp(x, theta, self.precision)
-    logits, aux = StandardCNN(self.num_classes, self.kernel_size, impl=self.impl, name="body",
-                              **dt)(transformed, with_aux=True)
+    logits, aux = self.layer(StandardCNN, self.num_classes, self.kernel_size, name="body")(
+        transformed, with_aux=True)
     if not with_aux:
       return logits
     return logits, dict(aux, theta=theta, transformed=transformed)

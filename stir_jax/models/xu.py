@@ -26,19 +26,18 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stir_jax.layers.dtypes import DEFAULT_PRECISION, Dtype, PrecisionLike
 from stir_jax.layers.xu import KERNEL_SIZES, XuConv
 from stir_jax.models import common
 
 
-class XuModel(nn.Module):
+class XuModel(common.ModelBase):
   """SiCNN column network: Xu layer C->16 per column, ReLU, grouped Xu layer 16->32, ReLU, max over
   columns, global max, dense.
 
@@ -50,14 +49,7 @@ class XuModel(nn.Module):
     impl: convolution algorithm of both layers, see `stir_jax.layers.conv.conv2d`.
     dtype, param_dtype, precision: as flax.linen.Conv (precision default "highest").
   """
-  num_classes: int
-  kernel_size: int = 7
-  interpolation: str = "bicubic"
   kernel_sizes: Sequence[int] = KERNEL_SIZES
-  impl: str = "auto"
-  dtype: Optional[Dtype] = None  # computation dtype; None: inferred (float32 for float32 images)
-  param_dtype: Dtype = jnp.float32
-  precision: PrecisionLike = DEFAULT_PRECISION  # of every conv and matmul ("default": backend's)
 
   @nn.compact
   def __call__(self, x: jax.Array, with_aux: bool = False):
@@ -72,17 +64,16 @@ class XuModel(nn.Module):
       ``conv1_kernel`` (11, 11, C, 80) and ``conv2_kernel`` (11, 11, 16, 160) (HWIO column kernels).
     """
     columns = len(self.kernel_sizes)
-    dt = common.dtype_kwargs(self)
+    conv = lambda c, initial, name: self.layer(XuConv, c, self.kernel_size, self.kernel_sizes,
+                                               initial, name=name)
     x = common.compute_input(x, self.dtype)
-    y, kernel1 = XuConv(16, self.kernel_size, self.kernel_sizes, True, self.impl, name="conv1",
-                        **dt)(x)
+    y, kernel1 = conv(16, True, "conv1")(x)
     y = nn.relu(y)
-    y, kernel2 = XuConv(32, self.kernel_size, self.kernel_sizes, False, self.impl, name="conv2",
-                        **dt)(y)
+    y, kernel2 = conv(32, False, "conv2")(y)
     y = nn.relu(y)
     y = jnp.max(y.reshape(*y.shape[:3], columns, 32), axis=3)
     features = common.global_max(y)
-    logits = common.Dense(self.num_classes, name="lin", **dt)(features)
+    logits = self.layer(common.Dense, self.num_classes, name="lin")(features)
     if not with_aux:
       return logits
     return logits, {"features": features, "conv1_kernel": kernel1, "conv2_kernel": kernel2}

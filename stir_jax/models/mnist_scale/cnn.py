@@ -17,13 +17,9 @@ x: (batch, 28, 28, 1) normalised images -> logits (batch, num_classes).
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
-from stir_jax.layers.dtypes import DEFAULT_PRECISION, Dtype, PrecisionLike
 from stir_jax.models import common as stir_common
 from stir_jax.models.mnist_scale import common
 
@@ -33,23 +29,18 @@ BLOCKS = ((common.C1, 2, 0), (common.C2, 2, 0), (common.C3, 4, 2))
 TORCH_INDICES = ((0, 3), (4, 7), (8, 11))
 
 
-class MnistCNN(nn.Module):
-  """MNIST_CNN of the sesn repository (see the module docstring)."""
-  num_classes: int = 10
-  dtype: Optional[Dtype] = None  # computation dtype; None: inferred (float32 for float32 images)
-  param_dtype: Dtype = jnp.float32
-  precision: PrecisionLike = DEFAULT_PRECISION
+class MnistCNN(stir_common.MnistBase):
+  """MNIST_CNN of the sesn repository (see the module docstring). Attributes: those of
+  `stir_jax.models.common.MnistBase` (impl: the convolution form, `stir_jax.layers.conv.conv2d`)."""
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    dt = {"dtype": self.dtype, "param_dtype": self.param_dtype}
     x = stir_common.compute_input(x, self.dtype)
     for i, (features, window, padding) in enumerate(BLOCKS, start=1):
-      x = stir_common.Conv(features, 7, padding=3, precision=self.precision,
-                           name=f"conv{i}", **dt)(x)
+      x = self.layer(stir_common.Conv, features, 7, padding=3, name=f"conv{i}")(x)
       x = common.max_pool(nn.relu(x), window, padding)
-      x = common.batch_norm(train, f"bn{i}", **dt)(x)
-    return common.Head(self.num_classes, precision=self.precision, name="linear", **dt)(x, train)
+      x = common.batch_norm(train, f"bn{i}", self.dtype, self.param_dtype)(x)
+    return self.layer(common.Head, self.num_classes, name="linear")(x, train)
 
 
 def from_torch(state: dict) -> dict:

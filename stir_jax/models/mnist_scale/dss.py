@@ -28,16 +28,13 @@ Checked against the authors' outputs and gradients
 """
 from __future__ import annotations
 
-from typing import Optional
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from stir_jax.layers.dss import BesselConv2d, Dconv2d
-from stir_jax.layers.dtypes import DEFAULT_PRECISION, Dtype, PrecisionLike
-from stir_jax.models.common import compute_input
+from stir_jax.models.common import MnistBase, compute_input
 from stir_jax.models.mnist_scale.common import C1, C2, C3, Head, batch_norm, head_from_torch
 from stir_jax.models.mnist_scale.common import max_pool, torch_bn
 from stir_jax.models.mnist_scale.sesn import scale_max
@@ -49,22 +46,18 @@ SCALAR_LAYERS = ((1, 7, 13), (5, 11, 17))
 VECTOR_LAYERS = ((1, 5, 9), (4, 8, 12))
 
 
-class _MnistDSS(nn.Module):
-  """Shared fields; subclasses define the body."""
-  num_classes: int = 10
-  dtype: Optional[Dtype] = None
-  param_dtype: Dtype = jnp.float32
-  precision: PrecisionLike = DEFAULT_PRECISION
-
-  def _kw(self) -> dict:
-    return {"dtype": self.dtype, "param_dtype": self.param_dtype, "precision": self.precision}
+class _MnistDSS(MnistBase):
+  """Shared fields (`stir_jax.models.common.MnistBase`; one form: impl "auto" or "direct");
+  subclasses define the body."""
+  impls = ("direct",)
 
   def _lift(self, x: jax.Array) -> jax.Array:
-    return BesselConv2d(NUM_SCALES, base=BASE, zero_scale=ZERO_SCALE, **self._kw())(x)
+    self.checked_impl()
+    return self.layer(BesselConv2d, NUM_SCALES, base=BASE, zero_scale=ZERO_SCALE)(x)
 
   def _dconv(self, features: int, index: int) -> nn.Module:
-    return Dconv2d(features, KERNEL, base=BASE, num_out_scales=NUM_SCALES, name=f"main{index}",
-                   **self._kw())
+    return self.layer(Dconv2d, features, KERNEL, base=BASE, num_out_scales=NUM_SCALES,
+                      name=f"main{index}")
 
   def _bn(self, train: bool, index: int) -> nn.BatchNorm:
     return batch_norm(train, f"main{index}", self.dtype, self.param_dtype)
@@ -84,7 +77,7 @@ class MnistDSSScalar(_MnistDSS):
     for conv, bn, features, pool in zip(*SCALAR_LAYERS, (C1, C2, C3), POOLS):
       x = scale_max(self._dconv(features, conv)(self._lift(x)))
       x = self._bn(train, bn)(max_pool(nn.relu(x), *pool))
-    return Head(self.num_classes, name="linear", **self._kw())(x, train)
+    return self.layer(Head, self.num_classes, name="linear")(x, train)
 
 
 class MnistDSSVector(_MnistDSS):
@@ -99,7 +92,7 @@ class MnistDSSVector(_MnistDSS):
     for conv, bn, features, pool in zip(*VECTOR_LAYERS, (C1, C2, C3), POOLS):
       x = self._dconv(features, conv)(x)
       x = self._bn(train, bn)(max_pool(nn.relu(x), *pool))
-    return Head(self.num_classes, name="linear", **self._kw())(scale_max(x), train)
+    return self.layer(Head, self.num_classes, name="linear")(scale_max(x), train)
 
 
 def from_torch(state: dict) -> dict:

@@ -14,15 +14,14 @@ norms, ``linear.{0,1,4}`` the head.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from stir_jax.layers.dtypes import DEFAULT_PRECISION, Dtype, PrecisionLike
 from stir_jax.layers.kanazawa import KanazawaConv
+from stir_jax.models import common as stir_common
 from stir_jax.models.common import compute_input
 from stir_jax.models.mnist_scale import common
 
@@ -32,7 +31,7 @@ PADDING = 3
 _TORCH_INDEX = {1: (0, 3), 2: (4, 7), 3: (8, 11)}  # layer -> (conv, batch norm) in ``main``
 
 
-class MnistKanazawa(nn.Module):
+class MnistKanazawa(stir_common.MnistBase):
   """``MNIST_Kanazawa`` (``mnist_kanazawa_28``): (B, 28, 28, 1) -> (B, num_classes) logits.
 
   Attributes:
@@ -42,26 +41,20 @@ class MnistKanazawa(nn.Module):
     impl: convolution algorithm, see `stir_jax.layers.conv.conv2d`.
     dtype, param_dtype, precision: as flax.linen.Conv (precision default "highest").
   """
-  num_classes: int = 10
   pool_size: int = 4
   scales: Sequence[float] = SCALES
-  impl: str = "auto"
-  dtype: Optional[Dtype] = None
-  param_dtype: Dtype = jnp.float32
-  precision: PrecisionLike = DEFAULT_PRECISION
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     """x: (batch, 28, 28, 1); train: batch statistics and dropout (needs a "dropout" rng)."""
-    dt = {"dtype": self.dtype, "param_dtype": self.param_dtype}
     x = compute_input(x, self.dtype)
     for i, features in enumerate((common.C1, common.C2, common.C3), start=1):
-      x = KanazawaConv(features, KERNEL_SIZE, tuple(self.scales), self.impl,
-                       precision=self.precision, padding=PADDING, name=f"conv{i}", **dt)(x)
+      x = self.layer(KanazawaConv, features, KERNEL_SIZE, tuple(self.scales), padding=PADDING,
+                     name=f"conv{i}")(x)
       last = i == 3
       x = common.max_pool(nn.relu(x), self.pool_size if last else 2, 2 if last else 0)
-      x = common.batch_norm(train, f"bn{i}", **dt)(x)
-    return common.Head(self.num_classes, precision=self.precision, name="head", **dt)(x, train)
+      x = common.batch_norm(train, f"bn{i}", self.dtype, self.param_dtype)(x)
+    return self.layer(common.Head, self.num_classes, name="head")(x, train)
 
 
 def from_torch(state: dict) -> dict:

@@ -31,18 +31,16 @@ tests/models/test_mnist_sesn_dss.py).
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from stir_jax.layers.dtypes import DEFAULT_PRECISION, Dtype, PrecisionLike
 from stir_jax.layers.scale_pool import scale_pool
 from stir_jax.layers.sesn import SESConvHH, SESConvZ2H
 from stir_jax.layers.sesn_basis import hermite_basis
-from stir_jax.models.common import compute_input
+from stir_jax.models.common import MnistBase, compute_input
 from stir_jax.models.mnist_scale.common import C1, C2, C3, Head, batch_norm, head_from_torch
 from stir_jax.models.mnist_scale.common import max_pool, torch_bn
 
@@ -67,25 +65,17 @@ def scale_max(x: jax.Array) -> jax.Array:
   return scale_pool(x, "pixel")[0]
 
 
-class _MnistSES(nn.Module):
-  """Shared fields; subclasses define the body."""
+class _MnistSES(MnistBase):
+  """Shared fields (`stir_jax.models.common.MnistBase` and these); subclasses define the body."""
   kernel_size: int = 15
   scales: Sequence[float] = factory_scales(4, 3.0, 1.7)
-  num_classes: int = 10
-  impl: str = "auto"  # convolution algorithm, see stir_jax.layers.conv.conv2d
-  dtype: Optional[Dtype] = None
-  param_dtype: Dtype = jnp.float32
-  precision: PrecisionLike = DEFAULT_PRECISION
 
   def _basis(self) -> np.ndarray:
     return hermite_basis(self.kernel_size, self.scales, EFFECTIVE_SIZE, MULT, MAX_ORDER)
 
-  def _kw(self) -> dict:
-    return {"dtype": self.dtype, "param_dtype": self.param_dtype, "precision": self.precision}
-
   def _conv(self, cls, features: int, name: str, **kwargs) -> nn.Module:
-    return cls(features, self._basis(), padding=self.kernel_size // 2, impl=self.impl, name=name,
-               **kwargs, **self._kw())
+    return self.layer(cls, features, self._basis(), padding=self.kernel_size // 2, name=name,
+                      **kwargs)
 
   def _bn(self, train: bool, name: str) -> nn.BatchNorm:
     return batch_norm(train, name, self.dtype, self.param_dtype)
@@ -109,7 +99,7 @@ class MnistSESScalar(_MnistSES):
     for conv, bn, features, pool in zip(*SCALAR_LAYERS, (C1, C2, C3), pools):
       x = scale_max(self._conv(SESConvZ2H, features, f"main{conv}")(x))
       x = self._bn(train, f"main{bn}")(max_pool(nn.relu(x), *pool))
-    return Head(self.num_classes, name="linear", **self._kw())(x, train)
+    return self.layer(Head, self.num_classes, name="linear")(x, train)
 
 
 class MnistSESVector(_MnistSES):
@@ -129,7 +119,7 @@ class MnistSESVector(_MnistSES):
     x = self._bn(train, "main7")(max_pool(nn.relu(x), 2))
     x = scale_max(self._conv(SESConvHH, C3, "main8", scale_size=1)(x))
     x = self._bn(train, "main12")(max_pool(nn.relu(x), 4, 2))         # (B, 2, 2, C3)
-    return Head(self.num_classes, name="linear", **self._kw())(x, train)
+    return self.layer(Head, self.num_classes, name="linear")(x, train)
 
 
 def from_torch(state: dict) -> dict:

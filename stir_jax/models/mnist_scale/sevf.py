@@ -20,16 +20,15 @@ Reference: ISosnovik/sesn (commit deaa16c), ``models/mnist_sevf.py`` (``mnist_se
 """
 from __future__ import annotations
 
-from typing import Optional
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stir_jax.layers.dtypes import DEFAULT_PRECISION, Dtype, PrecisionLike
 from stir_jax.layers.sevf import SEVFScalarConv, SEVFVectorConv, VectorBatchNorm, VectorMaxPool
 from stir_jax.layers.sevf import vector_magnitude
+from stir_jax.models.common import MnistBase
 from stir_jax.models.mnist_scale import common
 
 SCALAR_CHANNELS = (32, 63, 95)
@@ -38,7 +37,7 @@ KERNEL_SIZE = 7
 PADDING = 3
 
 
-class _MnistSEVF(nn.Module):
+class _MnistSEVF(MnistBase):
   """Shared attributes of the two SEVF models.
 
   Attributes:
@@ -47,21 +46,13 @@ class _MnistSEVF(nn.Module):
     impl: convolution algorithm, see `stir_jax.layers.conv.conv2d`.
     dtype, param_dtype, precision: as flax.linen.Conv (precision default "highest").
   """
-  num_classes: int = 10
   pool_size: int = 4
-  impl: str = "auto"
-  dtype: Optional[Dtype] = None
-  param_dtype: Dtype = jnp.float32
-  precision: PrecisionLike = DEFAULT_PRECISION
 
   def _conv(self, cls, features: int, name: str):
-    return cls(features, KERNEL_SIZE, PADDING, impl=self.impl, dtype=self.dtype,
-               param_dtype=self.param_dtype, precision=self.precision, name=name)
+    return self.layer(cls, features, KERNEL_SIZE, PADDING, name=name)
 
   def _head(self, x: jax.Array, train: bool) -> jax.Array:
-    return common.Head(self.num_classes, hidden_bias=True, dtype=self.dtype,
-                       param_dtype=self.param_dtype, precision=self.precision, name="head")(
-                           x, train)
+    return self.layer(common.Head, self.num_classes, hidden_bias=True, name="head")(x, train)
 
   def _input(self, x: jax.Array) -> jax.Array:
     return x if self.dtype is None else jnp.asarray(x, self.dtype)

@@ -16,16 +16,14 @@ buffers are rebuilt by `steerable_basis` (13 x 13).
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from stir_jax.layers import scale_steerable
-from stir_jax.layers.dtypes import DEFAULT_PRECISION, Dtype, PrecisionLike
 from stir_jax.layers.scale_steerable import ScaleConvSteering
-from stir_jax.models.common import compute_input
+from stir_jax.models.common import MnistBase, compute_input
 from stir_jax.models.mnist_scale import common
 
 CHANNELS = (30, 60, 90)
@@ -33,37 +31,31 @@ KERNEL_SIZE = 11
 KERNEL_SIZES = (5, 7, 9, 11, 13)
 
 
-class MnistSS(nn.Module):
+class MnistSS(MnistBase):
   """``MNIST_SS`` (``mnist_ss_28``): (B, 28, 28, 1) -> (B, num_classes) logits.
 
   Attributes:
     num_classes: logits per sample.
     pool_size: the last max-pool's window (4; padding 2).
     kernel_sizes: the steered kernel sizes of every layer (nominal size 11).
-    impl: convolution algorithm of the steerable layers ("auto", "xla", "fft").
+    impl: convolution form of the steerable layers ("auto", "direct", "fft").
     dtype, param_dtype, precision: as flax.linen.Conv (precision default "highest").
   """
-  num_classes: int = 10
   pool_size: int = 4
   kernel_sizes: Sequence[int] = KERNEL_SIZES
-  impl: str = "auto"
-  dtype: Optional[Dtype] = None
-  param_dtype: Dtype = jnp.float32
-  precision: PrecisionLike = DEFAULT_PRECISION
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     """x: (batch, 28, 28, 1); train: batch statistics and dropout (needs a "dropout" rng)."""
-    dt = {"dtype": self.dtype, "param_dtype": self.param_dtype}
     x = compute_input(x, self.dtype)
     for i, features in enumerate(CHANNELS, start=1):
-      x = ScaleConvSteering(features, KERNEL_SIZE, tuple(self.kernel_sizes), impl=self.impl,
-                            precision=self.precision, name=f"conv{i}", **dt)(x)
+      x = self.layer(ScaleConvSteering, features, KERNEL_SIZE, tuple(self.kernel_sizes),
+                     name=f"conv{i}")(x)
       last = i == len(CHANNELS)
       x = common.max_pool(x, self.pool_size if last else 2, 2 if last else 0)
-      x = common.batch_norm(train, "bn3_mag" if last else f"bn{i}", **dt)(x)
-    return common.Head(self.num_classes, hidden_bias=True, precision=self.precision,
-                       name="head", **dt)(x, train)
+      x = common.batch_norm(train, "bn3_mag" if last else f"bn{i}", self.dtype,
+                            self.param_dtype)(x)
+    return self.layer(common.Head, self.num_classes, hidden_bias=True, name="head")(x, train)
 
 
 def from_torch(state: dict) -> dict:

@@ -15,16 +15,16 @@ Reference: ISosnovik/sesn (commit deaa16c), ``models/mnist_xu.py``, ``MNIST_XU_P
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stir_jax.layers.dtypes import DEFAULT_PRECISION, Dtype, PrecisionLike
 from stir_jax.layers.scale_pool import scale_pool
 from stir_jax.layers.xu import XuSesnConv
+from stir_jax.models import common as stir_common
 from stir_jax.models.common import compute_input
 from stir_jax.models.mnist_scale import common
 
@@ -33,7 +33,7 @@ KERNEL_SIZE = 7
 _TORCH_INDEX = {1: (0, 3), 2: (4, 7), 3: (8, 11)}  # layer -> (conv, batch norm) in ``main``
 
 
-class MnistXu(nn.Module):
+class MnistXu(stir_common.MnistBase):
   """``MNIST_XU_Pool`` (``mnist_xu_28``): (B, 28, 28, 1) -> (B, num_classes) logits.
 
   Attributes:
@@ -44,30 +44,24 @@ class MnistXu(nn.Module):
       layers on CPU).
     dtype, param_dtype, precision: as flax.linen.Conv (precision default "highest").
   """
-  num_classes: int = 10
   pool_size: int = 4
   scales: Sequence[float] = SCALES
-  impl: str = "auto"
-  dtype: Optional[Dtype] = None
-  param_dtype: Dtype = jnp.float32
-  precision: PrecisionLike = DEFAULT_PRECISION
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     """x: (batch, 28, 28, 1); train: batch statistics and dropout (needs a "dropout" rng)."""
-    dt = {"dtype": self.dtype, "param_dtype": self.param_dtype}
     x = compute_input(x, self.dtype)
     scales = tuple(self.scales)
     for i, features in enumerate((common.C1, common.C2, common.C3), start=1):
-      x = XuSesnConv(features, KERNEL_SIZE, scales, 1 if i == 1 else len(scales), self.impl,
-                     precision=self.precision, name=f"conv{i}", **dt)(x)
+      x = self.layer(XuSesnConv, features, KERNEL_SIZE, scales, 1 if i == 1 else len(scales),
+                     name=f"conv{i}")(x)
       last = i == 3
       x = common.max_pool(nn.relu(x), self.pool_size if last else 2, 2 if last else 0)
-      x = common.batch_norm(train, f"bn{i}", **dt)(x)
+      x = common.batch_norm(train, f"bn{i}", self.dtype, self.param_dtype)(x)
     b, h, w, _ = x.shape
     groups = jnp.moveaxis(x.reshape(b, h, w, len(scales), common.C3), 3, 1)
     x, _ = scale_pool(groups, "pixel")  # max over the scale groups, ties to the first
-    return common.Head(self.num_classes, precision=self.precision, name="head", **dt)(x, train)
+    return self.layer(common.Head, self.num_classes, name="head")(x, train)
 
 
 def from_torch(state: dict) -> dict:
