@@ -2,7 +2,7 @@
 
   python -m stir_jax.sweep --out runs/sweep --models standard,pixel_pool \\
       --datasets data/emoji.npz --scenarios 1,2,3,4 --seeds 1-5 [--lrs 1e-3,1e-2] \\
-      [--config configs/paper.py] [--set field=value ...] [--num-seeds-per-program N] [--dry-run]
+      [--config configs/paper.py] [--config.FIELD=VALUE ...] [--num_seeds_per_program N] [--dry_run]
   python -m stir_jax.sweep --out runs/mnist_scale --models mnist_cnn_28,mnist_ses_scalar_28 \\
       --datasets data/mnist_scale_0.npz,...,data/mnist_scale_5.npz --seeds 0 \\
       [--config configs/mnist_scale.py]
@@ -20,10 +20,11 @@ directory
 can be trained, resumed or evaluated on its own with train.py / eval.py. Finished settings are
 skipped, interrupted ones resumed; rerunning the same command continues the sweep. --evaluate
 runs eval.py --workdir on every finished run not evaluated yet (the pool indices' size correlation
-of the report comes from it). At the end the aggregation (stir_jax.report, eval.py --runs) writes
-OUT/report/.
+of the report comes from it) and keeps the run's best parameters in params.msgpack
+(`stir_jax.pretrained`). At the end the aggregation (stir_jax.eval.report, eval.py --runs) writes
+OUT/report/. Config fields are set as train.py sets them: --config.FIELD=VALUE.
 
---num-seeds-per-program N trains up to N seeds of a model x data x scenario x lr together in one
+--num_seeds_per_program N trains up to N seeds of a model x data x scenario x lr together in one
 program (stir_jax.train.engine.train_seeds) into the same seed directories. --dry-run prints the plan (which
 settings are done, partial or new) and an estimate of its cost from a short timing probe of each
 model's train and evaluation steps (compilation timed separately). Errors are one line
@@ -124,20 +125,21 @@ def load_config(path: str) -> ml_collections.ConfigDict:
 
 
 def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str]) -> None:
-  """--set field=value: the value is converted to the field's type (bool, int, float, str)."""
+  """--config.field=value (as train.py takes them): the value is converted to the field's type
+  (bool, int, float, str)."""
   for item in overrides:
     if "=" not in item:
-      raise SweepError(f"--set takes field=value, got {item!r}")
+      raise SweepError(f"--config.FIELD=VALUE takes a value, got {item!r}")
     field, value = (s.strip() for s in item.split("=", 1))
     if field in GRID_FIELDS:
-      raise SweepError(f"--set {field} is not allowed: the grid sets it (--models, --datasets, "
-                       "--scenarios, --seeds, --num-seeds-per-program)")
+      raise SweepError(f"--config.{field} is not allowed: the grid sets it (--models, --datasets, "
+                       "--scenarios, --seeds, --num_seeds_per_program)")
     if field in config:
       current = config[field]
     elif field in OPTIONAL_FIELDS:
       current = OPTIONAL_FIELDS[field]()
     else:
-      raise SweepError(f"--set {field}: no such field in the config")
+      raise SweepError(f"--config.{field}: no such field in the config")
     try:
       if isinstance(current, bool):
         if value.lower() not in ("true", "false", "1", "0"):
@@ -150,7 +152,7 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str])
       else:
         converted = value
     except ValueError:
-      raise SweepError(f"--set {field}={value}: not a {type(current).__name__}") from None
+      raise SweepError(f"--config.{field}={value}: not a {type(current).__name__}") from None
     config[field] = converted
 
 
@@ -512,22 +514,33 @@ def evaluate_runs(runs: list[Run]) -> int:
   """--evaluate: `eval.py --workdir` for every finished run not evaluated yet (the pooling
   models' index correlations in the report need it); returns the number of failures."""
   from tqdm.auto import tqdm  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
   from stir_jax.eval import evaluation  # pylint: disable=g-import-not-at-top
   from stir_jax import distributed  # pylint: disable=g-import-not-at-top
   from stir_jax import rundir  # pylint: disable=g-import-not-at-top
-  todo = [r for r in runs if (r.dir / "results.json").exists() and not evaluated(r.dir)]
-  # A finished run kept without its checkpoints (a published results folder: git holds no
-  # checkpoints) cannot be evaluated again; say so and go on rather than fail the sweep
-  gone = [r for r in todo if not (r.dir / "checkpoints" / "best").exists()]
+  from stir_jax import pretrained  # pylint: disable=g-import-not-at-top
+  finished = [r for r in runs if (r.dir / "results.json").exists()]
+  has_ckpt = {r.dir: (r.dir / "checkpoints" / "best").exists() for r in finished}
+  has_params = {r.dir: pretrained.params_path(r.dir).exists() for r in finished}
+  todo = [r for r in finished if not evaluated(r.dir)
+          or (has_ckpt[r.dir] and not has_params[r.dir])]
+  # A finished run kept without its checkpoints or parameters (a results folder from before runs
+  # kept params.msgpack) cannot be evaluated again; say so and go on rather than fail the sweep
+  gone = [r for r in todo if not has_ckpt[r.dir] and not has_params[r.dir]]
   for r in gone:
-    print(f"not evaluated: {r.dir} has no checkpoints/best (a finished run kept without its "
-          "checkpoints); its results.json and generalization data stand", file=sys.stderr)
+    print(f"not evaluated: {r.dir} has no checkpoints/best or {pretrained.PARAMS_FILE} (a "
+          "finished run kept without its parameters); its results.json and generalization data "
+          "stand", file=sys.stderr)
   todo = [r for r in todo if r not in gone]
   failures = 0
   for r in tqdm(todo, desc="evaluate", unit="run", dynamic_ncols=True,
                 disable=not distributed.is_main() or not todo):
     try:
-      evaluation.evaluate(r.dir)
+      if not evaluated(r.dir):
+        evaluation.evaluate(r.dir)
+      # the best parameters stay with the run (a few hundred KB; git keeps no checkpoints)
+      if has_ckpt[r.dir] and not has_params[r.dir] and jax.process_count() == 1:
+        pretrained.export(r.dir)
     except rundir.RunError as e:
       failures += 1
       print(f"failed: evaluating {r.dir}: {e}", file=sys.stderr)
@@ -558,13 +571,13 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--config", default=None, help=f"base config file (default: {DEFAULT_CONFIG}; "
                  f"{MNIST_SCALE_CONFIG} when every dataset is MNIST-scale)")
   p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                 help="override a config field (repeatable)")
-  p.add_argument("--num-seeds-per-program", type=int, default=1,
+                 help="the same as --config.FIELD=VALUE (kept for old scripts)")
+  p.add_argument("--num_seeds_per_program", "--num-seeds-per-program", type=int, default=1,
                  help="train up to N seeds of a setting together in one program")
-  p.add_argument("--dry-run", action="store_true", help="print the plan and an estimate only")
-  p.add_argument("--probe-steps", type=int, default=3,
+  p.add_argument("--dry_run", "--dry-run", action="store_true", help="print the plan and an estimate only")
+  p.add_argument("--probe_steps", "--probe-steps", type=int, default=3,
                  help="timed steps per model for the estimate (0: no estimate)")
-  p.add_argument("--no-report", action="store_true", help="skip the aggregation at the end")
+  p.add_argument("--no_report", "--no-report", action="store_true", help="skip the aggregation at the end")
   p.add_argument("--evaluate", action="store_true",
                  help="also run eval.py --workdir on every finished run not evaluated yet "
                       "(per-size csv, equivariance, pool indices and their size correlation)")
@@ -609,7 +622,11 @@ def shard_runs(runs: list[Run], index: int, count: int) -> list[Run]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-  args = build_parser().parse_args(argv)
+  args, rest = build_parser().parse_known_args(argv)
+  for arg in rest:  # --config.FIELD=VALUE, as train.py and eval.py take config fields
+    if not arg.startswith("--config.") or "=" not in arg:
+      _fail(f"unrecognized argument {arg!r} (config fields: --config.FIELD=VALUE)")
+    args.set.append(arg[len("--config."):])
   from stir_jax import xla_flags  # pylint: disable=g-import-not-at-top
   from stir_jax.eval import report  # pylint: disable=g-import-not-at-top
   from stir_jax import distributed  # pylint: disable=g-import-not-at-top

@@ -24,7 +24,7 @@ from tests.test_report import _fake_run
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = str(REPO / "configs" / "mnist_scale.py")
 SIZES = {"train": 64, "valid": 32, "test": 64}  # batch 32: 2 train steps, 1 valid and 1 test batch
-SMALL = ["--set", "num_epochs=1", "--set", "batch_size=32", "--set", "eval_batch_size=64"]
+SMALL = ["--config.num_epochs=1", "--config.batch_size=32", "--config.eval_batch_size=64"]
 
 
 def _main(*argv) -> tuple[int, str, str]:

@@ -50,7 +50,7 @@ def test_parsing_helpers():
   assert (config.num_epochs, config.learning_rate, config.impl) == (3, 0.5, "xla")
   assert config.seed_batching == "vmap"
   for bad, message in [("nope=1", "no such field"), ("num_epochs=lots", "not a int"),
-                       ("seed=3", "the grid sets it"), ("num_epochs", "field=value")]:
+                       ("seed=3", "the grid sets it"), ("num_epochs", "takes a value")]:
     with pytest.raises(sweep.SweepError, match=message):
       sweep.apply_overrides(config, [bad])
   with pytest.raises(sweep.SweepError, match="not found"):
@@ -66,7 +66,7 @@ def test_parsing_helpers():
     (["--out", "OUT", "--models", "standard", "--datasets", "DATA", "--seeds", "1",
       "--scenarios", "5"], "scenarios are 1..4"),
     (["--out", "OUT", "--models", "standard", "--datasets", "DATA", "--seeds", "1",
-      "--set", "nope=1"], "no such field"),
+      "--config.nope=1"], "no such field"),
     (["--out", "OUT", "--models", "standard", "--datasets", "DATA", "--seeds", "1",
       "--num-seeds-per-program", "0"], "at least 1"),
 ])
@@ -102,7 +102,7 @@ def test_plan_names_one_directory_per_setting(tiny_data, tmp_path, capsys):
 def test_sweep_on_a_tiny_grid(tiny_data, tmp_path, capsys):
   out = tmp_path / "sweep"
   grid = ["--out", out, "--models", "standard", "--datasets", tiny_data, "--scenarios", "2",
-          "--seeds", "1-3", "--config", TINY, "--set", "num_epochs=2"]
+          "--seeds", "1-3", "--config", TINY, "--config.num_epochs=2"]
 
   # seed 2 was interrupted after its first epoch (a run of the config the sweep builds)
   base = sweep.load_config(TINY)
@@ -156,17 +156,18 @@ def test_sweep_on_a_tiny_grid(tiny_data, tmp_path, capsys):
   shutil.rmtree(group.dir(out) / "seed_3" / "checkpoints")
   code, _, err = _main(capsys, *grid, "--evaluate", "--no-report")
   assert code == 0, err
-  assert f"not evaluated: {group.dir(out) / 'seed_3'} has no checkpoints/best" in err
+  assert f"not evaluated: {group.dir(out) / 'seed_3'} has no checkpoints/best or params.msgpack" in err
   assert not (group.dir(out) / "seed_3" / "consistency.json").exists()
   marks = [group.dir(out) / f"seed_{s}" / "consistency.json" for s in (1, 2)]
   assert all(m.exists() and (m.parent / "generalization.csv").exists() for m in marks)
+  assert all((m.parent / "params.msgpack").exists() for m in marks)  # the run keeps its model
   stamps = [m.stat().st_mtime_ns for m in marks]
   code, _, err = _main(capsys, *grid, "--evaluate", "--no-report")
   assert code == 0, err
   assert stamps == [m.stat().st_mtime_ns for m in marks]
 
   # another config for the same directories is refused before anything runs
-  code, _, err = _main(capsys, *grid[:-1], "num_epochs=3", "--dry-run")
+  code, _, err = _main(capsys, *grid[:-1], "--config.num_epochs=3", "--dry-run")
   assert code == 2 and "different config (fields: num_epochs)" in err
 
 
