@@ -101,9 +101,13 @@ def evaluate(workdir: str | pathlib.Path) -> dict | None:
     return evaluate_mnist_scale(workdir, config, data, model, variables)
   # One pass over the test split (all 48 sizes): predictions, pool indices, the test metrics and
   # the maps of the equivariance error.
-  ndims = {st: _map_ndim(model, variables, data, st) for st in ("stage1", "stage2")}
+  # a model of one's own without with_aux: accuracies and consistency only
+  has_aux = models.lookup(config.model).aux
+  ndims = {st: _map_ndim(model, variables, data, st) if has_aux else 0
+           for st in ("stage1", "stage2")}
   stages = tuple(st for st, nd in ndims.items() if nd in (4, 5))
-  per_object = predict_test_split(model, variables, data, config.eval_batch_size, maps=stages)
+  per_object = predict_test_split(model, variables, data, config.eval_batch_size, maps=stages,
+                                  with_aux=has_aux)
   test = test_metrics(per_object, config.scenario)
 
   name = dataset_name(config)
@@ -215,7 +219,8 @@ def _map_ndim(model, variables, data, stage: str) -> int:
 
 
 def predict_test_split(model, variables, data, batch_size: int,
-                       maps: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+                       maps: tuple[str, ...] = (), with_aux: bool = True
+                       ) -> dict[str, np.ndarray]:
   """Per test object and scale (48, n, m): predicted class, loss, correctness, and for pooling
   models the kernel scale index each pool chose, per channel (48, n, m, C).
 
@@ -240,7 +245,7 @@ def predict_test_split(model, variables, data, batch_size: int,
   eq_index = [stir_file.index_of_scale(sc) for sc in metrics.EQUIVARIANCE_SCALES]
 
   def summarize(v, x, y):
-    logits, aux = model.apply(v, x, with_aux=True)
+    logits, aux = model.apply(v, x, with_aux=True) if with_aux else (model.apply(v, x), {})
     out = {"pred": jnp.argmax(logits, -1), "loss": metrics.cross_entropy(logits, y)}
     for i in (1, 2):
       idx = aux.get(f"pool{i}_indices")
