@@ -1,9 +1,12 @@
-"""The model benchmark's CLI and its row (timings are not asserted, only that they were taken)."""
+"""The benchmarks' CLI, the model row and the device report (timings are not asserted, only that
+they were taken; the grid estimate is checked against its formula)."""
+import csv
 import math
 
 import pytest
 
 from stir_jax import bench
+from stir_jax.bench import device, scaling, timing
 
 
 def test_time_model_row_counts_flops():
@@ -44,7 +47,7 @@ def test_malloc_runs_train_py_under_each_allocator(monkeypatch, tmp_path, capsys
     return ([{"epoch_seconds": s} for s in secs],
             {"host": {"allocator": "system" if opted_out else "tcmalloc"}})
 
-  monkeypatch.setattr(bench, "_train_epochs", fake_train)
+  monkeypatch.setattr(scaling, "train_epochs", fake_train)
   monkeypatch.setenv("LD_PRELOAD", "libtcmalloc_minimal.so.4")  # the bench itself under tcmalloc
   (row,) = bench.bench_malloc(["pixel_pool"], str(tmp_path / "d.npz"), epochs=3, rounds=2)
   assert [c[3] for c in calls] == ["system", "tcmalloc", "tcmalloc", "system"]
@@ -73,3 +76,99 @@ def test_malloc_bad_arguments_are_one_line_errors(tmp_path, capsys):
     assert bench.main(["malloc", *args]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
+
+
+def test_bad_arguments_of_other_modes_are_one_line_errors(capsys):
+  for args, message in ((["device", "--items", "nope"], "--items takes"),
+                        (["device", "--budget-s", "0"], "--budget-s must be positive"),
+                        (["pools", "--pools", "nope"], "--pools takes"),
+                        (["pools", "--layers", "3"], "--layers takes"),
+                        (["siconv", "--repeats", "0"], "--repeats must be 1 or more"),
+                        (["nope"], "invalid choice")):
+    with pytest.raises(SystemExit) as e:  # argparse's own errors exit; ours return
+      raise SystemExit(bench.main(args))
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and message in err
+
+
+def test_old_names_still_resolve():
+  from stir_jax.bench import models as models_bench  # pylint: disable=g-import-not-at-top
+  assert bench.compiled_step is models_bench.compiled_step
+  assert bench._flops is timing.flops  # pylint: disable=protected-access
+  with pytest.raises(AttributeError):
+    bench.no_such_name  # pylint: disable=pointless-statement
+
+
+def test_run_tasks_skips_what_the_budget_leaves_out():
+  now = [0.0]
+  budget = timing.Budget(10.0, clock=lambda: now[0])
+
+  def task(i, cost):
+    def run():
+      now[0] += cost  # the task takes `cost` seconds of the fake clock
+      return 0.5, 4.0
+    return device.Task("models", f"m{i}", "highest", "step", 8, run)
+
+  rows = device.run_tasks([task(0, 6.0), task(1, 6.0), task(2, 1.0)], budget, log=lambda s: None)
+  assert [r.note for r in rows] == ["", "", "skipped: the 10 s budget was spent"]
+  assert rows[0].ms_per_call == 4.0 and rows[0].compile_s == 0.5
+  assert rows[0].examples_per_s == 8 / 4.0 * 1e3
+  assert math.isnan(rows[2].ms_per_call)
+  failing = device.Task("models", "bad", "highest", "step", 8, lambda: 1 / 0)
+  (row,) = device.run_tasks([failing], timing.Budget(10.0), log=lambda s: None)
+  assert row.note.startswith("failed: ZeroDivisionError")
+
+
+def _rows(step_rate, speedup):
+  """Synthetic rows: every grid model at `step_rate` examples/s, and both seed kinds at
+  `speedup` with 8 seeds (and less with 32)."""
+  rows = [device.Row("models", f"{m} train step", "highest", "step", 16,
+                     examples_per_s=step_rate)
+          for m in {e["model"] for e in device.paper_grid()}]
+  for kind in device.SEED_MODELS:
+    for n, rate in ((1, 100.0), (8, 100.0 * speedup), (32, 90.0 * speedup)):
+      rows.append(device.Row("seeds", f"{kind} x{n} seeds (vmap)", "highest", "step", 16 * n,
+                             examples_per_s=rate))
+  return rows
+
+
+def test_grid_estimate_follows_its_formula():
+  grid = device.paper_grid()
+  assert sum(int(e["runs"]) for e in grid) == 5500  # the paper's table
+  est = device.grid_estimate(_rows(step_rate=50.0, speedup=3.0), epochs_per_run=10)
+  assert est["missing"] == [] and est["runs"] == 5500
+  assert est["speedups"] == {"pixel_pool": (8, 3.0), "standard": (8, 3.0)}
+  sizes = {1: 16, 2: 16, 3: 16, 4: 48}
+  examples = {"emoji": 36, "mnist": 500, "trafficsign": 400, "aerial": 225}  # classes x instances
+  want = sum(int(e["runs"]) * 10 * sizes[int(e["eval"])] * examples[e["data"]] * (1 + 1 / 3)
+             / (50.0 * 3.0) for e in grid)
+  assert est["seconds"] == pytest.approx(want)
+  # A model without a measured step is named, not counted.
+  rows = [r for r in _rows(50.0, 3.0) if r.form != "xu train step"]
+  est = device.grid_estimate(rows, epochs_per_run=10)
+  assert est["missing"] == ["xu"] and est["runs"] == 5000
+
+
+def test_device_report_quick(tmp_path, capsys):
+  """One item on tiny shapes end to end: the CSV and Markdown report, every row timed."""
+  assert bench.main(["device", "--quick", "--items", "conv3d", "--repeats", "1",
+                     "--out", str(tmp_path)]) == 0
+  with open(tmp_path / "device_report.csv") as f:
+    rows = list(csv.DictReader(f))
+  assert tuple(rows[0]) == device.COLUMNS
+  # conv3d: direct and fft x highest and default x fwd and fwd+bwd
+  assert len(rows) == 8 and {r["precision"] for r in rows} == {"highest", "default"}
+  assert {r["pass"] for r in rows} == {"fwd", "fwd+bwd"} and all(not r["note"] for r in rows)
+  assert all(float(r["ms_per_call"]) > 0 and float(r["compile_s"]) > 0 for r in rows)
+  assert rows[0]["backend"] == "cpu"
+  md = (tmp_path / "device_report.md").read_text()
+  assert md.count("| conv3d |") == 8 and "No estimate" in md
+  assert "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_device_report_quick_every_item(tmp_path):
+  out = device.run(str(tmp_path), 600, quick=True, repeats=1)
+  assert all(not r.note for r in out["rows"]), [r.note for r in out["rows"] if r.note]
+  assert out["estimate"]["per_model"] and "standard" in out["estimate"]["per_model"]
