@@ -279,11 +279,14 @@ def missing_markdown(root: pathlib.Path, lost: list[pathlib.Path], total: int) -
            f"{len(lost)} of {total} finished runs have neither checkpoints/best nor "
            f"{PARAMS_FILE}: their checkpoints were not kept (results/ commits each run's small "
            "files only, and the machines that trained them are gone). Their results files and "
-           "evaluation outputs stay; retraining a run with its config.json (same seed) gives "
-           "its parameters again: `python train.py --config=configs/paper.py "
-           "--config.model=M --config.scenario=S --config.seed=N ...` or rerunning "
-           "results/emoji/run_grid.sh, then `python -m stir_jax.pretrained export "
-           f"{root}`.\n",
+           "evaluation outputs stay. To get a run's parameters back, retrain it into a fresh "
+           "directory with its config.json's settings (the sweep skips finished runs, so "
+           "rerunning results/emoji/run_grid.sh does not), e.g. `python train.py "
+           "--config=configs/paper.py --config.model=M --config.scenario=S --config.seed=N "
+           "--workdir=runs/M_S_N` (training on CPU is deterministic for a seed), then "
+           "`python -m stir_jax.pretrained export runs/`. From now on, exporting a run when it "
+           f"finishes (`python -m stir_jax.pretrained export {root}`) keeps its parameters in "
+           "git, a few hundred KB each.\n",
            "| run |", "|---|"]
   lines += [f"| {r.relative_to(root)} |" for r in lost]
   return "\n".join(lines) + "\n"

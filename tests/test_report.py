@@ -172,7 +172,7 @@ def test_publish_copies_small_files_and_reports_the_findings(tmp_path):
   assert "energy_pool reaches 6.5% against 77.0% for the best other model" in md
   assert ("per run: seed 1 5.0% (best validation 5.0%), seed 2 8.0% (best validation 8.0%)."
           in md)
-  assert "pool1 with the object size 0.50 (mean over 1 runs" in md
+  assert "pool1 with the object size 0.50 (mean over 1 run; per run 0.50 to 0.50): as the paper" in md
   # publishing in place only adds generalization.csv
   proc = subprocess.run([sys.executable, "eval.py", f"--runs={results}", f"--publish={results}"],
                         cwd=REPO, capture_output=True, text=True)

@@ -14,9 +14,16 @@ seeds, and writes to out_dir:
                      ran that cell at our learning rate)
   epoch_time.csv     epoch seconds relative to the standard model (like the paper's Table 2)
   equivariance.csv   mean equivariance error per model (runs evaluated by eval.py --workdir)
-  families.csv       the field's other families (dss, gauss_der, sevf, ss) next to pixel_pool,
-                     hermite and disco, with the difference to pixel_pool (when they have runs)
+  families.csv       the field's other families (dss, gauss_der, sevf, ss) and the user's own
+                     models next to pixel_pool, hermite and disco, with the difference to
+                     pixel_pool (when they have runs)
+  coverage.md        the paper's 176 cells: how many we ran, the sweep commands for the rest
+  cells.md           per cell ours against the paper: z, percentile, the joint test over cells
+  cost.md            per cell epochs, epoch time, minutes per run, machines; the total
   report.md          the tables and figures together
+The three .md tables are built from summary.csv and epoch_time.csv alone (`write_tables`;
+`python -m stir_jax.eval.report tables REPORT_DIR` rebuilds them), so a document can include them
+and a test can check them against the CSVs.
 and, when there are MNIST-scale runs (results.json with "benchmark": "mnist_scale"; they have no
 object sizes and no scenarios, so they get a section of their own):
   mnist_scale_runs.csv      one row per MNIST-scale run
@@ -31,6 +38,7 @@ Either kind alone, or both, can be under runs_dir; the STIR files are written on
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import pathlib
 from collections import defaultdict
@@ -221,11 +229,21 @@ def paper_percentile(acc: float, ref: np.ndarray | None) -> float | None:
   return round(100.0 * float(np.mean((ref < acc) + 0.5 * (ref == acc))), 1)
 
 
+def z_score(mean: float, runs: int, paper_mean: float, paper_std: float) -> float | None:
+  """(our mean of `runs` runs - the paper's mean) / (the paper's std / sqrt(runs)): how many
+  standard errors of an n-run mean, were our runs drawn like the paper's, ours lies from its mean
+  (None when the paper's std is 0)."""
+  if not paper_std:
+    return None
+  return (mean - paper_mean) / (paper_std / np.sqrt(runs))
+
+
 def summarize(runs: list[dict]) -> list[dict]:
   """Mean and std test accuracy (%) per model x data x scenario x learning rate, next to the
   paper's cell when it used the same learning rate (paper_lr says which it used): its mean, std,
-  the difference, whether that is within two of its standard deviations, and paper_percentile, the
-  share of the paper's runs below our mean."""
+  the difference, z (`z_score`), paper_percentile (the share of the paper's runs below our mean)
+  and within_2_paper_std (whether the difference is within two of the paper's standard deviations
+  of one run: a weak test, which a cell with a large spread passes whatever its runs give)."""
   groups = defaultdict(list)
   for r in runs:
     groups[(r["model"], r["data"], r["eval"], r["lr"])].append(r)
@@ -242,6 +260,8 @@ def summarize(runs: list[dict]) -> list[dict]:
                  "paper_mean": ref["mean"] if ref else None,
                  "paper_std": ref["std"] if ref else None,
                  "difference": round(float(acc.mean()) - ref["mean"], 2) if ref else None,
+                 "z": (None if not ref or (z := z_score(float(acc.mean()), len(rs), ref["mean"],
+                                                         ref["std"])) is None else round(z, 2)),
                  "within_2_paper_std": (None if not ref else
                                         bool(abs(float(acc.mean()) - ref["mean"])
                                              <= 2 * ref["std"])),
@@ -249,6 +269,251 @@ def summarize(runs: list[dict]) -> list[dict]:
                                                        paper_accs.get((model, data, ev)))
                                       if ref else None)})
   return rows
+
+
+def _num(v) -> float | None:
+  """A number from a summary row (a float, or a CSV string; "" and None are None)."""
+  return None if v is None or v == "" else float(v)
+
+
+def _runs_word(n: int) -> str:
+  return f"{n} run" if n == 1 else f"{n} runs"
+
+
+def _bimodal_cells() -> set[tuple[str, str, int]]:
+  """The paper's cells whose runs split into collapsed ones (below COLLAPSE_FACTOR x chance) and
+  ones that learn (median above 50%), at least 3 of each: their mean and std describe no run."""
+  out = set()
+  for cell, accs in paper_runs().items():
+    limit = collapse_limit(cell[1])
+    if limit is None:
+      continue
+    low, rest = accs[accs < limit], accs[accs >= limit]
+    if len(low) >= 3 and len(rest) >= 3 and np.median(rest) > 50:
+      out.add(cell)
+  return out
+
+
+def joint_z(rows: list[dict]) -> dict | None:
+  """The joint test over the cells that have a z (summary rows, dicts or CSV rows): how many have
+  |z| > 2, the largest |z| with its two-sided normal p and that p times the number of cells
+  (Bonferroni), and the sum of z^2 against a chi-square with one degree of freedom per cell.
+  None without any z."""
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  cells = [(r, _num(r.get("z"))) for r in rows if _num(r.get("z")) is not None]
+  if not cells:
+    return None
+  z = np.array([v for _, v in cells])
+  top = int(np.argmax(np.abs(z)))
+  p_top = float(2 * stats.norm.sf(abs(z[top])))
+  chi2 = float(np.sum(z ** 2))
+  return {"cells": len(z), "complete": sum(int(r["runs"]) >= 3 for r, _ in cells),
+          "over_2": int(np.sum(np.abs(z) > 2)), "max_abs_z": float(abs(z[top])),
+          "max_row": cells[top][0], "p_max": p_top, "bonferroni_p": min(1.0, len(z) * p_top),
+          "chi2": chi2, "chi2_p": float(stats.chi2.sf(chi2, len(z)))}
+
+
+def joint_statement(rows: list[dict]) -> str:
+  """The joint test of `joint_z` in words (markdown), with what it assumes."""
+  j = joint_z(rows)
+  if j is None:
+    return "No cell has the paper's columns (none ran at the paper's learning rate): no z."
+  top = j["max_row"]
+  bimodal = sorted({(r["model"], SCENARIO_NAMES.get(int(r["eval"]), r["eval"]))
+                    for r in rows if _num(r.get("z")) is not None
+                    and (r["model"], r["data"], int(r["eval"])) in _bimodal_cells()})
+  text = (f"Over the {j['cells']} cells with the paper's columns ({j['complete']} of them with 3 "
+          f"runs or more), |z| > 2 in {j['over_2']}; the largest |z| is {j['max_abs_z']:.2f} "
+          f"({top['model']}, {top['data']} {SCENARIO_NAMES.get(int(top['eval']), top['eval'])}, "
+          f"{_runs_word(int(top['runs']))}), two-sided normal p = {j['p_max']:.3g}, "
+          f"{j['bonferroni_p']:.3g} after Bonferroni for {j['cells']} cells. The sum of z² is "
+          f"{j['chi2']:.2f} on {j['cells']} degrees of freedom (chi-square p = {j['chi2_p']:.3g}). "
+          + ("No cell's mean is further from the paper's than its runs' spread explains"
+             if j["over_2"] == 0 and j["bonferroni_p"] > 0.05 and j["chi2_p"] > 0.05 else
+             "At least one test rejects: some cell's mean lies further from the paper's than "
+             "its runs' spread explains")
+          + ". z takes the paper's std as the spread of one run and our n-run mean as normal; "
+          "with 3 runs it can detect only shifts of about 2 paper std / sqrt(3), 1.15 paper std, "
+          "or more.")
+  if bimodal:
+    text += (" For " + ", ".join(f"{m} {e}" for m, e in bimodal) + " the paper's runs split "
+             "between collapse and success, so neither its mean nor a z describes a run: read the "
+             "per-run results and the collapse counts instead.")
+  return text
+
+
+def coverage(rows: list[dict]) -> dict[str, dict]:
+  """Per STIR domain of the paper's table: its cells, ours at the paper's learning rate (summary
+  rows with the paper's columns) with at least one run and with 3 or more, and the cells with no
+  run at that rate."""
+  paper = paper_results()
+  ours = {(r["model"], r["data"], int(r["eval"])): int(r["runs"]) for r in rows
+          if _num(r.get("paper_mean")) is not None}
+  out = {}
+  for data in sorted({d for _, d, _ in paper}, key=list(STIR_CLASSES).index):
+    cells = sorted(c for c in paper if c[1] == data)
+    out[data] = {"cells": len(cells), "run": sum(c in ours for c in cells),
+                 "complete": sum(ours.get(c, 0) >= 3 for c in cells),
+                 "partial": [(c, ours[c]) for c in cells if 0 < ours.get(c, 0) < 3],
+                 "missing": [c for c in cells if c not in ours]}
+  return out
+
+
+SWEEP = ("python -m stir_jax.sweep --out results/{data} --datasets data/{data}.npz --seeds 1-3 "
+         "--config configs/paper.py --no-report --evaluate")
+
+
+def sweep_commands(data: str, cells: list[tuple[str, str, int]] | None = None) -> list[str]:
+  """Sweep commands (results/emoji/run_grid.sh's form) that run `cells` of one domain (default:
+  all the paper's cells of it) at the paper's learning rate of each, 3 seeds: one command per
+  learning rate and set of scenarios."""
+  paper = paper_results()
+  cells = [c for c in paper if c[1] == data] if cells is None else cells
+  plan = defaultdict(lambda: defaultdict(set))
+  for model, _, ev in cells:
+    plan[paper[(model, data, ev)]["lr"]][model].add(ev)
+  lines = []
+  for lr in sorted(plan):
+    by_scenarios = defaultdict(list)
+    for model, evs in plan[lr].items():
+      by_scenarios[tuple(sorted(evs))].append(model)
+    for evs, models in sorted(by_scenarios.items()):
+      lrs = "" if lr == 1e-3 else f" --lrs {lr:g}"
+      lines.append(SWEEP.format(data=data) + f" --models {','.join(sorted(models))} "
+                   f"--scenarios {','.join(map(str, evs))}{lrs}")
+  return lines
+
+
+def coverage_markdown(rows: list[dict]) -> str:
+  """coverage.md: the paper's 176 cells, how many we ran, and the commands for the rest."""
+  cov = coverage(rows)
+  total = sum(c["cells"] for c in cov.values())
+  lines = ["# Coverage of the paper's table\n",
+           f"The paper's run table has {total} cells (11 models x 4 scenarios x "
+           f"{len(cov)} domains; its learning rate is 1e-3 except where "
+           "`stir_jax/resources/paper_results.csv` says otherwise). Ours, at the paper's learning "
+           "rate of each cell:\n",
+           "| domain | cells | with a run | with 3 runs or more |", "|---|---|---|---|"]
+  lines += [f"| {d} | {c['cells']} | {c['run']} | {c['complete']} |" for d, c in cov.items()]
+  lines.append(f"| all | {total} | {sum(c['run'] for c in cov.values())} | "
+               f"{sum(c['complete'] for c in cov.values())} |\n")
+  for data, c in cov.items():
+    if not c["run"]:
+      continue
+    if c["partial"]:
+      lines.append(f"{data}, cells with fewer than 3 runs: " + ", ".join(
+          f"{m} {SCENARIO_NAMES[e]} ({_runs_word(n)})" for (m, _, e), n in c["partial"]) + ".\n")
+    if c["missing"]:
+      lines.append(f"{data}, cells with no run yet ({len(c['missing'])}): " + ", ".join(
+          f"{m} {SCENARIO_NAMES[e]}" for m, _, e in c["missing"]) + ". The sweep commands that "
+          "run them (finished runs are skipped, so rerunning a command continues it):\n")
+      lines += ["```bash", *sweep_commands(data, c["missing"]), "```\n"]
+  absent = [d for d, c in cov.items() if not c["run"]]
+  if absent:
+    lines.append(
+        f"No run of {', '.join(absent)}: their data are the STIR authors' published files "
+        "(Zenodo record 6578038, https://zenodo.org/records/6578038: "
+        + ", ".join(f"{d}.npz" for d in absent) + "), which this repository does not "
+        "regenerate (`python -m stir_jax.data generate` writes emoji only; the others need the "
+        "MNIST, Mapillary and DOTA sources). With a file in data/, check it, run the paper's "
+        "cells of its domain (3 seeds each, the paper's learning rate per cell) and build the "
+        "report:\n")
+    for data in absent:
+      lines += ["```bash", f"python -m stir_jax.data check data/{data}.npz",
+                *sweep_commands(data),
+                f"python eval.py --runs=results/{data} --publish=results/{data}", "```\n"]
+  return "\n".join(lines)
+
+
+def cells_markdown(rows: list[dict]) -> str:
+  """cells.md: per cell our mean against the paper's, z, the percentile among the paper's runs
+  and the weak within-two-std check, then the joint test over the cells."""
+  lines = ["# Test accuracy per cell, ours against the paper's\n",
+           "Test accuracy (%) of the best-validation parameters on the cell's test sizes; ours "
+           "mean ± std over our runs (seeds), the paper's over its runs. z = (our mean - the "
+           "paper's mean) / (the paper's std / sqrt(our runs)). Percentile: the share of the "
+           "paper's runs below our mean. Within 2 paper std (weak): whether the difference is "
+           "under two of the paper's standard deviations of a single run; a cell with a large "
+           "spread passes it whatever its runs give (pixel_pool All2All: 2 x 44.97 points). "
+           "Paper columns are blank where we did not run the paper's learning rate.\n",
+           "| model | data | scenario | lr | runs | ours | paper | difference | z | "
+           "percentile | within 2 paper std (weak) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+  key = lambda r: (r["data"], int(r["eval"]), r["model"], _num(r["lr"]) or 0.0)
+  for r in sorted(rows, key=key):
+    n, mean, std = int(r["runs"]), _num(r["mean_test_acc"]), _num(r["std_test_acc"])
+    ours = f"{mean:.1f} ± {std:.1f}" if std is not None else f"{mean:.1f}"
+    pm, ps = _num(r.get("paper_mean")), _num(r.get("paper_std"))
+    paper = "" if pm is None else f"{pm:.2f} ± {ps:.2f}"
+    diff, z, pct = _num(r.get("difference")), _num(r.get("z")), _num(r.get("paper_percentile"))
+    weak = str(r.get("within_2_paper_std") or "")
+    weak = {"True": "yes", "False": "no"}.get(weak, weak)
+    lines.append(f"| {r['model']} | {r['data']} | {SCENARIO_NAMES.get(int(r['eval']), r['eval'])} "
+                 f"| {_num(r['lr']):g} | {n} | {ours} | {paper} | "
+                 + ("" if diff is None else f"{diff:+.2f}") + " | "
+                 + ("" if z is None else f"{z:+.2f}") + " | "
+                 + ("" if pct is None else f"{pct:.0f}%") + f" | {weak} |")
+  lines += ["", joint_statement(rows), ""]
+  return "\n".join(lines)
+
+
+def cost_markdown(times: list[dict]) -> str:
+  """cost.md: per cell the runs' epochs, median epoch, minutes per run, the machines, the epoch
+  relative to standard on the same machine and the paper's, and the total training time."""
+  lines = ["# Cost of the runs\n",
+           "Per cell: epochs per run (mean), the median epoch (mean over runs; the first epoch's "
+           "compilation and paused epochs left out), minutes per run (epochs x median epoch, "
+           "compilation and evaluation left out), the machines (a run's CPU as results.json "
+           "records it; unrecorded: runs from before the record), the epoch relative to standard "
+           "runs on the same machine boot (blank where standard did not run there) and the "
+           "paper's ratio on its GPU.\n",
+           "| data | scenario | model | runs | epochs per run | median epoch (s) | minutes per run "
+           "| relative to standard | paper's relative | machines |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+  total, runs = 0.0, 0
+  for t in sorted(times, key=lambda t: (t["data"], int(t["eval"]), t["model"])):
+    n = int(t["runs"]) if _num(t.get("runs")) is not None else None
+    minutes, rel, prel = _num(t["run_minutes"]), _num(t["relative_to_standard"]), _num(
+        t["paper_relative"])
+    if n is not None:
+      total += minutes * n
+      runs += n
+    lines.append(f"| {t['data']} | {SCENARIO_NAMES.get(int(t['eval']), t['eval'])} | {t['model']} "
+                 f"| {'' if n is None else n} | {_num(t['mean_epochs']):.0f} | "
+                 f"{_num(t['median_epoch_seconds']):.1f} | {minutes:.1f} | "
+                 + ("" if rel is None else f"{rel:.2f}") + " | "
+                 + ("" if prel is None else f"{prel:.2f}") + f" | {t['hosts']} |")
+  lines += ["", f"{runs} runs, {total / 60:.1f} hours of training in all (minutes per run x "
+            "runs, summed).", ""]
+  return "\n".join(lines)
+
+
+def _read_csv(path: pathlib.Path) -> list[dict]:
+  if not path.exists():
+    raise RunError(f"{path} is missing (python eval.py --runs=RUNS --out={path.parent} writes it)")
+  with open(path, newline="") as f:
+    return list(csv.DictReader(f))
+
+
+TABLES = ("coverage.md", "cells.md", "cost.md")
+
+
+def tables(report_dir: str | pathlib.Path) -> dict[str, str]:
+  """{file name: markdown} of the report's tables, from its summary.csv and epoch_time.csv."""
+  report_dir = pathlib.Path(report_dir)
+  summary = _read_csv(report_dir / "summary.csv")
+  times = _read_csv(report_dir / "epoch_time.csv")
+  return {"coverage.md": coverage_markdown(summary), "cells.md": cells_markdown(summary),
+          "cost.md": cost_markdown(times)}
+
+
+def write_tables(report_dir: str | pathlib.Path) -> list[pathlib.Path]:
+  """Writes `tables` into report_dir (the README includes these files); returns their paths."""
+  report_dir = pathlib.Path(report_dir)
+  out = []
+  for name, text in tables(report_dir).items():
+    (report_dir / name).write_text(text)
+    out.append(report_dir / name)
+  return out
 
 
 def _paper_lr_rows(summary: list[dict]) -> dict[tuple[str, str, int], dict]:
@@ -300,7 +565,7 @@ def epoch_times(runs: list[dict]) -> list[dict]:
     mean, median = (float(np.mean([s[i] for s in secs])) for i in (0, 1))
     ratios = [s[1] / b for s in secs if (b := standard_epoch(data, ev, s[4]))]
     ref, ref_base = paper.get((model, data, ev)), paper.get(("standard", data, ev))
-    rows.append({"data": data, "eval": ev, "model": model,
+    rows.append({"data": data, "eval": ev, "model": model, "runs": len(secs),
                  "median_epoch_seconds": round(median, 3),
                  "mean_epoch_seconds": round(mean, 3),
                  "mean_epochs": round(float(np.mean([s[2] for s in secs])), 1),
@@ -314,56 +579,75 @@ def epoch_times(runs: list[dict]) -> list[dict]:
   return rows
 
 
-def plot_grid(path: pathlib.Path, runs: list[dict]) -> None:
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+def _acc_matrix(rs: list[dict]) -> np.ndarray:
+  """(runs, 48) per-size test accuracy (%) of runs."""
+  return np.array([[r[c] for c in metrics.SCALE_COLUMNS] for r in rs], float) * 100
 
-  panels = sorted({(r["data"], r["eval"]) for r in runs})
-  datas = sorted({d for d, _ in panels})
-  evals = sorted({e for _, e in panels})
-  fig, axes = plt.subplots(len(datas), len(evals), figsize=(3.6 * len(evals), 2.8 * len(datas)),
-                           dpi=110, squeeze=False, sharey=True)
-  sizes = np.asarray(metrics.SCALES)
-  # one line per model, or per model and learning rate for a model run at several
-  series = sorted({(r["model"], r["lr"]) for r in runs}, key=lambda ml: (ml[0], str(ml[1])))
+
+def plot_grid(path: pathlib.Path, runs: list[dict]) -> None:
+  """Accuracy against object size in small multiples: one column per scenario, one row per data
+  x model group (`model_group`: baselines, scale pooling, SESN, the field's other families, the
+  user's models). Each model: its runs as thin lines and their median as a thick one (a mean of
+  runs that collapse and runs that learn describes no run); standard's median, dashed grey, in
+  every group for reference. Each row's legend sits right of its last panel."""
+  from stir_jax.eval import figures  # pylint: disable=g-import-not-at-top
+  plt = figures.plt_module()
+  datas = sorted({r["data"] for r in runs})
+  evals = sorted({r["eval"] for r in runs})
   lrs_of = defaultdict(set)
-  for m, lr in series:
-    lrs_of[m].add(lr)
+  for r in runs:
+    lrs_of[r["model"]].add(r["lr"])
   label = lambda m, lr: m if len(lrs_of[m]) == 1 else f"{m} (lr {lr:g})"
-  colours = plt.get_cmap("tab10" if len(series) <= 10 else "tab20")  # distinct hues first
-  for i, d in enumerate(datas):
+  rows = []
+  for d in datas:
+    groups = defaultdict(set)
+    for r in runs:
+      if r["data"] == d:
+        groups[model_group(r["model"])].add((r["model"], r["lr"]))
+    rows += [(d, g, sorted(groups[g], key=lambda ml: (ml[0], str(ml[1]))))
+             for g in GROUP_ORDER if g in groups]
+  fig, axes = plt.subplots(len(rows), len(evals), figsize=(3.4 * len(evals) + 2.4,
+                                                           2.5 * len(rows)),
+                           dpi=110, squeeze=False)
+  sizes = np.asarray(metrics.SCALES)
+  colours = plt.get_cmap("tab10")
+  for i, (d, group, series) in enumerate(rows):
     for j, e in enumerate(evals):
       ax = axes[i][j]
-      train = _bands(e)["training"]
-      ax.axvspan(min(train) - 0.5, max(train) + 0.5, color="grey", alpha=0.12, lw=0)
+      figures.shade_training(ax, _bands(e)["training"], label=None)
+      std_runs = [r for r in runs if (r["data"], r["eval"], r["model"]) == (d, e, "standard")]
+      if std_runs and group != "baselines":
+        ax.plot(sizes, np.median(_acc_matrix(std_runs), 0), color="grey", lw=1.1, ls="--",
+                label="standard (median)")
+      shown = 0
       for k, (m, lr) in enumerate(series):
         rs = [r for r in runs if (r["data"], r["eval"], r["model"], r["lr"]) == (d, e, m, lr)]
-        if not rs:
-          continue
-        acc = np.array([[r[c] for c in metrics.SCALE_COLUMNS] for r in rs], float) * 100
-        mean = np.nanmean(acc, 0)
-        ax.plot(sizes, mean, color=colours(k), lw=1.2, label=label(m, lr))
-        if len(rs) > 1:
-          sd = np.nanstd(acc, 0)
-          ax.fill_between(sizes, mean - sd, mean + sd, color=colours(k), alpha=0.2, lw=0)
-      ax.set_title(f"{d}, {SCENARIO_NAMES.get(e, e)}", fontsize=9)
-      ax.set_ylim(0, 100)
+        colour = colours(k % 10)
+        if rs:
+          acc = _acc_matrix(rs)
+          for run_acc in acc:
+            ax.plot(sizes, run_acc, color=colour, lw=0.6, alpha=0.45)
+          shown += 1
+        # the legend entry even where this scenario has no run of the model: one legend per row
+        ax.plot(sizes, np.median(acc, 0) if rs else np.full(len(sizes), np.nan), color=colour,
+                lw=1.8, label=label(m, lr))
+      if not shown:
+        ax.text(0.5, 0.5, "no runs", transform=ax.transAxes, ha="center", va="center",
+                fontsize=8, color="grey")
+      ax.set_title(f"{d}, {SCENARIO_NAMES.get(e, e)}: {group}", fontsize=8)
+      ax.set_ylim(*figures.ACC_YLIM)
+      ax.set_xlim(sizes[0] - 1, sizes[-1] + 1)
       ax.grid(alpha=0.3)
-      if i == len(datas) - 1:
-        ax.set_xlabel("object size s")
+      ax.tick_params(labelsize=7)
+      ax.set_xlabel("object size s", fontsize=7)
       if j == 0:
-        ax.set_ylabel("test accuracy (%)")
-  handles, labels = axes[0][0].get_legend_handles_labels()
-  for row in axes:
-    for ax in row:
-      h, l = ax.get_legend_handles_labels()
-      for hh, ll in zip(h, l):
-        if ll not in labels:
-          handles.append(hh)
-          labels.append(ll)
-  fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), fontsize=8)
-  fig.tight_layout(rect=(0, 0.08, 1, 1))
+        ax.set_ylabel("test accuracy (%)", fontsize=7)
+    handles, labels = axes[i][-1].get_legend_handles_labels()
+    axes[i][-1].legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                       fontsize=7, frameon=False)
+  fig.suptitle("Test accuracy against object size: thin lines single runs, thick lines their "
+               "median (training sizes shaded)", fontsize=9)
+  fig.tight_layout()
   fig.savefig(path)
   plt.close(fig)
 
@@ -404,13 +688,15 @@ def size_bands(runs: list[dict]) -> list[dict]:
 
 
 def plot_paper_comparison(path: pathlib.Path, runs: list[dict]) -> int:
-  """One panel per model x data x scenario x learning rate that the paper ran at that rate: our
-  per-size test accuracy (mean, +-1 std band over our runs) against the paper's (mean, +-1 std
-  over its runs). Returns the number of panels (no file without one)."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  paper, per_size = paper_results(), paper_per_size()
+  """One panel per model x data x scenario that the paper ran at our learning rate: our runs'
+  per-size test accuracy (thin lines) and their median (thick), against the paper's mean (dashed)
+  and +-1 std over its runs (blue band); where the paper's runs split between collapse and
+  success (`_bimodal_cells`) its split instead. Returns the number of panels (no file without
+  one)."""
+  from stir_jax.eval import figures  # pylint: disable=g-import-not-at-top
+  plt = figures.plt_module()
+  paper, per_size, paper_accs = paper_results(), paper_per_size(), paper_runs()
+  bimodal = _bimodal_cells()
   groups = defaultdict(list)
   for r in runs:
     key = (r["model"], r["data"], r["eval"])
@@ -421,46 +707,70 @@ def plot_paper_comparison(path: pathlib.Path, runs: list[dict]) -> int:
   cells = sorted(groups, key=lambda k: (k[1], k[2], k[0]))
   ncol = min(4, len(cells))
   nrow = -(-len(cells) // ncol)
-  fig, axes = plt.subplots(nrow, ncol, figsize=(3.3 * ncol, 2.5 * nrow), dpi=110, squeeze=False,
-                           sharex=True, sharey=True)
+  fig, axes = plt.subplots(nrow, ncol, figsize=(3.4 * ncol, 2.7 * nrow + 0.6), dpi=110,
+                           squeeze=False)
   sizes = np.asarray(metrics.SCALES)
   for ax, cell in zip(axes.flat, cells):
     model, data, ev = cell
-    train = _bands(ev)["training"]
-    ax.axvspan(min(train) - 0.5, max(train) + 0.5, color="grey", alpha=0.12, lw=0)
+    figures.shade_training(ax, _bands(ev)["training"], label=None)
     ref = per_size[cell]
-    ax.plot(sizes, ref["mean"], color="black", lw=1.1, ls="--", label="paper")
-    ax.fill_between(sizes, ref["mean"] - ref["std"], ref["mean"] + ref["std"], color="black",
-                    alpha=0.10, lw=0)
-    acc = np.array([[r[c] for c in metrics.SCALE_COLUMNS] for r in groups[cell]], float) * 100
-    mean = acc.mean(0)
-    ax.plot(sizes, mean, color="tab:red", lw=1.3, label="ours")
+    if cell in bimodal:  # the paper's mean and std describe none of its runs: say how they split
+      accs, limit = paper_accs[cell], collapse_limit(data)
+      ok = accs[accs >= limit]
+      ax.text(0.5, 0.45, f"paper: {int(np.sum(accs < limit))} of {len(accs)} runs collapsed "
+              f"(< {limit:.1f}%),\n{len(ok)} at {ok.min():.1f}-{ok.max():.1f}% (median "
+              f"{np.median(ok):.1f}%);\nits per-size mean describes no run", fontsize=6.5,
+              transform=ax.transAxes, ha="center", va="center", color="navy",
+              bbox={"facecolor": "white", "alpha": 0.8, "lw": 0})
+    else:
+      ax.fill_between(sizes, ref["mean"] - ref["std"], ref["mean"] + ref["std"],
+                      color="tab:blue", alpha=0.18, lw=0, label="paper, ±1 std over its runs")
+      ax.plot(sizes, ref["mean"], color="navy", lw=1.1, ls="--", label="paper, mean")
+    acc = _acc_matrix(groups[cell])
+    for k, run_acc in enumerate(acc):
+      ax.plot(sizes, run_acc, color="tab:red", lw=0.7, alpha=0.5,
+              label="ours, each run" if k == 0 else None)
     if len(acc) > 1:
-      sd = acc.std(0, ddof=1)
-      ax.fill_between(sizes, mean - sd, mean + sd, color="tab:red", alpha=0.2, lw=0)
+      ax.plot(sizes, np.median(acc, 0), color="tab:red", lw=1.8, label="ours, median")
     ax.set_title(f"{model}, {data} {SCENARIO_NAMES.get(ev, ev)}\n"
-                 f"ours {len(acc)} runs, paper {ref['runs']}", fontsize=8)
-    ax.set_ylim(0, 100)
+                 f"ours {_runs_word(len(acc))}, paper {_runs_word(ref['runs'])}", fontsize=8)
+    ax.set_ylim(*figures.ACC_YLIM)
+    ax.set_xlim(sizes[0] - 1, sizes[-1] + 1)
     ax.grid(alpha=0.3)
     ax.tick_params(labelsize=7)
+    ax.set_xlabel("object size s", fontsize=7)
   for ax in list(axes.flat)[len(cells):]:
     ax.set_visible(False)
-  for ax in axes[-1]:
-    ax.set_xlabel("object size s", fontsize=8)
   for row in axes:
-    row[0].set_ylabel("test accuracy (%)", fontsize=8)
-  handles, labels = axes[0][0].get_legend_handles_labels()
-  fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8)
-  fig.tight_layout(rect=(0, 0.04 if nrow > 1 else 0.08, 1, 1))
+    row[0].set_ylabel("test accuracy (%)", fontsize=7)
+  handles, labels = {}, []
+  for ax in axes.flat:
+    for h, l in zip(*ax.get_legend_handles_labels()):
+      if l not in handles:
+        handles[l] = h
+        labels.append(l)
+  fig.legend([handles[l] for l in labels], labels, loc="upper center", ncol=len(labels),
+             fontsize=8, frameon=False)
+  fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / (2.7 * nrow + 0.6)))
   fig.savefig(path)
   plt.close(fig)
   return len(cells)
 
 
+FIT_LIMIT = 90.0  # training-size accuracy (%) below which a cell does not fit its training sizes
+BAND_GAP = 10.0  # points between our band mean and the paper's that a finding names
+
+
+def _agreement(ours: bool, paper: bool) -> str:
+  return "as in the paper" if ours == paper else "unlike the paper"
+
+
 def findings(summary: list[dict], bands: list[dict], runs: list[dict]) -> list[str]:
-  """The paper's findings, each stated as measured on these runs (lines of markdown)."""
+  """The paper's findings, each stated as far as these runs measure it, with a verdict against
+  the paper's own numbers where the paper makes the claim (lines of markdown)."""
   out = []
   by = _paper_lr_rows(summary)
+  paper = paper_results()
   cells = sorted({(d, e) for _, d, e in by})
   for d, e in cells:
     std = by.get(("standard", d, e))
@@ -468,11 +778,20 @@ def findings(summary: list[dict], bands: list[dict], runs: list[dict]) -> list[s
       continue
     for pool in ("pixel_pool", "slice_pool", "energy_pool"):
       p = by.get((pool, d, e))
-      if p is not None:
-        verdict = "beats" if p["mean_test_acc"] > std["mean_test_acc"] else "does not beat"
-        out.append(f"- {d}, {SCENARIO_NAMES[e]}: {pool} ({p['mean_test_acc']:.1f}%, {p['runs']} "
-                   f"runs) {verdict} standard ({std['mean_test_acc']:.1f}%, {std['runs']} runs) "
-                   "on the sizes outside training (paper: scale pooling beats standard).")
+      if p is None:
+        continue
+      beats = p["mean_test_acc"] > std["mean_test_acc"]
+      line = (f"- {d}, {SCENARIO_NAMES[e]}: {pool} ({p['mean_test_acc']:.1f}%, "
+              f"{_runs_word(p['runs'])}) {'beats' if beats else 'does not beat'} standard "
+              f"({std['mean_test_acc']:.1f}%, {_runs_word(std['runs'])}) on the test sizes (those "
+              "outside training)")
+      ref_p, ref_s = paper.get((pool, d, e)), paper.get(("standard", d, e))
+      if ref_p and ref_s:
+        paper_beats = ref_p["mean"] > ref_s["mean"]
+        line += (f"; the paper's table: {pool} {ref_p['mean']:.2f}% against standard "
+                 f"{ref_s['mean']:.2f}%, {'beats' if paper_beats else 'does not beat'}: "
+                 f"{_agreement(beats, paper_beats)}")
+      out.append(line + ".")
   for (model, d, e), r in sorted(by.items()):
     if model == "energy_pool":
       others = [v["mean_test_acc"] for (m, dd, ee), v in by.items()
@@ -481,12 +800,20 @@ def findings(summary: list[dict], bands: list[dict], runs: list[dict]) -> list[s
       # each run, and its best validation accuracy: a run that never left chance shows as such
       each = sorted((x["seed"], x["test_accuracy"], x["best_val_accuracy"]) for x in runs
                     if (x["model"], x["data"], x["eval"]) == ("energy_pool", d, e)
-                    and _same_lr(x["lr"], r))
-      out.append(f"- {d}, {SCENARIO_NAMES[e]}: energy_pool reaches {r['mean_test_acc']:.1f}% "
-                 + (f"against {best:.1f}% for the best other model " if best is not None else "")
-                 + f"(paper: energy pooling collapses, {r['paper_mean']}%); per run: "
-                 + ", ".join(f"seed {seed} {t * 100:.1f}% (best validation {v * 100:.1f}%)"
-                             for seed, t, v in each) + ".")
+                    and x["lr"] == r["lr"])
+      line = (f"- {d}, {SCENARIO_NAMES[e]}: energy_pool reaches {r['mean_test_acc']:.1f}%"
+              + (" " if best is not None else "")
+              + (f"against {best:.1f}% for the best other model" if best is not None else "")
+              + "; per run: "
+              + ", ".join(f"seed {seed} {t * 100:.1f}% (best validation {v * 100:.1f}%)"
+                          for seed, t, v in each))
+      if r["paper_mean"] is not None:
+        z = r.get("z")
+        line += (f". The paper: energy pooling collapses, {r['paper_mean']:.2f} ± "
+                 f"{r['paper_std']:.2f}%" + ("" if z is None else f"; our mean at z = {z:+.2f}")
+                 + (": as in the paper" if z is not None and abs(z) <= 2 else
+                    ": unlike the paper" if z is not None else ""))
+      out.append(line + ".")
   out += collapse_findings(by, runs)
   # collapsed runs are left out (counted): their chosen sizes follow no object
   for pool_layer in ("pool1_spearman", "pool2_spearman"):
@@ -501,10 +828,18 @@ def findings(summary: list[dict], bands: list[dict], runs: list[dict]) -> list[s
     for (model, d, e), vals in sorted(groups.items()):
       n_out = left_out[(model, d, e)]
       skipped = f", {n_out} collapsed left out" if n_out else ""
+      mean = float(np.mean(vals))
+      verdict = ("goes against the paper's claim that the selected kernel size grows with the "
+                 "object" if mean <= 0 else
+                 "as the paper claims (the selected kernel size grows with the object), "
+                 + ("weakly (below 0.3)" if mean < 0.3 else "moderately")
+                 if all(v > 0 for v in vals) else
+                 "mixed: positive on average, not in every run (the paper: the selected kernel "
+                 "size grows with the object)")
       out.append(f"- {d}, {SCENARIO_NAMES[e]}, {model}: Spearman correlation of the kernel size "
-                 f"chosen by {pool_layer.split('_')[0]} with the object size "
-                 f"{np.mean(vals):.2f} (mean over {len(vals)} runs{skipped}; the paper: the "
-                 "selected kernel size grows with the object).")
+                 f"chosen by {pool_layer.split('_')[0]} with the object size {mean:.2f} (mean "
+                 f"over {_runs_word(len(vals))}{skipped}; per run "
+                 f"{min(vals):.2f} to {max(vals):.2f}): {verdict}.")
   for b in bands:
     if b["eval"] == 4:
       continue
@@ -512,15 +847,89 @@ def findings(summary: list[dict], bands: list[dict], runs: list[dict]) -> list[s
     drop = ", ".join(f"{k} sizes {v:.1f}%" for k, v in sides)
     # Small2Large and Large2Small test on one side of the training sizes only
     where = "both sides" if len(sides) == 2 else f"the {sides[0][0]} sizes"
-    shape = (f"plateau on the training sizes, lower on {where}"
-             if all(v < b["training"] for _, v in sides) else "not lower outside the training sizes")
-    paper = ""
+    lower = all(v < b["training"] for _, v in sides)
+    if not lower:
+      shape = "not lower outside the training sizes"
+    elif b["training"] >= FIT_LIMIT:
+      shape = f"plateau on the training sizes, lower on {where}"
+    else:
+      shape = (f"highest on the training sizes but only {b['training']:.1f}% there (below "
+               f"{FIT_LIMIT:.0f}%: it does not fit its own training sizes), lower on {where}")
+    paper_text = ""
     if b["mean_abs_gap"] is not None:
-      paper = (" (paper: " + ", ".join(f"{k} {b['paper_' + k]:.1f}%" for k in
-                                      ("training", "smaller", "larger") if b[k] is not None)
-               + f"; mean |ours - paper| over the 48 sizes {b['mean_abs_gap']:.1f} points)")
+      paper_text = (" (paper: " + ", ".join(f"{k} {b['paper_' + k]:.1f}%" for k in
+                                           ("training", "smaller", "larger") if b[k] is not None)
+                    + f"; mean |ours - paper| over the 48 sizes {b['mean_abs_gap']:.1f} points")
+      gaps = [(k, b[k] - b[f"paper_{k}"]) for k in ("training", "smaller", "larger")
+              if b[k] is not None and abs(b[k] - b[f"paper_{k}"]) > BAND_GAP]
+      paper_text += "".join(f"; {k} sizes {abs(g):.1f} points {'above' if g > 0 else 'below'} "
+                            "the paper's" for k, g in gaps) + ")"
     out.append(f"- per size, {b['data']}, {SCENARIO_NAMES[b['eval']]}, {b['model']}: training "
-               f"sizes {b['training']:.1f}%, {drop}: {shape}{paper}.")
+               f"sizes {b['training']:.1f}%, {drop}: {shape}{paper_text}.")
+  return out
+
+
+def notes(runs: list[dict], runs_dir: pathlib.Path) -> list[str]:
+  """What else the run files say (markdown lines): unfinished runs, evaluated runs without an
+  equivariance file, runs outside the paper's range of runs, the training order's effect (runs
+  of the authors' fixed order in <runs_dir>_order, when that folder exists)."""
+  out = []
+  finished = {runs_dir / r["run"] for r in runs}
+  for cfg in sorted(runs_dir.rglob("config.json")):
+    run = cfg.parent
+    if run in finished or (run / "results.json").exists():
+      continue
+    epochs = len(read_metrics(run))
+    ckpt = "its checkpoints kept to resume" if (run / "checkpoints").is_dir() else "no checkpoints"
+    out.append(f"- Unfinished: {run.relative_to(runs_dir)}, {epochs} epochs logged, {ckpt} (in "
+               "progress, or interrupted; not in the tables).")
+  no_eq = defaultdict(int)
+  for r in runs:
+    d = runs_dir / r["run"]
+    if (d / "consistency.json").exists() and not (d / "equivariance.npz").exists():
+      no_eq[r["model"]] += 1
+  for model, n in sorted(no_eq.items()):
+    out.append(f"- {model}: {_runs_word(n)} evaluated by eval.py (consistency.json) without an "
+               "equivariance.npz, hence no row in the equivariance table: eval.py measures the "
+               "error on the stage1/stage2 feature maps a model returns with with_aux=True, and "
+               f"{model} returns none (its aux holds no 4-D or 5-D stage maps).")
+  paper, paper_accs = paper_results(), paper_runs()
+  for r in sorted(runs, key=lambda r: (r["model"], r["eval"], str(r["seed"]))):
+    cell = (r["model"], r["data"], r["eval"])
+    ref = paper_accs.get(cell)
+    if ref is None or not _same_lr(r["lr"], paper.get(cell)):
+      continue
+    acc = round(r["test_accuracy"] * 100, 2)  # the paper's runs are given to 0.01 points
+    if acc > ref.max() or acc < ref.min():
+      side, edge = ("above", ref.max()) if acc > ref.max() else ("below", ref.min())
+      out.append(f"- {r['model']}, {r['data']} {SCENARIO_NAMES.get(r['eval'], r['eval'])}, seed "
+                 f"{r['seed']}: {acc:.1f}%, {side} all {len(ref)} of the paper's runs of the cell "
+                 f"(its {'highest' if side == 'above' else 'lowest'} {edge:.2f}%).")
+  order_dir = runs_dir.parent / f"{runs_dir.name}_order"
+  if order_dir.is_dir() and order_dir.resolve() != runs_dir.resolve():
+    try:
+      ordered, _ = find_all_runs(order_dir)
+    except RunError:
+      ordered = []
+    by_cell = defaultdict(list)
+    for r in runs:
+      by_cell[(r["model"], r["data"], r["eval"], r["lr"])].append(r["test_accuracy"] * 100)
+    fixed = defaultdict(list)
+    for r in ordered:
+      fixed[(r["model"], r["data"], r["eval"], r["lr"], r["train_order"])].append(
+          r["test_accuracy"] * 100)
+    for (model, d, e, lr, order), accs in sorted(fixed.items(), key=lambda kv: str(kv[0])):
+      mine = by_cell.get((model, d, e, lr))
+      if not mine:
+        continue
+      out.append(f"- Training order ({order_dir.name}): {model}, {d} "
+                 f"{SCENARIO_NAMES.get(e, e)}, the authors' fixed order ({order}) "
+                 f"{np.mean(accs):.1f}% ({_runs_word(len(accs))}: "
+                 + " / ".join(f"{a:.1f}" for a in accs) + f") against {np.mean(mine):.1f}% "
+                 f"({_runs_word(len(mine))}) with the examples reshuffled every epoch (this "
+                 f"folder's order), a difference of {np.mean(accs) - np.mean(mine):+.1f} points"
+                 + (f"; Welch's p = {p:.3g}" if (p := _welch_p(np.array(accs), np.array(mine)))
+                    is not None else "") + ".")
   return out
 
 
@@ -563,7 +972,51 @@ FAMILY_REFERENCES = {
     "sevf": "SEVF (Marcos et al. 2018)",
     "ss": "SS-CNN (Ghosh and Gupta 2019)",
 }
-PEER_MODELS = ("dss", "gauss_der", "sevf", "ss")
+# The family of each built-in model, for a registry without `lookup` (stir_jax.models.lookup(name)
+# .family answers where it exists): "paper", "variant", "field"; any other name is "user".
+_LOCAL_FAMILIES = {**{m: "paper" for m in ("standard", "pixel_pool", "slice_pool", "energy_pool",
+                                           "conv3d", "ensemble", "spatial_transform", "xu",
+                                           "kanazawa", "hermite", "disco")},
+                   "soft_pool": "variant", "dss": "field", "gauss_der": "field", "sevf": "field",
+                   "ss": "field"}
+
+
+@functools.lru_cache(maxsize=None)
+def _family(name: str) -> str:
+  """A model's family: "paper", "variant", "field", "mnist_scale" or "user" (any model the
+  registry does not know, e.g. "mypkg.nets:MyNet", whose package the report need not import)."""
+  from stir_jax import models  # pylint: disable=g-import-not-at-top
+  lookup = getattr(models, "lookup", None)
+  if lookup is None:
+    return _LOCAL_FAMILIES.get(name, "user")
+  try:
+    return lookup(name).family
+  except Exception:  # pylint: disable=broad-except  # not registered, or its package is not here
+    return "user"
+
+
+def is_peer(name: str) -> bool:
+  """Whether a model is compared with the paper's scale pooling in the families table: the
+  field's other families and the user's own models."""
+  return _family(name) in ("field", "user")
+
+
+# The groups of generalization.png's rows (the paper's models by kind, then the others).
+PAPER_GROUPS = {"standard": "baselines", "ensemble": "baselines", "spatial_transform": "baselines",
+                "xu": "baselines", "kanazawa": "baselines", "pixel_pool": "scale pooling",
+                "slice_pool": "scale pooling", "energy_pool": "scale pooling",
+                "soft_pool": "scale pooling", "conv3d": "scale pooling", "hermite": "SESN",
+                "disco": "SESN"}
+GROUP_ORDER = ("baselines", "scale pooling", "SESN", "the field's other families", "your models",
+               "other")
+
+
+def model_group(name: str) -> str:
+  """The group of generalization.png a model's curves go to."""
+  family = _family(name)
+  if family in ("paper", "variant"):
+    return PAPER_GROUPS.get(name, "other")
+  return {"field": "the field's other families", "user": "your models"}.get(family, "other")
 
 
 def _welch_p(a: np.ndarray, b: np.ndarray) -> float | None:
@@ -575,8 +1028,9 @@ def _welch_p(a: np.ndarray, b: np.ndarray) -> float | None:
 
 
 def families_table(runs: list[dict], bands: list[dict]) -> list[dict]:
-  """Per data x scenario holding runs of the field's other families (PEER_MODELS): each of them
-  and the reference models (pixel_pool, hermite, disco), one row per learning rate, with mean and
+  """Per data x scenario holding runs of the field's other families or of the user's own models
+  (`is_peer`): each of them and the reference models (pixel_pool, hermite, disco), one row per
+  learning rate, with mean and
   std test accuracy (%), the size bands, the difference to pixel_pool's mean and Welch's p for it.
 
   The baseline is pixel_pool at the learning rate of the paper's cell where we ran it, otherwise
@@ -589,19 +1043,20 @@ def families_table(runs: list[dict], bands: list[dict]) -> list[dict]:
   band = {(b["model"], b["data"], b["eval"], b["lr"]): b for b in bands}
   paper = paper_results()
   rows = []
-  for d, e in sorted({(d, e) for m, d, e, _ in acc if m in PEER_MODELS}):
+  for d, e in sorted({(d, e) for m, d, e, _ in acc if is_peer(m)}):
     pixel = {lr: v for (m, dd, ee, lr), v in acc.items() if (m, dd, ee) == ("pixel_pool", d, e)}
     base_lr = next((lr for lr in pixel if _same_lr(lr, paper.get(("pixel_pool", d, e)))),
                    max(pixel, key=lambda lr: len(pixel[lr]), default=None))
     base = np.array(pixel.get(base_lr, []))
-    for model in FAMILY_REFERENCES:
+    users = sorted({m for m, dd, ee, _ in acc if (dd, ee) == (d, e) and _family(m) == "user"})
+    for model in [*FAMILY_REFERENCES, *users]:
       for lr in sorted(lr for (m, dd, ee, lr) in acc if (m, dd, ee) == (model, d, e)):
         vals = np.array(acc[(model, d, e, lr)])
         b = band[(model, d, e, lr)]
         is_base = model == "pixel_pool" and lr == base_lr
         p = _welch_p(vals, base) if not is_base else None
         rows.append({
-            "model": model, "family": FAMILY_REFERENCES[model], "data": d,
+            "model": model, "family": FAMILY_REFERENCES.get(model, "your model"), "data": d,
             "scenario": SCENARIO_NAMES.get(e, e), "eval": e, "lr": lr, "runs": len(vals),
             "mean_test_acc": round(float(vals.mean()), 2),
             "std_test_acc": round(float(vals.std(ddof=1)), 2) if len(vals) > 1 else None,
@@ -617,7 +1072,7 @@ def families_findings(rows: list[dict]) -> list[str]:
   """Issue 13's question, per cell and peer model: does it beat the paper's scale pooling?"""
   out = []
   for r in rows:
-    if r["model"] not in PEER_MODELS or r["minus_pixel_pool"] is None:
+    if not is_peer(r["model"]) or r["minus_pixel_pool"] is None:
       continue
     base = next(b for b in rows if b["model"] == "pixel_pool" and b["lr"] == r["lr_pixel_pool"]
                 and (b["data"], b["eval"]) == (r["data"], r["eval"]))
@@ -776,6 +1231,7 @@ def aggregate(runs_dir: str | pathlib.Path, out_dir: str | pathlib.Path) -> dict
   text, summary, mnist_summary = "", [], []
   if runs:
     summary, text = _stir_report(runs, runs_dir, out_dir)
+    write_tables(out_dir)  # from the CSVs just written: the test rebuilds them the same way
   if mnist_runs:
     mnist_summary, section = mnist_scale_report(mnist_runs, out_dir)
     if not runs:
@@ -801,11 +1257,11 @@ def _stir_report(runs: list[dict], runs_dir: pathlib.Path,
   _write_csv(out_dir / "results.csv", runs, fields)
   summary = summarize(runs)
   sfields = ["model", "data", "eval", "scenario", "lr", "runs", "mean_test_acc", "std_test_acc",
-             "paper_lr", "paper_mean", "paper_std", "difference", "within_2_paper_std",
-             "paper_percentile"]
+             "paper_lr", "paper_mean", "paper_std", "difference", "z", "paper_percentile",
+             "within_2_paper_std"]
   _write_csv(out_dir / "summary.csv", summary, sfields)
   times = epoch_times(runs)
-  tfields = ["data", "eval", "model", "median_epoch_seconds", "mean_epoch_seconds",
+  tfields = ["data", "eval", "model", "runs", "median_epoch_seconds", "mean_epoch_seconds",
              "mean_epochs", "run_minutes", "relative_to_standard", "paper_relative", "hosts"]
   _write_csv(out_dir / "epoch_time.csv", times, tfields)
   plot_grid(out_dir / "generalization.png", runs)
@@ -816,8 +1272,9 @@ def _stir_report(runs: list[dict], runs_dir: pathlib.Path,
   compared = plot_paper_comparison(out_dir / "paper_comparison.png", runs)
   compare_text = ("" if not compared else
                   "Each cell against the paper's own runs (its per-size results, the data of its "
-                  "Figure 5; dashed: the paper's mean, grey band +-1 std over its runs; red: ours, "
-                  "band +-1 std over our runs):\n\n"
+                  "Figure 5; dashed: the paper's mean, blue band ±1 std over its runs, or where "
+                  "its runs split between collapse and success the split; red: our runs, thin "
+                  "each, thick their median; grey: the training sizes):\n\n"
                   "![ours against the paper per size](paper_comparison.png)\n\n")
   equi = equivariance_table(runs)
   efields = ["model", "data", "eval", "runs", "collapsed_left_out", *EQUIVARIANCE_KEYS]
@@ -826,8 +1283,9 @@ def _stir_report(runs: list[dict], runs_dir: pathlib.Path,
     _write_csv(out_dir / "equivariance.csv", equi, efields)
     equi_text = (
         "## Equivariance error of the feature maps\n\n"
-        "||a - b||^2 / ||a||^2 between the maps of one object at two sizes, the second resized to "
-        "the first (DESIGN.md §4; the paper's six size pairs, mean over the test objects and the "
+        "||a - b||² / ||a||² between the feature maps a and b of one object at two sizes, b "
+        "resized to a's size (the paper's six size pairs, 64/49, 48/33 and 32/17 both ways; the "
+        "maps cropped to the object; mean over the test objects and the "
         f"runs evaluated by eval.py; runs that collapsed, test accuracy below {COLLAPSE_FACTOR:g}x "
         "chance, are left out and counted). *_shifted: the models with a geometric scale axis, "
         "that axis shifted by the size ratio first (a scale-covariant map moves along it).\n\n"
@@ -847,32 +1305,63 @@ def _stir_report(runs: list[dict], runs_dir: pathlib.Path,
         "rate for the cell (lr_pixel_pool).\n\n"
         + _md_table(families, ffields) + "\n\n" + "\n".join(families_findings(families))
         + "\n\n")
+  n_recorded = len({r["machine"][:2] for r in runs if r.get("host")})
+  n_unrecorded = sum(not r.get("host") for r in runs)
+  note_lines = notes(runs, runs_dir)
   text = (
       f"# STIR results: {len(runs)} runs under {runs_dir}\n\n"
-      "## Test accuracy (%), ours against the paper's published means\n\n"
+      "## Coverage\n\n" + coverage_markdown(summary).split("\n", 2)[2]
+      + "\n## Test accuracy (%), ours against the paper's published means\n\n"
       + _md_table(summary, sfields)
       + "\n\nThe paper's columns are filled where we ran its learning rate for the cell "
-      "(paper_lr). within_2_paper_std: whether our mean lies within two of the paper's standard "
-      "deviations (over its 25-50 seeds) of the paper's mean. paper_percentile: the share (%) of "
-      "the paper's runs of the cell below our mean (its per-run results; results.csv places each "
-      "of our runs the same way).\n\n"
+      "(paper_lr). z: (our mean - the paper's mean) / (the paper's std / sqrt(our runs)), how far "
+      "our mean lies from the paper's in standard errors of a mean of that many runs. "
+      "paper_percentile: the share (%) of the paper's runs of the cell below our mean (its per-run "
+      "results; results.csv places each of our runs the same way). within_2_paper_std is a weak "
+      "check, kept for comparison: whether our mean lies within two of the paper's standard "
+      "deviations of a single run (over its 25-50 seeds) of its mean; a cell with a large spread "
+      "passes it whatever its runs give.\n\n" + joint_statement(summary) + "\n\n"
       "## The paper's findings, as measured here\n\n" + "\n".join(findings(summary, bands, runs))
-      + "\n\n## Accuracy against object size (training scales shaded; bands: +-1 std over seeds)\n\n"
+      + ("\n\n## Also in these runs\n\n" + "\n".join(note_lines) if note_lines else "")
+      + "\n\n## Accuracy against object size (training sizes shaded)\n\n"
       "![accuracy against object size](generalization.png)\n\n"
       "Mean test accuracy (%) on the sizes below, inside and above the training sizes, ours and "
       "the paper's (paper_*; mean_abs_gap: the mean over the 48 sizes of |our mean - the "
       "paper's mean|, in points):\n\n"
       + _md_table(bands, bfields) + "\n\n" + compare_text + families_text + equi_text +
       "## Epoch time relative to the standard model\n\n"
-      "Ours on this machine; the paper's on its GPU (mean epoch seconds of its run table). Ours "
-      "is relative by the median epoch of each run (mean over runs), which leaves out the first "
+      f"Ours on several 2-core CPU machines: {n_recorded} recorded machine boots (the hosts "
+      f"column names their CPUs) and {n_unrecorded} runs from before the machine was recorded "
+      "(unrecorded); the paper's on its GPU (mean epoch seconds of its run table). Ours is "
+      "relative by the median epoch of each run (mean over runs), which leaves out the first "
       "epoch's compilation and epochs stretched while the machine was paused or shared; the "
       "mean epoch (results.json) is listed too. run_minutes: epochs run x median epoch, the "
-      "mean over runs (the cost of one run on this machine, compilation and evaluation "
+      "mean over runs (the cost of one run on its machine, compilation and evaluation "
       "left out). relative_to_standard divides each run's median epoch by that of the standard "
       "runs on the same machine (one boot of it, with one malloc: machines with one CPU name "
       "differ in speed, and so does a process under tcmalloc; "
       "same scenario where there are, else any scenario of the data) and averages; blank where "
-      "standard has not run on that machine.\n\n"
+      "standard has not run on that machine. cost.md has the same per cell, with the total.\n\n"
       + _md_table(times, tfields) + "\n")
   return summary, text
+
+
+def main(argv: list[str] | None = None) -> int:
+  """python -m stir_jax.eval.report tables REPORT_DIR: rewrites coverage.md, cells.md and
+  cost.md of a report folder from its summary.csv and epoch_time.csv."""
+  import sys  # pylint: disable=g-import-not-at-top
+  argv = sys.argv[1:] if argv is None else argv
+  if len(argv) != 2 or argv[0] != "tables":
+    print("usage: python -m stir_jax.eval.report tables REPORT_DIR", file=sys.stderr)
+    return 2
+  try:
+    written = write_tables(argv[1])
+  except (RunError, OSError, KeyError, ValueError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  print("wrote " + ", ".join(str(p) for p in written))
+  return 0
+
+
+if __name__ == "__main__":
+  raise SystemExit(main())
