@@ -16,11 +16,11 @@ Result:   not measured here; compare with the SESN paper's Table 2 (MNIST-scale,
           numpy, not the published ones (stir_jax.data.mnist_scale).
 The STIR fields scenario, kernel_size, interpolation and impl are not used by these models.
 """
-from configs import default
+from stir_jax import experiment
 
 
 def get_config():
-  config = default.get_config()
+  config = experiment.default_config()
   config.model = "mnist_cnn_28"
   config.dataset = "data/mnist_scale_0.npz"
   config.learning_rate = 0.01

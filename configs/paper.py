@@ -1,5 +1,6 @@
 """The paper's protocol: Adam 1e-3, batch 16, at most 200 epochs, early stopping with patience 10 on
-validation accuracy, the best-validation parameters tested (Altstidl et al. 2022, Sec. IV).
+validation accuracy, the best-validation parameters tested (Altstidl et al. 2022, Sec. IV); these
+are the defaults of stir_jax.experiment.FIELDS (pixel_pool on STIR-emoji, Mid2Rest).
 
 Command:  python train.py --config=configs/paper.py --workdir=runs/paper_pixel_pool_emoji_2
           (change --config.model / --config.dataset / --config.scenario / --config.seed)
@@ -11,11 +12,11 @@ Order:    the training examples are reshuffled every epoch (config.train_order =
           authors' code iterates one fixed permutation instead (numpy RandomState(42), the same
           every epoch and seed); configs/paper_order.py trains that way.
 """
-from configs import default
+from stir_jax import experiment
 
 
 def get_config():
-  config = default.get_config()
+  config = experiment.default_config()
   config.num_epochs = 200
   config.patience = 10
   return config

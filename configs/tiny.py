@@ -4,11 +4,11 @@ Command:  python train.py --config=configs/tiny.py --workdir=/tmp/tiny
 Runtime:  under a minute on a 2-core CPU (most of it compilation).
 Result:   near chance accuracy; it checks that the whole path runs, not that it learns.
 """
-from configs import default
+from stir_jax import experiment
 
 
 def get_config():
-  config = default.get_config()
+  config = experiment.default_config()
   config.model = "standard"
   config.dataset = "data/emoji.npz"
   config.num_epochs = 1

@@ -34,11 +34,45 @@ def define_config_flag(default: str) -> None:
                                     lock_config=True)
   except (AttributeError, KeyError, ValueError, TypeError) as e:
     # config_flags resolves --config.<field> overrides while defining the flag.
-    fail(f"bad --config override: {str(e).strip(chr(34) + chr(39))} is not a field of the config")
+    fail(f"bad --config override: {_override_error(e)}")
+
+
+def _override_error(e: Exception) -> str:
+  """ml_collections' message for a bad override as one sentence: a KeyError's text is the repr of
+  a message such as "'num_epoch'\nDid you mean \"num_epochs\" instead of \"num_epoch\"?"."""
+  import re  # pylint: disable=g-import-not-at-top
+  from stir_jax import experiment  # pylint: disable=g-import-not-at-top
+  text = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+  text = str(text)
+  name = re.search(r"[A-Za-z_]\w*", text)
+  if isinstance(e, (KeyError, AttributeError)) and name:
+    return experiment.unknown_field_message(name.group(0))
+  return " ".join(text.split())
+
+
+def print_help(extra: str = "") -> NoReturn:
+  """The entry point's docstring, its flags and `extra` (train.py: the config fields); exit 0."""
+  main = sys.modules.get("__main__")
+  print((main.__doc__ or "").strip() + "\n")
+  print("flags:")
+  for name in ("config", "workdir", "runs", "out", "publish", "coordinator_address",
+               "num_processes", "process_id"):
+    if name in flags.FLAGS:
+      flag = flags.FLAGS[name]
+      default = getattr(flag, "config_filename", None) or flag.default
+      print(f"  --{name}: {flag.help}" + (f" (default: {default})" if default else ""))
+  if extra:
+    print("\n" + extra)
+  sys.exit(0)
 
 
 def parse_flags(argv: list[str]) -> list[str]:
-  """app.run's flags_parser: one line for a flag error instead of absl's usage text."""
+  """app.run's flags_parser: one line for a flag error instead of absl's usage text; --help (-h)
+  prints the usage, the flags and (train.py) the config fields, and exits 0."""
+  if any(a in ("--help", "-h", "-help", "--h") for a in argv[1:]):
+    from stir_jax import experiment  # pylint: disable=g-import-not-at-top
+    print_help("config fields (--config.<field>=value; stir_jax.experiment.FIELDS):\n"
+               + experiment.fields_help() if "config" in flags.FLAGS else "")
   try:
     rest = flags.FLAGS(argv)
   except flags.Error as e:
@@ -75,10 +109,26 @@ def loaded_config():
   return config
 
 
+def loaded_experiment():
+  """The --config checked (`stir_jax.experiment.from_config`), or a one-line error (exit 2) before
+  anything is written."""
+  from stir_jax import experiment  # pylint: disable=g-import-not-at-top
+  try:
+    return experiment.from_config(loaded_config())
+  except RunError as e:
+    fail(str(e))
+
+
 def run(fn: Callable, *args, **kwargs):
-  """Calls fn, turning the errors a user can cause into one line on stderr and exit status 2."""
+  """Calls fn, turning the errors a user can cause into one line on stderr and exit status 2, and
+  a preemption (SIGTERM, SIGINT: the position was saved) into its one line and exit status
+  EXIT_PREEMPTED (75)."""
+  from stir_jax.train import preemption  # pylint: disable=g-import-not-at-top
   try:
     return fn(*args, **kwargs)
+  except preemption.Preempted as e:
+    print(f"\n{e}", file=sys.stderr, flush=True)
+    sys.exit(preemption.EXIT_PREEMPTED)
   except (RunError, StirFileError, FileNotFoundError, PermissionError) as e:
     fail(str(e))
   except KeyboardInterrupt:

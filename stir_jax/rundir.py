@@ -17,21 +17,12 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-from typing import Any
 
 import ml_collections
 
 
 class RunError(RuntimeError):
   """A problem with the run's inputs or directory; the entry points print it as one line."""
-
-
-# Fields added to the config after runs were made with the older config: a run directory without
-# the field is the same run as one with this value (so older runs resume and count as finished).
-CONFIG_DEFAULTS: dict[str, Any] = {"dtype": "float32", "precision": "highest",
-                                   "lr_decay_epochs": [], "lr_decay_factor": 0.1,
-                                   "input_mean": 0.0, "input_std": 1.0,
-                                   "train_order": "reshuffle"}
 
 
 def config_dict(config) -> dict:
@@ -58,13 +49,32 @@ def write_json(path: pathlib.Path, obj) -> None:
 
 
 def config_differences(found: dict, wanted: dict) -> list[str]:
-  """Fields where a stored config differs from the wanted one (CONFIG_DEFAULTS fill old runs)."""
-  found = {**{k: v for k, v in CONFIG_DEFAULTS.items() if k in wanted}, **found}
-  return sorted(k for k in set(found) | set(wanted) if found.get(k) != wanted.get(k))
+  """Fields where a stored config differs from the wanted one. Fields either lacks take their
+  defaults (`stir_jax.experiment.FIELDS`: a run from before a field existed is the same run as one
+  with its default); fields that only change how a run executes (checkpoint interval, ...) are
+  not compared."""
+  from stir_jax import experiment  # pylint: disable=g-import-not-at-top
+  found, wanted = experiment.with_defaults(found), experiment.with_defaults(wanted)
+  norm = lambda v: list(v) if isinstance(v, tuple) else v
+  return sorted(k for k in set(found) | set(wanted)
+                if k not in experiment.RUNTIME_FIELDS and norm(found.get(k)) != norm(wanted.get(k)))
+
+
+def started(workdir: pathlib.Path) -> bool:
+  """Whether a run directory holds any trained epoch or step: metrics rows or a checkpoint."""
+  if read_metrics(workdir):
+    return True
+  for sub in ("latest", "best"):
+    d = workdir / "checkpoints" / sub
+    if d.is_dir() and any(p.name.isdigit() for p in d.iterdir()):
+      return True
+  return (workdir / "results.json").exists()
 
 
 def check_workdir(config, workdir: pathlib.Path) -> bool:
-  """Whether workdir holds a run of this config (False: empty or missing); RunError otherwise."""
+  """Whether workdir holds a run of this config (False: empty, missing, or a run with another
+  config that never trained a step: a failed start leaves a directory the corrected command may
+  take over); RunError otherwise."""
   cfg_path = workdir / "config.json"
   if cfg_path.exists():
     try:
@@ -72,6 +82,8 @@ def check_workdir(config, workdir: pathlib.Path) -> bool:
     except json.JSONDecodeError as e:
       raise RunError(f"{cfg_path} is not valid JSON ({e}); refusing to touch this directory") from None
     diff = config_differences(found, config_dict(config))
+    if diff and not started(workdir):
+      return False
     if diff:
       raise RunError(f"{workdir} holds a run with a different config (fields: {', '.join(diff)}); "
                      "use another --workdir")

@@ -116,8 +116,14 @@ def test_refuses_foreign_workdir_and_other_config(tiny_data, tmp_path):
   run = tmp_path / "run"
   run.mkdir()
   (run / "config.json").write_text(json.dumps(json.loads(_config(tiny_data).to_json())))
+  (run / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "val_accuracy": 0.5}) + "\n")
   with pytest.raises(RunError, match="different config"):
     engine.train_and_evaluate(_config(tiny_data, learning_rate=0.5), run, progress=False)
+  # a directory whose run never trained a step (a failed start) is taken over by another config
+  assert not rundir.started(tmp_path / "fresh")
+  (tmp_path / "fresh").mkdir()
+  (tmp_path / "fresh" / "config.json").write_text(run.joinpath("config.json").read_text())
+  assert rundir.check_workdir(_config(tiny_data, learning_rate=0.5), tmp_path / "fresh") is False
 
 
 def _cli(*args, cwd=REPO):

@@ -5,11 +5,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import optax
 from flax import struct
 
-from stir_jax import models
+from stir_jax import experiment, models
 from stir_jax.rundir import RunError
 
 # The fields a checkpoint holds only when they are set (STIR models have no batch statistics and
@@ -35,24 +34,25 @@ def has_train_mode(name: str) -> bool:
   return models.lookup(name).train_mode
 
 
-def make_optimizer(config: ml_collections.ConfigDict,
-                   steps_per_epoch: int | None = None) -> optax.GradientTransformation:
-  """Adam with the config's learning rate (PyTorch's Adam defaults: b1 .9, b2 .999, eps 1e-8).
+def make_optimizer(optimizer, steps_per_epoch: int | None = None) -> optax.GradientTransformation:
+  """Adam with the learning rate of `optimizer` (an `experiment.Optimizer`, an `Experiment`, or a
+  config; PyTorch's Adam defaults: b1 .9, b2 .999, eps 1e-8).
 
-  config.lr_decay_epochs (e.g. (20, 40)) multiplies the rate by config.lr_decay_factor after each
-  of those epochs, as PyTorch's MultiStepLR stepped once per epoch: with (20, 40) and 0.1, epochs
-  1-20 train at lr, 21-40 at lr / 10, 41- at lr / 100. That needs `steps_per_epoch`.
+  lr_decay_epochs (e.g. (20, 40)) multiplies the rate by lr_decay_factor after each of those
+  epochs, as PyTorch's MultiStepLR stepped once per epoch: with (20, 40) and 0.1, epochs 1-20
+  train at lr, 21-40 at lr / 10, 41- at lr / 100. That needs `steps_per_epoch`.
   """
-  epochs = [int(e) for e in config.get("lr_decay_epochs", ())]
+  if isinstance(optimizer, experiment.Experiment):
+    optimizer = optimizer.optimizer
+  elif not isinstance(optimizer, experiment.Optimizer):
+    optimizer = experiment.from_config(optimizer).optimizer
+  epochs = list(optimizer.lr_decay_epochs)
   if not epochs:
-    return optax.adam(config.learning_rate)
-  if sorted(set(epochs)) != epochs or epochs[0] < 1:
-    raise RunError(f"lr_decay_epochs must be increasing positive epochs, got {tuple(epochs)}")
+    return optax.adam(optimizer.learning_rate)
   if not steps_per_epoch:
     raise RunError("lr_decay_epochs needs the number of steps per epoch")
-  factor = float(config.get("lr_decay_factor", 0.1))
   schedule = optax.piecewise_constant_schedule(
-      config.learning_rate, {e * steps_per_epoch: factor for e in epochs})
+      optimizer.learning_rate, {e * steps_per_epoch: optimizer.lr_decay_factor for e in epochs})
   return optax.adam(schedule)
 
 
@@ -89,10 +89,12 @@ def from_checkpoint_tree(template: TrainState, tree: dict) -> TrainState:
 
 
 def build_model(config, data):
-  """The config's model for the data's channel and class counts, in the config's computation dtype,
-  precision and impl (RunError on a bad name or value, or a model that does not fit the data: the
-  MNIST-scale models need MNIST-scale data, the STIR models STIR data)."""
+  """The model of an `Experiment` (or a config) for the data's channel and class counts, in its
+  computation dtype, precision and impl (RunError on a bad name or value, or a model that does not
+  fit the data: the MNIST-scale models need MNIST-scale data, the STIR models STIR data)."""
   from stir_jax.data import mnist_scale  # pylint: disable=g-import-not-at-top
+  exp = config if isinstance(config, experiment.Experiment) else experiment.from_config(config)
+  config, m = exp.config, exp.model  # every field, checked (older runs' configs too)
   is_mnist_data = isinstance(data, mnist_scale.MnistScaleData)
   try:
     spec = models.lookup(config.model)
@@ -107,11 +109,9 @@ def build_model(config, data):
       raise RunError(f"model {config.model!r} is not an MNIST-scale model, and "
                      f"{config.dataset} is MNIST-scale data; valid: "
                      f"{', '.join(models.names('mnist_scale'))}")
-    return models.build(config.model, num_channels=data.num_channels,
-                        num_classes=data.num_classes, kernel_size=config.kernel_size,
-                        interpolation=config.interpolation,
-                        dtype=config.get("dtype", "float32"),
-                        precision=config.get("precision", "highest"),
-                        impl=config.get("impl", "auto"))
+    return models.build(m.name, num_channels=data.num_channels,
+                        num_classes=data.num_classes, kernel_size=m.kernel_size,
+                        interpolation=m.interpolation, dtype=m.dtype, precision=m.precision,
+                        impl=m.impl)
   except (ValueError, TypeError, ImportError) as e:
     raise RunError(str(e)) from None
