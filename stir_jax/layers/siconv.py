@@ -116,54 +116,69 @@ def _siconv_direct(x: jax.Array, weight: jax.Array, bias: jax.Array, num_scales:
   return jnp.stack(outs, axis=1)
 
 
-def _forms(x: jax.Array, impl: str, precision) -> dict[str, str]:
+def _forms(x: jax.Array, impl: str, precision, platform: Optional[str]) -> dict[str, str]:
   """{lowering platform: "fft" | "direct"} for an input (B, H, W, C): "auto" follows
   `forms.FORM_TABLE` on square inputs and is direct otherwise; an explicit "fft" on a non-square
-  input is a ValueError."""
+  input is a ValueError. A known platform (an eager call's) gets one entry: nothing else is
+  traced."""
   square = x.shape[1] == x.shape[2]
   if impl == "fft" and not square:
     raise ValueError(f"impl='fft' needs a square input, got {x.shape[1]}x{x.shape[2]}; "
                      "use impl='direct' or 'auto'")
   if not square:
     impl = "direct"
-  return forms.forms_by_platform(impl, "siconv", precision)
+  choices = forms.forms_by_platform(impl, "siconv", precision)
+  if platform is not None and platform in choices:
+    return {platform: choices[platform]}
+  return choices
 
 
-def _is_eager(*arrays) -> bool:
-  """Whether a call is eager: no argument is a tracer (no jit, grad or vmap around it)."""
-  return not any(isinstance(a, jax.core.Tracer) for a in arrays)
+def _eager_platform(*arrays) -> Optional[str]:
+  """None for a traced call (an argument is a tracer: jit, grad, vmap or export around it), else
+  the platform an eager call runs on: that of the first jax.Array argument's device, or the
+  default backend."""
+  if any(isinstance(a, jax.core.Tracer) for a in arrays):
+    return None
+  for a in arrays:
+    if isinstance(a, jax.Array):
+      return next(iter(a.devices())).platform
+  return jax.default_backend()
 
 
 # The public functions check their arguments, then call these jitted cores (options static): an
 # eager call, such as an eager ``model.init``, compiles each layer once instead of dispatching its
-# hundreds of per-scale operations one by one, and takes the FFT form's scan over scales (`eager`),
-# which compiles several times faster than the unrolled loop that traced calls get. Under an outer
-# jit the cores are inlined as any nested jit.
-_STATIC = ("num_scales", "interpolation", "impl", "precision", "eager")
+# hundreds of per-scale operations one by one, traces only the form of the platform it runs on
+# (`platform`), and takes the FFT form's scan over scales, which compiles several times faster
+# than the unrolled loop that traced calls get. Under an outer jit the cores are inlined as any
+# nested jit, with every platform's form (`jax.lax.platform_dependent`).
+_STATIC = ("num_scales", "interpolation", "impl", "precision", "platform")
 
 
 @functools.partial(jax.jit, static_argnames=_STATIC)
-def _siconv2d(x, weight, bias, *, num_scales, interpolation, impl, precision, eager):
+def _siconv2d(x, weight, bias, *, num_scales, interpolation, impl, precision, platform):
   x, weight, bias = promote_dtype(x, weight, bias)
+  eager = platform is not None
 
   def run(form, x, weight, bias):
     if form == "fft":
       return siconv2d_fft(x, weight, bias, num_scales, interpolation, eager)
     return _siconv_direct(x, weight, bias, num_scales, interpolation, precision)
 
-  return forms.by_platform(run, _forms(x, impl, precision), x, weight, bias)
+  return forms.by_platform(run, _forms(x, impl, precision, platform), x, weight, bias)
 
 
 @functools.partial(jax.jit, static_argnames=_STATIC + ("pool",))
-def _siconv2d_pool(x, weight, bias, *, num_scales, interpolation, pool, impl, precision, eager):
+def _siconv2d_pool(x, weight, bias, *, num_scales, interpolation, pool, impl, precision,
+                   platform):
   x, weight, bias = promote_dtype(x, weight, bias)
+  eager = platform is not None
 
   def run(form, x, weight, bias):
     if form == "fft":
       return siconv2d_pool_fft(x, weight, bias, num_scales, interpolation, pool, eager)
     return scale_pool(_siconv_direct(x, weight, bias, num_scales, interpolation, precision), pool)
 
-  return forms.by_platform(run, _forms(x, impl, precision), x, weight, bias)
+  return forms.by_platform(run, _forms(x, impl, precision, platform), x, weight, bias)
 
 
 def _static_precision(precision: PrecisionLike):
@@ -208,7 +223,8 @@ def siconv2d(x: jax.Array, weight: jax.Array, bias: jax.Array, *, num_scales: in
   impl = forms.check_impl(impl)
   _check_args(x, weight, bias, num_scales)
   return _siconv2d(x, weight, bias, num_scales=num_scales, interpolation=interpolation, impl=impl,
-                   precision=_static_precision(precision), eager=_is_eager(x, weight, bias))
+                   precision=_static_precision(precision),
+                   platform=_eager_platform(x, weight, bias))
 
 
 def siconv2d_pool(x: jax.Array, weight: jax.Array, bias: jax.Array, *, num_scales: int,
@@ -243,7 +259,7 @@ def siconv2d_pool(x: jax.Array, weight: jax.Array, bias: jax.Array, *, num_scale
   _check_args(x, weight, bias, num_scales)
   return _siconv2d_pool(x, weight, bias, num_scales=num_scales, interpolation=interpolation,
                         pool=pool, impl=impl, precision=_static_precision(precision),
-                        eager=_is_eager(x, weight, bias))
+                        platform=_eager_platform(x, weight, bias))
 
 
 class SiConv2d(nn.Module):

@@ -14,12 +14,12 @@ def test_fft_equals_xla(padding):
   x = jnp.asarray(r.random((3, 21, 18, 4)), jnp.float32)
   w = jnp.asarray(r.normal(size=(7, 7, 4, 5)), jnp.float32)
   b = jnp.asarray(r.normal(size=(5,)), jnp.float32)
-  ref = conv2d(x, w, b, padding, impl="xla")
+  ref = conv2d(x, w, b, padding, impl="direct")
   out = conv2d(x, w, b, padding, impl="fft")
   assert out.shape == ref.shape
   assert rel_err(out, ref) <= 1e-5
   loss = lambda impl: lambda x, w, b: jnp.sum(jnp.sin(conv2d(x, w, b, padding, impl=impl)))
-  g_ref = jax.grad(loss("xla"), argnums=(0, 1, 2))(x, w, b)
+  g_ref = jax.grad(loss("direct"), argnums=(0, 1, 2))(x, w, b)
   g_fft = jax.grad(loss("fft"), argnums=(0, 1, 2))(x, w, b)
   for a, c in zip(g_fft, g_ref):
     assert rel_err(a, c) <= 1e-5
@@ -31,11 +31,11 @@ def test_grouped_fft_equals_xla(groups, padding):
   x = jnp.asarray(r.random((2, 19, 23, 2 * groups)), jnp.float32)
   w = jnp.asarray(r.normal(size=(9, 9, 2, 3 * groups)), jnp.float32)
   kw = dict(padding=padding, feature_group_count=groups)
-  ref = conv2d(x, w, impl="xla", **kw)
+  ref = conv2d(x, w, impl="direct", **kw)
   assert rel_err(conv2d(x, w, impl="fft", **kw), ref) <= 1e-5
   loss = lambda impl: lambda x, w: jnp.sum(jnp.sin(conv2d(x, w, impl=impl, **kw)))
   for a, c in zip(jax.grad(loss("fft"), argnums=(0, 1))(x, w),
-                  jax.grad(loss("xla"), argnums=(0, 1))(x, w)):
+                  jax.grad(loss("direct"), argnums=(0, 1))(x, w)):
     assert rel_err(a, c) <= 1e-5
 
 
@@ -48,14 +48,14 @@ def test_fft_size_and_auto_choice():
   from stir_jax.layers.conv import fft_size, pick_impl
   assert [fft_size(n) for n in (29, 58, 64, 74, 97)] == [30, 60, 64, 75, 98]
   cpu = jax.default_backend() == "cpu"
-  assert pick_impl(5) == ("fft" if cpu else "xla")
-  assert pick_impl(1) == "xla"
-  assert pick_impl(5, "cpu") == "fft" and pick_impl(5, "gpu") == pick_impl(5, "tpu") == "xla"
+  assert pick_impl(5) == ("fft" if cpu else "direct")
+  assert pick_impl(1) == "direct"
+  assert pick_impl(5, "cpu") == "fft" and pick_impl(5, "gpu") == pick_impl(5, "tpu") == "direct"
   # a kernel larger than its input: XLA:CPU's slow case (15x15 on 14x14 maps, MNIST-scale SESN)
   assert pick_impl(1, "cpu", (15, 15), (14, 14)) == "fft"
-  assert pick_impl(1, "cpu", (15, 15), (16, 16)) == "xla"
+  assert pick_impl(1, "cpu", (15, 15), (16, 16)) == "direct"
   assert pick_impl(1, "cpu", (3, 15), (28, 14)) == "fft"
-  assert pick_impl(1, "gpu", (15, 15), (14, 14)) == "xla"
+  assert pick_impl(1, "gpu", (15, 15), (14, 14)) == "direct"
   # and conv2d's "auto" passes the shapes: the FFT form runs for 15x15 on 14x14, XLA's on 16x16
   hlo = lambda n: jax.jit(lambda x, w: conv2d(x, w, padding=7)).trace(
       jnp.zeros((1, n, n, 2)), jnp.zeros((15, 15, 2, 3))).lower(
@@ -65,7 +65,7 @@ def test_fft_size_and_auto_choice():
 
 
 def test_unknown_impl():
-  with pytest.raises(ValueError, match="valid: auto, xla, fft"):
+  with pytest.raises(ValueError, match="valid: auto, direct, fft"):
     conv2d(jnp.zeros((1, 8, 8, 1)), jnp.zeros((3, 3, 1, 1)), impl="winograd")
 
 
@@ -75,10 +75,10 @@ def test_conv3d_fft_equals_xla():
   x = jnp.asarray(r.random((2, 11, 12, 13, 3)), jnp.float32)  # FFT lengths 12, 12, 14
   w = jnp.asarray(r.normal(size=(3, 5, 5, 3, 4)), jnp.float32)
   b = jnp.asarray(r.normal(size=(4,)), jnp.float32)
-  assert rel_err(conv3d(x, w, b, impl="fft"), conv3d(x, w, b, impl="xla")) <= 1e-5
+  assert rel_err(conv3d(x, w, b, impl="fft"), conv3d(x, w, b, impl="direct")) <= 1e-5
   loss = lambda impl: lambda x, w: jnp.sum(jnp.sin(conv3d(x, w, b, impl=impl)))
   for a, c in zip(jax.grad(loss("fft"), argnums=(0, 1))(x, w),
-                  jax.grad(loss("xla"), argnums=(0, 1))(x, w)):
+                  jax.grad(loss("direct"), argnums=(0, 1))(x, w)):
     assert rel_err(a, c) <= 1e-5
 
 

@@ -10,7 +10,7 @@ from tests.helpers import rel_err
 
 
 # Jitted once per static configuration: far faster than eager per-scale dispatch.
-jit_siconv2d = jax.jit(siconv2d, static_argnames=("num_scales", "mode", "impl"))
+jit_siconv2d = jax.jit(siconv2d, static_argnames=("num_scales", "interpolation", "impl"))
 
 
 def _fixture_args(f):
@@ -32,7 +32,7 @@ def test_num_scales_for():
 def test_matches_reference(mode, impl, load_fixture):
   f = load_fixture(f"siconv_{mode}")
   x, w, b, ref = _fixture_args(f)
-  out = jit_siconv2d(x, w, b, num_scales=int(f["num_scales"]), mode=mode, impl=impl)
+  out = jit_siconv2d(x, w, b, num_scales=int(f["num_scales"]), interpolation=mode, impl=impl)
   assert out.shape == ref.shape == (2, 13, 26, 26, 4)
   assert rel_err(out, ref) <= 1e-5
 
@@ -43,7 +43,7 @@ def test_ring_is_exactly_zero(impl, rng):
   x = jax.random.normal(kx, (1, 17, 17, 2))
   w = jax.random.normal(kw, (5, 5, 2, 3))
   b = jnp.full((3,), 0.5)  # a nonzero bias must not leak into the ring
-  out = np.asarray(jit_siconv2d(x, w, b, num_scales=7, mode="bicubic", impl=impl))
+  out = np.asarray(jit_siconv2d(x, w, b, num_scales=7, interpolation="bicubic", impl=impl))
   o0 = 13
   for i in range(7):
     inside = np.zeros((o0, o0), bool)
@@ -63,7 +63,7 @@ def test_fft_gradients_equal_direct(mode, cin, rng):
   r = jax.random.normal(kr, (2, s, 11, 11, 4))
 
   def loss(x, w, b, impl):
-    return jnp.sum(siconv2d(x, w, b, num_scales=s, mode=mode, impl=impl) * r)
+    return jnp.sum(siconv2d(x, w, b, num_scales=s, interpolation=mode, impl=impl) * r)
 
   grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2)), static_argnums=3)
   direct = grad(x, w, b, "direct")
@@ -116,7 +116,7 @@ def test_module(rng, load_fixture):
 
 def _pool_reference(x, w, b, s, mode, impl="direct", pool="pixel"):
   from stir_jax.layers.scale_pool import scale_pool
-  return scale_pool(siconv2d(x, w, b, num_scales=s, mode=mode, impl=impl), pool)
+  return scale_pool(siconv2d(x, w, b, num_scales=s, interpolation=mode, impl=impl), pool)
 
 
 @pytest.mark.parametrize("pool,mode,size", [
@@ -137,7 +137,7 @@ def test_siconv2d_pool_matches_unfused(pool, mode, size, cin, rng):
   s = num_scales_for(size, 5)
   o0 = size - 4
   r = jax.random.normal(kr, (2, o0, o0, 4))
-  fused = jax.jit(lambda x, w, b: siconv2d_pool(x, w, b, num_scales=s, mode=mode, pool=pool))
+  fused = jax.jit(lambda x, w, b: siconv2d_pool(x, w, b, num_scales=s, interpolation=mode, pool=pool))
   p_ref, i_ref = _pool_reference(x, w, b, s, mode, pool=pool)
   p, i = fused(x, w, b)
   assert p.shape == (2, o0, o0, 4) and i.dtype == jnp.int32

@@ -1,8 +1,9 @@
 """Every model on every implementation it can take, against the authors' outputs.
 
-The SiConv models (pixel/slice/energy/soft pool, conv3d) take impl "direct" (one convolution per
-kernel size) or "fft" (the exact FFT form); the others take the convolution algorithm "xla" or
-"fft" (`stir_jax.layers.conv.conv2d`). `impl="auto"` picks one per backend, so on this CPU the
+Every model takes impl "auto" | "direct" | "fft" (`stir_jax.layers.forms`): the SiConv models
+(pixel/slice/energy/soft pool, conv3d) "direct" (one convolution per kernel size; conv3d's 3-D
+convolution XLA's) or "fft" (the exact FFT forms); the others the convolution form "direct" (XLA's)
+or "fft" (`stir_jax.layers.conv.conv2d`). `impl="auto"` picks one per backend, so on this CPU the
 other form would otherwise go untested at model level. For each model and each of its forms: the
 logits (and the stage traces and features the fixture holds) against the reference model's at 1e-4
 of max|ref|, and the scale-pool indices (>99.9% equal: they may differ only at the reference's own
@@ -19,7 +20,7 @@ from stir_jax import convert, models
 from tests.helpers import nchw_to_nhwc, rel_err
 
 SICONV_IMPLS = ("direct", "fft")
-CONV_IMPLS = ("xla", "fft")
+CONV_IMPLS = ("direct", "fft")
 IMPLS = {
     "standard": CONV_IMPLS, "ensemble": CONV_IMPLS, "spatial_transform": CONV_IMPLS,
     "xu": CONV_IMPLS, "kanazawa": CONV_IMPLS, "hermite": CONV_IMPLS, "disco": CONV_IMPLS,
@@ -30,13 +31,32 @@ IMPLS = {
 NO_FIXTURE = {"soft_pool", "ss", "sevf"}
 
 
-# models with one form only (none take another impl): their parity tests are elsewhere
+# models with one form only (impl "auto" or "direct"; "fft" is an error): parity tests elsewhere
 SINGLE_FORM: set[str] = {"dss", "gauss_der"}  # one form each (lax convolutions)
 
 
 def test_every_model_is_covered():
   """A model added to the registry must be listed here, with its forms or as single-form."""
   assert set(models.model_names()) == set(IMPLS) | SINGLE_FORM
+
+
+@pytest.mark.parametrize("name", sorted(set(IMPLS) | SINGLE_FORM))
+def test_every_model_takes_impl(name):
+  """impl is a field of every model; an unknown impl is one clear error at build or use time."""
+  model = models.get_model(name, 1, 10, impl="direct")
+  assert model.impl == "direct"
+  bad = models.get_model(name, 1, 10, impl="winograd")
+  with pytest.raises(ValueError, match=r"unknown impl 'winograd'; valid: auto, direct, fft"):
+    jax.eval_shape(bad.init, jax.random.PRNGKey(0), jax.ShapeDtypeStruct((1, 64, 64, 1),
+                                                                         jnp.float32))
+
+
+@pytest.mark.parametrize("name", sorted(SINGLE_FORM))
+def test_single_form_models_refuse_fft(name):
+  model = models.get_model(name, 1, 10, impl="fft")
+  with pytest.raises(ValueError, match="has only the direct form"):
+    jax.eval_shape(model.init, jax.random.PRNGKey(0), jax.ShapeDtypeStruct((1, 64, 64, 1),
+                                                                           jnp.float32))
 
 
 def _variables_and_input(name, load_fixture):
