@@ -2,6 +2,7 @@
 they were taken; the grid estimate is checked against its formula)."""
 import csv
 import math
+import time
 
 import pytest
 
@@ -172,3 +173,20 @@ def test_device_report_quick_every_item(tmp_path):
   out = device.run(str(tmp_path), 600, quick=True, repeats=1)
   assert all(not r.note for r in out["rows"]), [r.note for r in out["rows"] if r.note]
   assert out["estimate"]["per_model"] and "standard" in out["estimate"]["per_model"]
+
+
+def test_median_ms_fits_its_repeats_to_the_budget():
+  calls = []
+
+  def fn():
+    calls.append(1)
+    time.sleep(0.01)
+
+  timing.median_ms(fn, 100, timing.Budget(0.05, clock=lambda: 0.0))  # 0.05 s left, 0.01 s a call
+  assert 2 <= len(calls) <= 6  # the warm-up and at most five timed calls, not 100
+  calls.clear()
+  timing.median_ms(fn, 3, timing.Budget(-1.0, clock=lambda: 0.0))  # spent: still one timed call
+  assert len(calls) == 2
+  calls.clear()
+  timing.median_ms(fn, 3)  # no budget: as asked
+  assert len(calls) == 4

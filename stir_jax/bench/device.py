@@ -112,17 +112,17 @@ def _direct_name(fn: Callable[[str], object]) -> str:
     return "xla"
 
 
-def _passes(f: Callable, args: Sequence, argnums: tuple[int, ...], repeats: int):
+def _passes(f: Callable, args: Sequence, argnums: tuple[int, ...], repeats: int, budget):
   """(pass, run) for f's forward and for the gradient of the sum of squares of its first output."""
   def loss(*a):
     out = f(*a)
     return jnp.sum(jnp.square((out[0] if isinstance(out, tuple) else out).astype(jnp.float32)))
   grad = jax.grad(loss, argnums=argnums)
-  yield "fwd", lambda: timing.compile_and_time(f, args, repeats)
-  yield "fwd+bwd", lambda: timing.compile_and_time(grad, args, repeats)
+  yield "fwd", lambda: timing.compile_and_time(f, args, repeats, budget)
+  yield "fwd+bwd", lambda: timing.compile_and_time(grad, args, repeats, budget)
 
 
-def siconv_tasks(shapes: Shapes, repeats: int):
+def siconv_tasks(shapes: Shapes, repeats: int, budget: timing.Budget):
   for layer, size, cin, cout in shapes.siconv:
     x, w = _random((shapes.batch, size, size, cin)), _random((7, 7, cin, cout), 1, 0.05)
     b, s = _random((cout,), 2, 0.1), siconv.num_scales_for(size, 7)
@@ -131,12 +131,12 @@ def siconv_tasks(shapes: Shapes, repeats: int):
       for impl in ("direct", "fft"):
         for precision in PRECISIONS:
           f = functools.partial(fn, num_scales=s, impl=impl, precision=precision, **extra)
-          for pass_, run in _passes(f, (x, w, b), argnums, repeats):
+          for pass_, run in _passes(f, (x, w, b), argnums, repeats, budget):
             yield Task("siconv", f"{fn.__name__} {impl}, {layer} {size}x{size}x{cin}->{cout}",
                        precision, pass_, shapes.batch, run)
 
 
-def grouped_tasks(shapes: Shapes, repeats: int):
+def grouped_tasks(shapes: Shapes, repeats: int, budget: timing.Budget):
   direct = _direct_name(lambda impl: jax.eval_shape(functools.partial(conv.conv2d, impl=impl),
                                                     jnp.zeros((1, 4, 4, 1)), jnp.zeros((3, 3, 1, 1))))
   for name, size, cin, cout, k, groups, pad in shapes.grouped:
@@ -146,12 +146,12 @@ def grouped_tasks(shapes: Shapes, repeats: int):
       for precision in PRECISIONS:
         f = functools.partial(conv.conv2d, padding=pad, impl=impl, feature_group_count=groups,
                               precision=precision)
-        for pass_, run in _passes(f, (x, w), (0, 1), repeats):
+        for pass_, run in _passes(f, (x, w), (0, 1), repeats, budget):
           yield Task("grouped", f"conv2d {impl}, {name} {k}x{k} {cin}->{cout} x{groups} groups "
                      f"on {size}x{size}", precision, pass_, shapes.batch, run)
 
 
-def conv3d_tasks(shapes: Shapes, repeats: int):
+def conv3d_tasks(shapes: Shapes, repeats: int, budget: timing.Budget):
   batch, depth, size, cin, cout, k = shapes.conv3d
   direct = _direct_name(lambda impl: jax.eval_shape(functools.partial(conv.conv3d, impl=impl),
                                                     jnp.zeros((1, 3, 3, 3, 1)),
@@ -161,7 +161,7 @@ def conv3d_tasks(shapes: Shapes, repeats: int):
   for impl in (direct, "fft"):
     for precision in PRECISIONS:
       f = functools.partial(conv.conv3d, impl=impl, precision=precision)
-      for pass_, run in _passes(f, (x, w, b), (0, 1, 2), repeats):
+      for pass_, run in _passes(f, (x, w, b), (0, 1, 2), repeats, budget):
         yield Task("conv3d", f"conv3d {impl}, {k}x{k}x{k} {cin}->{cout} on {depth}x{size}x{size}",
                    precision, pass_, batch, run)
 
@@ -197,18 +197,19 @@ def _step_args(name: str, shapes: Shapes, seeds: int | None):
   return jax.vmap(step), (params, opt_state, image, label)
 
 
-def model_tasks(shapes: Shapes, repeats: int, names: Sequence[str]):
+def model_tasks(shapes: Shapes, repeats: int, budget: timing.Budget, names: Sequence[str]):
   for name in names:
     yield Task("models", f"{name} train step", "highest", "step", shapes.batch,
-               lambda name=name: timing.compile_and_time(*_step_args(name, shapes, None), repeats))
+               lambda name=name: timing.compile_and_time(*_step_args(name, shapes, None), repeats,
+                                                         budget))
 
 
-def seed_tasks(shapes: Shapes, repeats: int, names: Sequence[str]):
+def seed_tasks(shapes: Shapes, repeats: int, budget: timing.Budget, names: Sequence[str]):
   for name in names:
     for n in shapes.seed_counts:
       yield Task("seeds", f"{name} x{n} seeds (vmap)", "highest", "step", shapes.batch * n,
                  lambda name=name, n=n: timing.compile_and_time(*_step_args(name, shapes, n),
-                                                                repeats))
+                                                                repeats, budget))
 
 
 def run_tasks(tasks, budget: timing.Budget, log: Callable[[str], None] = print) -> list[Row]:
@@ -344,11 +345,11 @@ def run(out: str, budget_s: float, items: Sequence[str] = ITEMS, quick: bool = F
   names = list(model_names) if model_names is not None else (
       ["standard"] if quick else models.model_names())
   seed_names = [n for n in SEED_MODELS if n in names] if quick else list(SEED_MODELS)
-  makers = {"siconv": lambda: siconv_tasks(shapes, repeats),
-            "grouped": lambda: grouped_tasks(shapes, repeats),
-            "conv3d": lambda: conv3d_tasks(shapes, repeats),
-            "models": lambda: model_tasks(shapes, repeats, names),
-            "seeds": lambda: seed_tasks(shapes, repeats, seed_names)}
+  makers = {"siconv": lambda: siconv_tasks(shapes, repeats, budget),
+            "grouped": lambda: grouped_tasks(shapes, repeats, budget),
+            "conv3d": lambda: conv3d_tasks(shapes, repeats, budget),
+            "models": lambda: model_tasks(shapes, repeats, budget, names),
+            "seeds": lambda: seed_tasks(shapes, repeats, budget, seed_names)}
   info = device_info()
   print(f"device: {info['device_kind']} ({info['backend']}), jax {info['jax_version']}, "
         f"budget {budget_s:g} s", flush=True)

@@ -8,10 +8,14 @@ from typing import Any, Callable, Sequence
 import jax
 
 
-def median_ms(fn: Callable[[], Any], repeats: int) -> float:
+def median_ms(fn: Callable[[], Any], repeats: int, budget: "Budget | None" = None) -> float:
   """Median wall time of fn() in ms over `repeats` calls, after one warm-up call (which compiles);
-  every call is waited for (jax.block_until_ready)."""
+  every call is waited for (jax.block_until_ready). With a budget, fewer calls (at least one)
+  where `repeats` of them would outlast what is left of it, judged by the warm-up call."""
+  t = time.perf_counter()
   jax.block_until_ready(fn())
+  if budget is not None:
+    repeats = max(1, min(repeats, int(budget.left() / max(time.perf_counter() - t, 1e-9))))
   times = []
   for _ in range(repeats):
     t = time.perf_counter()
@@ -20,12 +24,13 @@ def median_ms(fn: Callable[[], Any], repeats: int) -> float:
   return statistics.median(times)
 
 
-def compile_and_time(fn: Callable, args: Sequence[Any], repeats: int) -> tuple[float, float]:
+def compile_and_time(fn: Callable, args: Sequence[Any], repeats: int,
+                     budget: "Budget | None" = None) -> tuple[float, float]:
   """(seconds to trace and compile jax.jit(fn) for args, median ms per call of the compiled fn)."""
   t = time.perf_counter()
   compiled = jax.jit(fn).lower(*args).compile()
   compile_s = time.perf_counter() - t
-  return compile_s, median_ms(lambda: compiled(*args), repeats)
+  return compile_s, median_ms(lambda: compiled(*args), repeats, budget)
 
 
 def flops(compiled) -> float:
