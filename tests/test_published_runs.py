@@ -1,0 +1,51 @@
+"""The committed runs: their trained models load in one call and reproduce their committed files."""
+import json
+import pathlib
+import shutil
+
+import numpy as np
+import pytest
+
+from stir_jax import pretrained
+from stir_jax.data import emoji, stir_file
+from stir_jax.eval import evaluation
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+RESULTS = REPO / "results" / "emoji"
+# the run the README's example loads: ensemble, Small2Large, seed 1
+RUN = RESULTS / "ensemble" / "emoji" / "s1" / "lr0.001" / "seed_1"
+
+
+@pytest.fixture(scope="module")
+def emoji_file(tmp_path_factory):
+  path = tmp_path_factory.mktemp("data") / "emoji.npz"
+  stir_file.save_stir(path, emoji.generate_emoji(progress=False))
+  return path
+
+
+def test_every_run_with_parameters_loads_in_one_call():
+  runs = [p.parent for p in RESULTS.rglob(pretrained.PARAMS_FILE)]
+  assert RUN in runs
+  x = np.zeros((2, 64, 64, 1), np.float32)
+  for run in runs:
+    module, variables = pretrained.load_run(run)
+    assert module.apply(variables, x).shape == (2, 36), run
+
+
+def test_committed_run_reevaluates_to_its_committed_generalization_csv(emoji_file, tmp_path):
+  module, variables = pretrained.load("ensemble", scenario=1, seed=1)
+  copy = tmp_path / "run"
+  shutil.copytree(RUN, copy)
+  config = json.loads((copy / "config.json").read_text())
+  assert config["dataset"] == "data/emoji.npz"
+  config["dataset"] = str(emoji_file)  # the same file, generated here (the generator is seeded)
+  (copy / "config.json").write_text(json.dumps(config))
+  (copy / "generalization.csv").unlink()
+  evaluation.evaluate(copy)
+  assert (copy / "generalization.csv").read_text() == (RUN / "generalization.csv").read_text()
+  # the loaded module is the one evaluation used: its test accuracy is results.json's
+  data = stir_file.load_stir(emoji_file)
+  per_object = evaluation.predict_test_split(module, variables, data, 64)
+  test = evaluation.test_metrics(per_object, 1)
+  committed = json.loads((RUN / "results.json").read_text())
+  assert test["accuracy"] == pytest.approx(committed["test_accuracy"], abs=1e-6)
