@@ -627,12 +627,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not arg.startswith("--config.") or "=" not in arg:
       _fail(f"unrecognized argument {arg!r} (config fields: --config.FIELD=VALUE)")
     args.set.append(arg[len("--config."):])
-  from stir_jax import xla_flags  # pylint: disable=g-import-not-at-top
+  from stir_jax import runtime  # pylint: disable=g-import-not-at-top
   from stir_jax.eval import report  # pylint: disable=g-import-not-at-top
   from stir_jax import distributed  # pylint: disable=g-import-not-at-top
   from stir_jax import rundir  # pylint: disable=g-import-not-at-top
   try:
-    xla_flags.apply()
+    runtime.apply_xla_flags()
     distributed.initialize_from_args(args)
     if args.num_seeds_per_program < 1:
       raise SweepError("--num-seeds-per-program must be at least 1")
@@ -691,6 +691,6 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-  from stir_jax import allocator  # pylint: disable=g-import-not-at-top
-  allocator.use_tcmalloc()
+  from stir_jax import runtime  # pylint: disable=g-import-not-at-top
+  runtime.prepare("train")  # one line for a missing extra; tcmalloc where installed
   main()
