@@ -52,6 +52,10 @@ def main(argv):
   cli.start()
   from stir_jax.eval import evaluation  # pylint: disable=g-import-not-at-top
   from stir_jax import distributed  # pylint: disable=g-import-not-at-top
+  if distributed.is_main():
+    print(f"evaluating {workdir}: the best checkpoint on the test split at all 48 sizes, then "
+          "equivariance and scale-pool indices (a few minutes on a CPU for the SiConv models)",
+          flush=True)
   out = cli.run(evaluation.evaluate, workdir)
   if distributed.is_main():
     written = ("accuracy_vs_scale.csv" if "per_scale_bin" in out  # an MNIST-scale run

@@ -77,6 +77,9 @@ def parse_flags(argv: list[str]) -> list[str]:
     rest = flags.FLAGS(argv)
   except flags.Error as e:
     fail(str(e))
+  except (AttributeError, KeyError, ValueError, TypeError) as e:
+    # --config=FILE given: config_flags resolves the --config.<field> overrides here
+    fail(f"bad --config override: {_override_error(e)}")
   logging.set_verbosity(logging.WARNING)  # no absl INFO lines (e.g. JAX's backend probing)
   return rest
 
