@@ -179,17 +179,19 @@ def test_scale_pool_learnable_temperature():
 # --- Xu and Kanazawa.
 
 def test_xu_conv_initial_and_grouped():
-  x = _normal(3, (1, 12, 12, 2))
-  first = N.XuConv(2, 3, initial=True, rngs=nnx.Rngs(0))
-  y1, kernels = assert_twins(first, L.XuConv(3, initial=True), (x,),
-                             lambda p, x: (L.xu_conv2d(x, p["kernel"]), L.xu_kernels(p["kernel"])))
-  assert y1.shape == (1, 12, 12, 15) and kernels.shape == (11, 11, 2, 15)
-  second = N.XuConv(15, 4, kernel_size=5, rngs=nnx.Rngs(1))
-  assert second.kernel[...].shape == (5, 5, 3, 4)
-  y2, _ = assert_twins(second, L.XuConv(4, 5), (y1,),
-                       lambda p, x: (L.xu_conv2d(x, p["kernel"], grouped=True),
-                                     L.xu_kernels(p["kernel"])))
-  assert y2.shape == (1, 12, 12, 20)
+  x = _normal(3, (1, 10, 10, 2))
+  sizes = (3, 5, 7)
+  first = N.XuConv(2, 3, kernel_size=5, kernel_sizes=sizes, initial=True, rngs=nnx.Rngs(0))
+  y1, kernels = assert_twins(first, L.XuConv(3, 5, sizes, initial=True), (x,),
+                             lambda p, x: (L.xu_conv2d(x, p["kernel"], sizes),
+                                           L.xu_kernels(p["kernel"], sizes)))
+  assert y1.shape == (1, 10, 10, 9) and kernels.shape == (7, 7, 2, 9)
+  second = N.XuConv(9, 4, kernel_size=3, kernel_sizes=sizes, rngs=nnx.Rngs(1))
+  assert second.kernel[...].shape == (3, 3, 3, 4)
+  y2, _ = assert_twins(second, L.XuConv(4, 3, sizes), (y1,),
+                       lambda p, x: (L.xu_conv2d(x, p["kernel"], sizes, grouped=True),
+                                     L.xu_kernels(p["kernel"], sizes)))
+  assert y2.shape == (1, 10, 10, 12)
   with pytest.raises(ValueError, match="not a multiple"):
     N.XuConv(16, 4, rngs=nnx.Rngs(0))
 
