@@ -20,7 +20,7 @@ from typing import Any, Callable
 import orbax.checkpoint as ocp
 from absl import logging
 
-from stir_jax.rundir import RunError
+from stir_jax.errors import RunError
 
 KEEP_LATEST = 2
 

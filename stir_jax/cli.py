@@ -14,7 +14,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from stir_jax.data.stir_file import StirFileError
-from stir_jax.rundir import RunError
+from stir_jax.errors import RunError
 
 flags.DEFINE_string("coordinator_address", None,
                     "Several processes: host:port of process 0 (or JAX_COORDINATOR_ADDRESS).")

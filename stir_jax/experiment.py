@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 import ml_collections
 
-from stir_jax.rundir import RunError
+from stir_jax.errors import RunError
 
 
 class ConfigError(RunError):
@@ -44,12 +44,13 @@ ON_BROKEN_CHECKPOINT = ("restart", "stop")
 # The defaults are the paper's protocol (Altstidl et al., Sec. IV) on STIR-emoji, Mid2Rest.
 FIELDS: dict[str, Field] = {
     # model
-    "model": Field("pixel_pool", "model name (stir_jax.models: standard, pixel_pool, hermite, "
-                   "...; MNIST-scale data: stir_jax.models.mnist_scale.FACTORIES)"),
+    "model": Field("pixel_pool", "model name from the registry (stir_jax.models.names(None): "
+                   "standard, pixel_pool, hermite, ..., mnist_cnn_28, ...) or package.module:Name "
+                   "of your own (docs/own_model.md)"),
     "kernel_size": Field(7, "base kernel size k of every convolution (the paper: 7)"),
     "interpolation": Field("bicubic", "SiConv kernel interpolation: " + ", ".join(INTERPOLATIONS)),
-    "impl": Field("auto", "SiConv implementation: auto (FFT on square inputs), fft, direct; "
-                  "xla for the XLA-convolution models"),
+    "impl": Field("auto", "form of the layers that have several: auto (per backend, "
+                  "stir_jax/layers/forms.py), direct, fft (xla: old name of direct)"),
     "dtype": Field("float32", "computation dtype of every layer (parameters stay float32): "
                    + ", ".join(DTYPES[:3])),
     "precision": Field("highest", "precision of every convolution and matmul: highest (true "
@@ -206,24 +207,15 @@ def _float(name: str, value, positive: bool = False, nonneg: bool = False) -> fl
 
 
 def check_model_name(name) -> None:
-  """ConfigError unless `name` is a model: `stir_jax.models.lookup` where the registry has it,
-  else the STIR and MNIST-scale model tables."""
+  """ConfigError unless `name` is a model of the registry (`stir_jax.models.lookup`: a registered
+  name, or package.module:Name of one's own)."""
   from stir_jax import models  # pylint: disable=g-import-not-at-top
   if not isinstance(name, str):
     raise ConfigError(f"config.model must be a model name, got {name!r}")
-  lookup = getattr(models, "lookup", None)
-  if lookup is not None:
-    try:
-      lookup(name)
-    except ValueError as e:
-      raise ConfigError(f"config.model: {str(e).splitlines()[0]}") from None
-    return
-  from stir_jax.models import mnist_scale  # pylint: disable=g-import-not-at-top
-  known = list(models.MODELS) + list(mnist_scale.FACTORIES)
-  if name not in known:
-    close = difflib.get_close_matches(name, known, n=1)
-    hint = f"; did you mean {close[0]}?" if close else f"; valid: {', '.join(known)}"
-    raise ConfigError(f"config.model = {name!r} is not a model{hint}")
+  try:
+    models.lookup(name)
+  except ValueError as e:
+    raise ConfigError(f"config.model: {str(e).splitlines()[0]}") from None
 
 
 def unknown_field_message(name: str) -> str:
@@ -298,3 +290,33 @@ def fields_help() -> str:
   width = max(len(k) for k in FIELDS)
   return "\n".join(f"  --config.{k:<{width}} {f.help} (default: {f.default!r})"
                    for k, f in FIELDS.items())
+
+
+def build_model(config, data):
+  """The model of an `Experiment` (or a config) for the data's channel and class counts, in its
+  computation dtype, precision and impl (RunError on a bad name or value, or a model that does not
+  fit the data: the MNIST-scale models need MNIST-scale data, the STIR models STIR data)."""
+  from stir_jax import models  # pylint: disable=g-import-not-at-top
+  from stir_jax.data import mnist_scale  # pylint: disable=g-import-not-at-top
+  exp = config if isinstance(config, Experiment) else from_config(config)
+  config, m = exp.config, exp.model  # every field, checked (older runs' configs too)
+  is_mnist_data = isinstance(data, mnist_scale.MnistScaleData)
+  try:
+    spec = models.lookup(config.model)
+    if spec.kind == "mnist_scale" and not is_mnist_data:
+      raise RunError(f"model {config.model!r} is an MNIST-scale model (28x28 inputs); "
+                     f"config.dataset {config.dataset} is not MNIST-scale data (python -m "
+                     "stir_jax.data mnist-scale ... writes one)")
+    if spec.kind == "mnist_scale" and data.num_classes != 10:
+      raise RunError(f"the MNIST-scale models have 10 classes; {config.dataset} has "
+                     f"{data.num_classes}")
+    if spec.kind != "mnist_scale" and is_mnist_data:
+      raise RunError(f"model {config.model!r} is not an MNIST-scale model, and "
+                     f"{config.dataset} is MNIST-scale data; valid: "
+                     f"{', '.join(models.names('mnist_scale'))}")
+    return models.build(m.name, num_channels=data.num_channels,
+                        num_classes=data.num_classes, kernel_size=m.kernel_size,
+                        interpolation=m.interpolation, dtype=m.dtype, precision=m.precision,
+                        impl=m.impl)
+  except (ValueError, TypeError, ImportError) as e:
+    raise RunError(str(e)) from None

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from stir_jax.rundir import RunError
+from stir_jax.errors import RunError
 
 PARAMS_FILE = "params.msgpack"
 FORMAT = "stir_jax.params/1"

@@ -20,9 +20,7 @@ import pathlib
 
 import ml_collections
 
-
-class RunError(RuntimeError):
-  """A problem with the run's inputs or directory; the entry points print it as one line."""
+from stir_jax.errors import RunError  # re-exported: stir_jax.rundir.RunError
 
 
 def config_dict(config) -> dict:

@@ -15,7 +15,7 @@ import numpy as np
 
 from stir_jax import metrics
 from stir_jax.data import mnist_scale, pipeline, stir_file
-from stir_jax.rundir import RunError
+from stir_jax.errors import RunError
 
 Data = Union[stir_file.StirData, mnist_scale.MnistScaleData]
 

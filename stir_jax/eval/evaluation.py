@@ -29,11 +29,10 @@ from stir_jax.data import pipeline, stir_file
 from stir_jax import metrics
 from stir_jax.eval import equivariance
 from stir_jax.eval.figures import plot_accuracy_vs_scale, plot_equivariance, plot_indices
-from stir_jax.train import state as state_lib
 from stir_jax.data import splits as inputs
 from stir_jax import distributed
-from stir_jax import checkpoints, pretrained, rundir
-from stir_jax.rundir import RunError
+from stir_jax import checkpoints, experiment, pretrained, rundir
+from stir_jax.errors import RunError
 
 
 def load_run_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
@@ -51,7 +50,7 @@ def load_run_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
 def restore_model(workdir: pathlib.Path, config, data):
   """(model, best variables) of a run, checked against the data's channel and class counts:
   {"params"}, and "batch_stats" for models with batch norm."""
-  model = state_lib.build_model(config, data)
+  model = experiment.build_model(config, data)
   size = inputs.image_size(data)
   shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0),
                           jnp.zeros((1, size, size, data.num_channels), jnp.float32))

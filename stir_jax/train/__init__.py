@@ -10,6 +10,6 @@
   distributed.py  several processes: `initialize()`, who writes, barriers
 """
 from stir_jax.train.engine import train_and_evaluate, train_seeds
-from stir_jax.rundir import RunError
+from stir_jax.errors import RunError
 
 __all__ = ["RunError", "train_and_evaluate", "train_seeds"]

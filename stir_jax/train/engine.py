@@ -44,13 +44,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import stir_jax
-from stir_jax import allocator, experiment, metrics
-from stir_jax.train import preemption, state as state_lib, steps
+from stir_jax import checkpoints, distributed, experiment, metrics, rundir, runtime
 from stir_jax.data import splits as inputs
-from stir_jax import distributed
-from stir_jax import checkpoints, rundir
+from stir_jax.train import preemption, program, state as state_lib
 from stir_jax.train.placement import Placement, prefetch, stack, unstack
-from stir_jax.rundir import RunError
+from stir_jax.errors import RunError
 
 PROGRESS_EVERY = 8  # steps between progress-bar reads of the on-device sums
 
@@ -239,19 +237,11 @@ class Trainer:
     self.main = distributed.is_main()
     p = exp.protocol
     self.data = inputs.load_dataset(exp.config)
-    self.model = state_lib.build_model(exp, self.data)
-    self.steps_per_epoch = math.ceil(
-        inputs.num_train_examples(self.data, exp.data.scenario) / p.batch_size)
-    self.tx = state_lib.make_optimizer(exp.optimizer, self.steps_per_epoch)
-    self.train_mode = state_lib.has_train_mode(exp.model.name)
-    norm = exp.data.input_norm
-    self.train_fn = steps.train_step_fn(self.model, self.tx, train_mode=self.train_mode,
-                                        input_norm=norm)
-    self.eval_fn = steps.eval_step_fn(self.model, with_batch_stats=self.train_mode,
-                                      input_norm=norm)
+    self.prog = program.for_data(exp, self.data)
+    self.model, self.tx = self.prog.model, self.prog.tx
+    self.steps_per_epoch, self.train_mode = self.prog.steps_per_epoch, self.prog.train_mode
     self.per_scale = not inputs.is_mnist_scale(self.data)  # STIR batches carry object sizes
     self.order = inputs.train_order(exp.config, self.data)  # None: a new order every epoch
-    self.compiled: dict[int, tuple[Placement, Callable, Callable]] = {}
     self.ran: set[int] = set()  # programs that ran a step (compiled)
     self.stop = preemption.StopSignals(save_every_minutes=exp.runtime.checkpoint_every_minutes)
     self.runs: list[SeedRun] = []
@@ -259,17 +249,10 @@ class Trainer:
 
   def placed(self, n: int) -> tuple[Placement, Callable, Callable]:
     """The placement and compiled steps for n running seeds (built once per n)."""
-    if n not in self.compiled:
-      p = Placement(n, self.exp.runtime.parallelism, self.exp.runtime.seed_batching)
-      p.check_global_batch(self.exp.protocol.batch_size)
-      self.compiled[n] = (p, p.train_step(self.train_fn), p.eval_step(self.eval_fn))
-    return self.compiled[n]
+    return self.prog.placed(n)
 
   def eval_variables(self, state):
-    """What the eval step takes: params, or {"params", "batch_stats"} (train-mode models)."""
-    if self.train_mode:
-      return {"params": state.params, "batch_stats": state.batch_stats}
-    return state.params
+    return self.prog.eval_variables(state)
 
   # -- setup ----------------------------------------------------------------------------------
   def open_runs(self, exps: dict, dirs: dict, total: int) -> None:
@@ -512,7 +495,7 @@ def host_info() -> dict:
   (Linux's boot id, else None): machines with one CPU name can differ in speed several times over
   (measured: 27 and 106 ms for the standard model's train step on two "AMD EPYC" 2-core
   machines), so the report compares epoch times only between runs of one boot. Also the malloc
-  the process ran on (`stir_jax.allocator.loaded`: tcmalloc made the SiConv models' epochs
+  the process ran on (`stir_jax.runtime.malloc_name`: tcmalloc made the SiConv models' epochs
   1.6-1.7x shorter on one machine)."""
   cpu = None
   try:
@@ -530,4 +513,4 @@ def host_info() -> dict:
     boot = None
   return {"cpu": cpu or platform.processor() or None, "cpus": cpus,
           "device_kind": jax.devices()[0].device_kind, "boot_id": boot,
-          "allocator": allocator.loaded()}
+          "allocator": runtime.malloc_name()}

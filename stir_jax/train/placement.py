@@ -39,7 +39,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from stir_jax import metrics
-from stir_jax.rundir import RunError
+from stir_jax.errors import RunError
 
 SEED_AXIS = "seed"
 DATA_AXIS = "data"

@@ -9,7 +9,8 @@ import optax
 from flax import struct
 
 from stir_jax import experiment, models
-from stir_jax.rundir import RunError
+from stir_jax.experiment import build_model  # pylint: disable=unused-import  (the engine's name)
+from stir_jax.errors import RunError
 
 # The fields a checkpoint holds only when they are set (STIR models have no batch statistics and
 # no dropout, and their checkpoints keep the three original fields).
@@ -86,32 +87,3 @@ def checkpoint_tree(state: TrainState) -> dict:
 def from_checkpoint_tree(template: TrainState, tree: dict) -> TrainState:
   """`template` with the fields of a restored `checkpoint_tree`."""
   return template.replace(**tree)
-
-
-def build_model(config, data):
-  """The model of an `Experiment` (or a config) for the data's channel and class counts, in its
-  computation dtype, precision and impl (RunError on a bad name or value, or a model that does not
-  fit the data: the MNIST-scale models need MNIST-scale data, the STIR models STIR data)."""
-  from stir_jax.data import mnist_scale  # pylint: disable=g-import-not-at-top
-  exp = config if isinstance(config, experiment.Experiment) else experiment.from_config(config)
-  config, m = exp.config, exp.model  # every field, checked (older runs' configs too)
-  is_mnist_data = isinstance(data, mnist_scale.MnistScaleData)
-  try:
-    spec = models.lookup(config.model)
-    if spec.kind == "mnist_scale" and not is_mnist_data:
-      raise RunError(f"model {config.model!r} is an MNIST-scale model (28x28 inputs); "
-                     f"config.dataset {config.dataset} is not MNIST-scale data (python -m "
-                     "stir_jax.data mnist-scale ... writes one)")
-    if spec.kind == "mnist_scale" and data.num_classes != 10:
-      raise RunError(f"the MNIST-scale models have 10 classes; {config.dataset} has "
-                     f"{data.num_classes}")
-    if spec.kind != "mnist_scale" and is_mnist_data:
-      raise RunError(f"model {config.model!r} is not an MNIST-scale model, and "
-                     f"{config.dataset} is MNIST-scale data; valid: "
-                     f"{', '.join(models.names('mnist_scale'))}")
-    return models.build(m.name, num_channels=data.num_channels,
-                        num_classes=data.num_classes, kernel_size=m.kernel_size,
-                        interpolation=m.interpolation, dtype=m.dtype, precision=m.precision,
-                        impl=m.impl)
-  except (ValueError, TypeError, ImportError) as e:
-    raise RunError(str(e)) from None

@@ -1,0 +1,5 @@
+"""The one error type of user-facing problems (bad settings, run directories, input files)."""
+
+
+class RunError(RuntimeError):
+  """A problem with the run's inputs or directory; the entry points print it as one line."""
