@@ -43,9 +43,11 @@ def _config(run_dir: pathlib.Path) -> dict:
   if not path.exists():
     raise RunError(f"{run_dir} is not a stir_jax run directory (no config.json)")
   try:
-    return json.loads(path.read_text())
+    found = json.loads(path.read_text())
   except json.JSONDecodeError as e:
     raise RunError(f"{path} is not valid JSON ({e})") from None
+  from stir_jax import experiment  # pylint: disable=g-import-not-at-top
+  return experiment.with_defaults(found)  # fields an older run's config lacks
 
 
 def _data_shape(config: dict) -> tuple[int, int, int]:
@@ -101,10 +103,9 @@ def export(run_dir: str | pathlib.Path, overwrite: bool = False) -> pathlib.Path
     ckpt.close()
   channels, classes, side = _data_shape(config)
   results = json.loads((run_dir / "results.json").read_text())
-  info = {"model": config["model"], "kernel_size": config.get("kernel_size", 7),
-          "interpolation": config.get("interpolation", "bicubic"),
-          "impl": config.get("impl", "auto"), "dtype": config.get("dtype", "float32"),
-          "precision": config.get("precision", "highest"), "num_channels": channels,
+  info = {"model": config["model"], "kernel_size": config["kernel_size"],
+          "interpolation": config["interpolation"], "impl": config["impl"],
+          "dtype": config["dtype"], "precision": config["precision"], "num_channels": channels,
           "num_classes": classes, "image_size": side, "data": pathlib.Path(str(config.get("dataset"))).stem,
           "scenario": config.get("scenario"), "seed": config.get("seed"),
           "learning_rate": config.get("learning_rate"), "best_epoch": meta.get("epoch", step),

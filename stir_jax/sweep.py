@@ -53,7 +53,6 @@ DEFAULT_SCENARIOS = "1,2,3,4"
 STIR, MNIST_SCALE = "STIR", "MNIST-scale"  # the two kinds of data and models
 REPO = pathlib.Path(__file__).resolve().parents[1]
 GRID_FIELDS = ("model", "dataset", "scenario", "seed", "num_seeds")  # --lrs overrides learning_rate
-OPTIONAL_FIELDS = {"seed_batching": str}  # read with config.get, may be absent from the config
 STATUSES = ("done", "partial", "new")
 
 
@@ -124,6 +123,11 @@ def load_config(path: str) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(json.loads(config.to_json()))  # unlocked, plain copy
 
 
+def _defaults() -> dict:
+  from stir_jax import experiment  # pylint: disable=g-import-not-at-top
+  return experiment.DEFAULTS
+
+
 def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str]) -> None:
   """--config.field=value (as train.py takes them): the value is converted to the field's type
   (bool, int, float, str)."""
@@ -136,8 +140,8 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str])
                        "--scenarios, --seeds, --num_seeds_per_program)")
     if field in config:
       current = config[field]
-    elif field in OPTIONAL_FIELDS:
-      current = OPTIONAL_FIELDS[field]()
+    elif field in _defaults():
+      current = _defaults()[field]  # a field an older config file lacks
     else:
       raise SweepError(f"--config.{field}: no such field in the config")
     try:
@@ -331,16 +335,13 @@ def probe(config: ml_collections.ConfigDict, data, seeds_per_program: int,
   inputs, after one compiling call), for one run or a program of seeds_per_program seeds. The
   steps are built as the engine builds them (train mode, input normalisation, image size)."""
   import jax  # pylint: disable=g-import-not-at-top
-  from stir_jax.train import engine  # pylint: disable=g-import-not-at-top
+  from stir_jax import experiment  # pylint: disable=g-import-not-at-top
   from stir_jax.data import splits as inputs  # pylint: disable=g-import-not-at-top
-  from stir_jax.train import placement as placement_lib, state as state_lib, steps as steps_lib  # pylint: disable=g-import-not-at-top
-  model = state_lib.build_model(config, data)
-  steps_per_epoch = math.ceil(inputs.num_train_examples(data, config.scenario) / config.batch_size)
-  tx = state_lib.make_optimizer(config, steps_per_epoch)
+  from stir_jax.train import placement as placement_lib, program  # pylint: disable=g-import-not-at-top
+  prog = program.for_data(experiment.from_config(config), data)
   rng = np.random.default_rng(0)
   c, k, n = data.num_channels, data.num_classes, seeds_per_program
   size, per_scale = inputs.image_size(data), not inputs.is_mnist_scale(data)
-  train_mode, norm = state_lib.has_train_mode(config.model), inputs.input_norm(config)
 
   def batch(b):
     out = placement_lib.random_batch(rng, b, c, k, size)
@@ -348,15 +349,8 @@ def probe(config: ml_collections.ConfigDict, data, seeds_per_program: int,
       del out["scale"]  # MNIST-scale batches carry no object sizes
     return out
 
-  init = jax.device_get(state_lib.create_train_state(model, tx, jax.random.PRNGKey(0), c, size,
-                                                     train_mode))
-  place = placement_lib.Placement(n, config.get("parallelism", "jit"),
-                                  config.get("seed_batching", "auto"))
-  place.check_global_batch(config.batch_size)
-  train = place.train_step(steps_lib.train_step_fn(model, tx, train_mode=train_mode,
-                                                   input_norm=norm))
-  evaluate = place.eval_step(steps_lib.eval_step_fn(model, with_batch_stats=train_mode,
-                                                    input_norm=norm))
+  init = prog.init_state(0)
+  place, train, evaluate = prog.placed(n)
   tb = place.put_train_batch(placement_lib.stack([batch(config.batch_size)] * n))
   eb = place.put_eval_batch(batch(place.eval_batch_size(config.eval_batch_size)))
   held = {"state": place.put_state(placement_lib.stack([init] * n)),
@@ -373,10 +367,7 @@ def probe(config: ml_collections.ConfigDict, data, seeds_per_program: int,
     return held["train"]
 
   def eval_once():
-    state = held["state"]
-    variables = ({"params": state.params, "batch_stats": state.batch_stats} if train_mode
-                 else state.params)
-    held["eval"] = evaluate(variables, held["eval"], eb)
+    held["eval"] = evaluate(prog.eval_variables(held["state"]), held["eval"], eb)
     return held["eval"]
 
   first_train = timed(train_once, 1)
@@ -631,6 +622,7 @@ def main(argv: Sequence[str] | None = None) -> None:
   from stir_jax.eval import report  # pylint: disable=g-import-not-at-top
   from stir_jax import distributed  # pylint: disable=g-import-not-at-top
   from stir_jax import rundir  # pylint: disable=g-import-not-at-top
+  from stir_jax.train import preemption  # pylint: disable=g-import-not-at-top
   try:
     runtime.apply_xla_flags()
     distributed.initialize_from_args(args)
@@ -684,6 +676,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if failed:
       raise SweepError(f"{failed} of {len(runs)} runs failed (listed above); rerun the same "
                        "command to retry them")
+  except preemption.Preempted as e:  # SIGTERM/SIGINT: the run's position is saved
+    print(f"\n{e}", file=sys.stderr, flush=True)
+    sys.exit(preemption.EXIT_PREEMPTED)
   except (SweepError, rundir.RunError, ValueError, FileNotFoundError, PermissionError) as e:
     _fail(str(e))
   except KeyboardInterrupt:

@@ -132,7 +132,7 @@ def test_sweep_on_a_tiny_grid(tiny_data, tmp_path, capsys):
   # the sweep's bar names each program's finished epochs
   assert "standard/emoji4/s2/lr0.001/seed_1-2, epoch 2/2 done" in err
   assert "seed_3, epoch 1/2 done" in err
-  assert f"resuming {group.dir(out) / 'seed_2'} after epoch 1" in stdout
+  assert f"resuming from epoch 2, step 0 ({group.dir(out) / 'seed_2'})" in stdout
   results = {s: json.loads((group.dir(out) / f"seed_{s}" / "results.json").read_text())
              for s in (1, 2, 3)}
   assert [results[s]["seeds_in_program"] for s in (1, 2)] == [2, 2]

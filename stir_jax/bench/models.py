@@ -9,24 +9,25 @@ import jax
 import numpy as np
 import optax
 
-from stir_jax import models, runtime
+from stir_jax import experiment, models, runtime
 from stir_jax.bench import timing
-from stir_jax.train import placement as placement_lib, state as state_lib, steps as steps_lib
+from stir_jax.train import placement as placement_lib, program
 
 
 def compiled_step(model, tx, batch: int, channels: int, classes: int, devices=None,
                   seed: int = 0):
-  """The engine's train step for one seed, compiled ahead of time on `devices` (all by default),
-  with a placed state, zero sums and a random placed batch: (compiled, state, sums, batch)."""
+  """The engine's train step for one seed (`stir_jax.train.program`), compiled ahead of time on
+  `devices` (all by default), with a placed state, zero sums and a random placed batch:
+  (compiled, state, sums, batch)."""
   rng = np.random.default_rng(seed)
-  place = placement_lib.Placement(1, "jit", devices=devices)
-  place.check_global_batch(batch)
-  host = jax.device_get(state_lib.create_train_state(model, tx, jax.random.PRNGKey(0), channels))
-  state = place.put_state(placement_lib.stack([host]))
+  exp = experiment.from_config({**experiment.DEFAULTS, "batch_size": batch})
+  prog = program.build(exp, num_channels=channels, num_classes=classes, steps_per_epoch=1,
+                       model=model, tx=tx)
+  place, step, _ = prog.placed(1, devices)
+  state = place.put_state(placement_lib.stack([prog.init_state(0)]))
   b = place.put_train_batch(placement_lib.stack(
       [placement_lib.random_batch(rng, batch, channels, classes)]))
   sums = place.zero_sums(per_scale=False)
-  step = place.train_step(steps_lib.train_step_fn(model, tx))
   return step.lower(state, sums, b).compile(), state, sums, b
 
 

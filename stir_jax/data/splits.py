@@ -61,6 +61,12 @@ def epoch_seed(seed: int, epoch: int) -> int:
 TRAIN_ORDERS = ("reshuffle", "paper")
 
 
+def _field(config, name: str):
+  """config.name, or its default (`stir_jax.experiment.DEFAULTS`) for a config that predates it."""
+  from stir_jax import experiment  # pylint: disable=g-import-not-at-top
+  return config.get(name, experiment.DEFAULTS[name])
+
+
 def train_order(config, data: Data) -> np.ndarray | None:
   """The fixed training order config.train_order asks for, or None to reshuffle every epoch.
 
@@ -68,7 +74,7 @@ def train_order(config, data: Data) -> np.ndarray | None:
   "paper": the order of the authors' code (`pipeline.paper_order`), the same every epoch and for
   every seed.
   """
-  name = config.get("train_order", "reshuffle")
+  name = _field(config, "train_order")
   if name not in TRAIN_ORDERS:
     raise RunError(f"unknown train_order {name!r}; valid: {', '.join(TRAIN_ORDERS)}")
   if name == "reshuffle":
@@ -115,7 +121,7 @@ def test_results(data: Data, scenario: int, total: dict) -> dict:
 
 def input_norm(config) -> tuple[float, float] | None:
   """(config.input_mean, config.input_std), or None when they leave the images as they are."""
-  mean, std = float(config.get("input_mean", 0.0)), float(config.get("input_std", 1.0))
+  mean, std = float(_field(config, "input_mean")), float(_field(config, "input_std"))
   if std <= 0:
     raise RunError(f"input_std must be positive, got {std}")
   return None if (mean, std) == (0.0, 1.0) else (mean, std)

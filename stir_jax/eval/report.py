@@ -47,7 +47,8 @@ import numpy as np
 
 from stir_jax import metrics
 from stir_jax.eval.paper_tables import paper_per_size, paper_results, paper_runs
-from stir_jax.errors import RunError, read_metrics
+from stir_jax.errors import RunError
+from stir_jax.rundir import read_metrics
 
 SCENARIO_NAMES = {1: "Small2Large", 2: "Mid2Rest", 3: "Large2Small", 4: "All2All"}
 # classes of the paper's four STIR domains (DESIGN.md, the data table): chance accuracy is 1 / n

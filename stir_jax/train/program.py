@@ -59,16 +59,17 @@ class Program:
 
 
 def build(exp: experiment.Experiment, *, num_channels: int, num_classes: int,
-          steps_per_epoch: int, image_size: int = 64, model=None) -> Program:
-  """The program of `exp` for data of this shape; `model` replaces the experiment's (benchmarks
-  that time one form of a model)."""
+          steps_per_epoch: int, image_size: int = 64, model=None, tx=None) -> Program:
+  """The program of `exp` for data of this shape; `model` and `tx` replace the experiment's
+  (benchmarks that time one form of a model)."""
   if model is None:
     from stir_jax import models  # pylint: disable=g-import-not-at-top
     m = exp.model
     model = models.build(m.name, num_channels=num_channels, num_classes=num_classes,
                          kernel_size=m.kernel_size, interpolation=m.interpolation,
                          dtype=m.dtype, precision=m.precision, impl=m.impl)
-  tx = state_lib.make_optimizer(exp.optimizer, steps_per_epoch)
+  if tx is None:
+    tx = state_lib.make_optimizer(exp.optimizer, steps_per_epoch)
   train_mode = state_lib.has_train_mode(exp.model.name)
   norm = exp.data.input_norm
   return Program(exp, model, tx, num_channels, image_size, train_mode, steps_per_epoch,
