@@ -129,3 +129,22 @@ def test_eager_scan_form_equals_the_traced_form(pool):
   # the ring outside each scale's valid square stays exactly zero in the eager stack
   if pool is None:
     assert float(jnp.max(jnp.abs(eager[0][:, 5, :5]))) == 0.0
+
+
+@pytest.mark.parametrize("partitionable", [True, False])
+def test_torch_uniform_draws_what_a_shaped_draw_does(partitionable):
+  """The flat threefry draw (cheap to compile eagerly) equals jax.random.uniform of the shape."""
+  from stir_jax.layers.initializers import torch_uniform  # pylint: disable=g-import-not-at-top
+  saved = jax.config.jax_threefry_partitionable
+  jax.config.update("jax_threefry_partitionable", partitionable)
+  try:
+    bound = 1 / np.sqrt(18)
+    for key in (jax.random.PRNGKey(3), jax.random.key(4)):
+      for shape in ((3, 3, 2, 5), (7, 4), (6,)):
+        expected = jax.random.uniform(key, shape, jnp.float32, -bound, bound)
+        np.testing.assert_array_equal(torch_uniform(18)(key, shape), expected)
+    rbg = jax.random.key(5, impl="rbg")
+    np.testing.assert_array_equal(torch_uniform(18)(rbg, (3, 4)),
+                                  jax.random.uniform(rbg, (3, 4), jnp.float32, -bound, bound))
+  finally:
+    jax.config.update("jax_threefry_partitionable", saved)
