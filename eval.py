@@ -56,12 +56,11 @@ def main(argv):
     print(f"evaluating {workdir}: the best checkpoint on the test split at all 48 sizes, then "
           "equivariance and scale-pool indices (a few minutes on a CPU for the SiConv models)",
           flush=True)
-  out = cli.run(evaluation.evaluate, workdir)
+  out = cli.run(evaluation.evaluate, workdir, progress=distributed.is_main())
   if distributed.is_main():
-    written = ("accuracy_vs_scale.csv" if "per_scale_bin" in out  # an MNIST-scale run
-               else "generalization.csv")
-    print(f"test accuracy {out['test_accuracy']:.4f}; wrote {workdir}/{written} "
-          f"and {workdir}/accuracy_vs_scale.png")
+    if "per_scale_bin" in out:  # an MNIST-scale run
+      print(f"wrote {workdir}/accuracy_vs_scale.csv and {workdir}/accuracy_vs_scale.png")
+    print(f"test accuracy {out['test_accuracy']:.4f}")
 
 
 if __name__ == "__main__":

@@ -171,6 +171,10 @@ def test_own_model_trains_evaluates_and_reports(user_dir, tmp_path):
 
   evaluate = _cli("eval.py", f"--workdir={workdir}", env=env)
   assert evaluate.returncode == 0, evaluate.stderr[-2000:]
+  # progress: a bar over the test split, then the files it wrote
+  assert "test split, 48 sizes" in evaluate.stderr
+  assert ("wrote generalization.csv, accuracy_vs_scale.png, consistency.json, equivariance.npz, "
+          "equivariance.png in") in evaluate.stdout
   with open(workdir / "generalization.csv") as f:
     header, row = f.read().splitlines()[:2]
   assert header.split(",")[:3] == ["model", "data", "eval"]

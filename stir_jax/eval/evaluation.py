@@ -84,7 +84,7 @@ def dataset_name(config) -> str:
   return pathlib.Path(str(config.dataset)).stem
 
 
-def evaluate(workdir: str | pathlib.Path) -> dict | None:
+def evaluate(workdir: str | pathlib.Path, progress: bool = False) -> dict | None:
   """Restores the run's best parameters and writes every evaluation output (see module doc).
 
   With several processes all of them restore the checkpoint (orbax does that together) and
@@ -106,7 +106,7 @@ def evaluate(workdir: str | pathlib.Path) -> dict | None:
            for st in ("stage1", "stage2")}
   stages = tuple(st for st, nd in ndims.items() if nd in (4, 5))
   per_object = predict_test_split(model, variables, data, config.eval_batch_size, maps=stages,
-                                  with_aux=has_aux)
+                                  with_aux=has_aux, progress=progress)
   test = test_metrics(per_object, config.scenario)
 
   name = dataset_name(config)
@@ -142,6 +142,11 @@ def evaluate(workdir: str | pathlib.Path) -> dict | None:
   out = {"test_accuracy": test["accuracy"], "per_scale": test["per_scale"],
          "consistency": consistency,
          "equivariance": {k: float(np.nanmean(v)) for k, v in errors.items()}}
+  if progress:
+    written = ["generalization.csv", "accuracy_vs_scale.png", "consistency.json"]
+    written += ["indices.npz", "indices.png"] if models.is_pooling(config.model) else []
+    written += ["equivariance.npz", "equivariance.png"] if stages else []
+    print(f"wrote {', '.join(written)} in {workdir}", flush=True)
   if shifted:
     out["equivariance_shifted"] = {k: float(np.nanmean(v)) for k, v in shifted.items()}
   return out
@@ -218,8 +223,8 @@ def _map_ndim(model, variables, data, stage: str) -> int:
 
 
 def predict_test_split(model, variables, data, batch_size: int,
-                       maps: tuple[str, ...] = (), with_aux: bool = True
-                       ) -> dict[str, np.ndarray]:
+                       maps: tuple[str, ...] = (), with_aux: bool = True,
+                       progress: bool = False) -> dict[str, np.ndarray]:
   """Per test object and scale (48, n, m): predicted class, loss, correctness, and for pooling
   models the kernel scale index each pool chose, per channel (48, n, m, C).
 
@@ -260,7 +265,11 @@ def predict_test_split(model, variables, data, batch_size: int,
 
   fn = jax.jit(summarize)
   parts, kept = [], {st: [] for st in maps}
-  for start in range(0, len(flat), batch_size):
+  starts = range(0, len(flat), batch_size)
+  if progress:  # a bar over the test split (the first batch compiles)
+    from tqdm.auto import tqdm  # pylint: disable=g-import-not-at-top
+    starts = tqdm(starts, desc="test split, 48 sizes", unit="batch", dynamic_ncols=True)
+  for start in starts:
     stop = min(start + batch_size, len(flat))
     x = flat[start:stop].astype(np.float32) / 255.0
     y = labels[start:stop]
