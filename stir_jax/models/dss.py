@@ -87,7 +87,8 @@ class DSSModel(common.ModelBase):
     """
     self.checked_impl()
     x = common.compute_input(x, self.dtype)
-    lifted = self.layer(BesselConv2d, self.num_scales, base=self.base, zero_scale=self.zero_scale)(x)
+    lifted = self.layer(BesselConv2d, self.num_scales, base=self.base,
+                        zero_scale=self.zero_scale)(x)
     kernel = (1, self.kernel_size, self.kernel_size)
     dconv = lambda c, name: self.layer(Dconv2d, c, kernel, base=self.base, use_bias=True, name=name)
     stage1 = nn.relu(dconv(16, "conv1")(lifted))

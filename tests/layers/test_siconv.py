@@ -137,7 +137,8 @@ def test_siconv2d_pool_matches_unfused(pool, mode, size, cin, rng):
   s = num_scales_for(size, 5)
   o0 = size - 4
   r = jax.random.normal(kr, (2, o0, o0, 4))
-  fused = jax.jit(lambda x, w, b: siconv2d_pool(x, w, b, num_scales=s, interpolation=mode, pool=pool))
+  fused = jax.jit(lambda x, w, b: siconv2d_pool(x, w, b, num_scales=s, interpolation=mode,
+                                                pool=pool))
   p_ref, i_ref = _pool_reference(x, w, b, s, mode, pool=pool)
   p, i = fused(x, w, b)
   assert p.shape == (2, o0, o0, 4) and i.dtype == jnp.int32
