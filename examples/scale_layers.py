@@ -24,9 +24,9 @@ import sys
 import time
 from typing import Any, Optional
 
-from stir_jax import xla_flags
+from stir_jax import runtime
 
-xla_flags.apply()  # optional: the CPU compiler flag the project's entry points use (faster convs)
+runtime.apply_xla_flags()  # optional: the CPU compiler flag the project's entry points use (faster convs)
 
 import flax.linen as nn  # pylint: disable=g-import-not-at-top
 import jax

@@ -338,6 +338,6 @@ def test_one_step_on_four_devices_equals_one_device():
 
 
 if __name__ == "__main__":
-  from stir_jax import xla_flags
-  xla_flags.apply()
+  from stir_jax import runtime
+  runtime.apply_xla_flags()
   print(json.dumps(_step_check()))

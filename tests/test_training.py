@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from stir_jax import allocator, models
+from stir_jax import models, runtime
 from stir_jax.eval import equivariance, evaluation
 from stir_jax.train import RunError, engine
 from stir_jax.data import splits as inputs
@@ -52,7 +52,7 @@ def test_train_then_evaluate(tiny_data, tmp_path):
   assert isinstance(saved["host"]["cpu"], str) and saved["host"]["cpu"]
   boot = pathlib.Path("/proc/sys/kernel/random/boot_id")
   assert saved["host"]["boot_id"] == (boot.read_text().strip() if boot.exists() else None)
-  assert saved["host"]["allocator"] == allocator.loaded()  # the malloc this process runs on
+  assert saved["host"]["allocator"] == runtime.malloc_name()  # the malloc this process runs on
   rows = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
   assert [r["epoch"] for r in rows] == [1]
   assert {"train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_seconds"} <= set(rows[0])

@@ -102,16 +102,6 @@ def _random(shape, seed: int = 0, scale: float = 1.0) -> jax.Array:
   return jnp.asarray(np.random.default_rng(seed).normal(size=shape).astype(np.float32) * scale)
 
 
-def _direct_name(fn: Callable[[str], object]) -> str:
-  """"direct" where the function accepts it, else its older name "xla" (the impl vocabulary is
-  becoming "auto" | "direct" | "fft")."""
-  try:
-    fn("direct")
-    return "direct"
-  except ValueError:
-    return "xla"
-
-
 def _passes(f: Callable, args: Sequence, argnums: tuple[int, ...], repeats: int, budget):
   """(pass, run) for f's forward and for the gradient of the sum of squares of its first output."""
   def loss(*a):
@@ -137,12 +127,10 @@ def siconv_tasks(shapes: Shapes, repeats: int, budget: timing.Budget):
 
 
 def grouped_tasks(shapes: Shapes, repeats: int, budget: timing.Budget):
-  direct = _direct_name(lambda impl: jax.eval_shape(functools.partial(conv.conv2d, impl=impl),
-                                                    jnp.zeros((1, 4, 4, 1)), jnp.zeros((3, 3, 1, 1))))
   for name, size, cin, cout, k, groups, pad in shapes.grouped:
     x = _random((shapes.batch, size, size, groups * cin))
     w = _random((k, k, cin, groups * cout), 1, 0.05)
-    for impl in (direct, "fft"):
+    for impl in ("direct", "fft"):
       for precision in PRECISIONS:
         f = functools.partial(conv.conv2d, padding=pad, impl=impl, feature_group_count=groups,
                               precision=precision)
@@ -153,12 +141,9 @@ def grouped_tasks(shapes: Shapes, repeats: int, budget: timing.Budget):
 
 def conv3d_tasks(shapes: Shapes, repeats: int, budget: timing.Budget):
   batch, depth, size, cin, cout, k = shapes.conv3d
-  direct = _direct_name(lambda impl: jax.eval_shape(functools.partial(conv.conv3d, impl=impl),
-                                                    jnp.zeros((1, 3, 3, 3, 1)),
-                                                    jnp.zeros((2, 2, 2, 1, 1))))
   x, w = _random((batch, depth, size, size, cin)), _random((k, k, k, cin, cout), 1, 0.05)
   b = _random((cout,), 2, 0.1)
-  for impl in (direct, "fft"):
+  for impl in ("direct", "fft"):
     for precision in PRECISIONS:
       f = functools.partial(conv.conv3d, impl=impl, precision=precision)
       for pass_, run in _passes(f, (x, w, b), (0, 1, 2), repeats, budget):

@@ -1,7 +1,7 @@
 """2-D and 3-D cross-correlation with a choice of algorithm: XLA's convolution or an exact FFT form.
 
 Measured on the 2-core CPU this project is developed on (jaxlib 0.10.2, YNNPACK fusions off, see
-`stir_jax.xla_flags`; batch 16; ms for the forward pass, and for the jitted gradient of a sum of
+`stir_jax.runtime.apply_xla_flags`; batch 16; ms for the forward pass, and for the jitted gradient of a sum of
 squares with respect to the weights and to the input, each including its forward pass):
 
   layer                                        xla                fft

@@ -235,7 +235,6 @@ class Trainer:
                on_step: Callable[[int, int], None] | None):
     self.exp, self.progress, self.on_epoch_end, self.on_step = exp, progress, on_epoch_end, on_step
     self.main = distributed.is_main()
-    p = exp.protocol
     self.data = inputs.load_dataset(exp.config)
     self.prog = program.for_data(exp, self.data)
     self.model, self.tx = self.prog.model, self.prog.tx

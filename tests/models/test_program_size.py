@@ -122,13 +122,13 @@ def _compile_and_step(name: str, batch: int, repeats: int = 3) -> tuple[float, f
 
 
 def main(argv=None) -> int:
-  from stir_jax import xla_flags  # pylint: disable=g-import-not-at-top
+  from stir_jax import runtime  # pylint: disable=g-import-not-at-top
   p = argparse.ArgumentParser()
   p.add_argument("--models", default=",".join(models.model_names()))
   p.add_argument("--batch", type=int, default=16)
   p.add_argument("--no-eager", action="store_true")
   args = p.parse_args(argv)
-  if not xla_flags.apply():
+  if not runtime.apply_xla_flags():
     print("note: YNNPACK flag not applied (already set, opted out, or backend started)")
   print("model | lowered B=4 | lowered B=64 | ratio | export B=16 (bytes) | compile s | "
         f"eager init s | step ms (B={args.batch})", flush=True)

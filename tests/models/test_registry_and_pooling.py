@@ -15,7 +15,7 @@ def _count(params):
 
 
 def test_unknown_model_lists_valid_names():
-  with pytest.raises(ValueError, match="valid models: standard, pixel_pool"):
+  with pytest.raises(ValueError, match="valid: standard, pixel_pool"):
     models.get_model("resnet", 1, 10)
 
 
