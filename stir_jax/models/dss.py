@@ -75,15 +75,8 @@ class DSSModel(common.ModelBase):
 
   @nn.compact
   def __call__(self, x: jax.Array, with_aux: bool = False):
-    """Classifies ``x``.
-
-    Args:
-      x: ``(batch, 64, 64, channels)`` float32 images.
-      with_aux: also return intermediates.
-
-    Returns:
-      ``logits (batch, num_classes)``, or ``(logits, aux)`` with aux ``stage1`` (B, 3, 64, 64, 16),
-      ``stage2`` (B, 3, 64, 64, 32) and ``features`` (B, 32).
+    """Logits (batch, num_classes) of images x (batch, 64, 64, channels), or (logits, aux) with aux
+    ``stage1`` (B, 3, 64, 64, 16), ``stage2`` (B, 3, 64, 64, 32) and ``features`` (B, 32).
     """
     self.checked_impl()
     x = common.compute_input(x, self.dtype)
@@ -93,11 +86,7 @@ class DSSModel(common.ModelBase):
     dconv = lambda c, name: self.layer(Dconv2d, c, kernel, base=self.base, use_bias=True, name=name)
     stage1 = nn.relu(dconv(16, "conv1")(lifted))
     stage2 = nn.relu(dconv(32, "conv2")(stage1))
-    features = common.global_max(stage2)
-    logits = self.layer(common.Dense, self.num_classes, name="lin")(features)
-    if not with_aux:
-      return logits
-    return logits, {"stage1": stage1, "stage2": stage2, "features": features}
+    return self.classify(stage2, with_aux, stage1=stage1)
 
 
 def from_torch(state: dict[str, np.ndarray]) -> dict:

@@ -7,14 +7,6 @@ by exactly 2 or 4 only up to the pyramid's blur, border effects and the levels d
 and merely robust to intermediate scales.
 
 Reference: ``EnsembleModel`` of the authors' code (parameters ``base_model.{0,2,5}.*``).
-
-Example:
-  >>> import jax, jax.numpy as jnp
-  >>> model = EnsembleModel(num_classes=10)
-  >>> x = jnp.zeros((2, 64, 64, 1))
-  >>> variables = model.init(jax.random.PRNGKey(0), x)
-  >>> model.apply(variables, x).shape
-  (2, 10)
 """
 from __future__ import annotations
 
@@ -98,17 +90,10 @@ class EnsembleModel(common.ModelBase):
 
   @nn.compact
   def __call__(self, x: jax.Array, with_aux: bool = False):
-    """Classifies ``x``.
-
-    Args:
-      x: ``(batch, 64, 64, channels)`` float32 images.
-      with_aux: also return intermediates.
-
-    Returns:
-      ``logits (batch, num_classes)``, or ``(logits, aux)`` with aux ``pyramid`` (list of
-      ``(B, 64 / 2**l, 64 / 2**l, C)``), ``level_logits`` (levels, B, num_classes) and, for the
-      full-resolution level, ``stage1`` (B, 64, 64, 16), ``stage2`` (B, 64, 64, 32), ``features``
-      (B, 32).
+    """Logits (batch, num_classes) of images x (batch, 64, 64, channels), or (logits, aux) with aux
+    ``pyramid`` (list of ``(B, 64 / 2**l, 64 / 2**l, C)``), ``level_logits`` (levels, B,
+    num_classes) and, for the full-resolution level, ``stage1`` (B, 64, 64, 16), ``stage2`` (B,
+    64, 64, 32), ``features`` (B, 32).
     """
     body = self.layer(PlainBody, self.num_classes, self.kernel_size, self.kernel_size // 2,
                       name="body")

@@ -121,11 +121,8 @@ class GaussDerModel(common.ModelBase):
     x = common.compute_input(x, self.dtype)
     stage1 = nn.relu(layer(0, "conv1")(x))
     stage2 = nn.relu(layer(1, "conv2")(stage1))
-    features = common.global_max(pool_scales(stage2, self.scale_pool))
-    logits = self.layer(common.Dense, self.num_classes, name="lin")(features)
-    if not with_aux:
-      return logits
-    return logits, {"stage1": stage1, "stage2": stage2, "features": features}
+    return self.classify(stage2, with_aux, pooled=pool_scales(stage2, self.scale_pool),
+                         stage1=stage1)
 
 
 def from_torch(state: dict) -> dict:

@@ -14,14 +14,6 @@ are not handled consistently across scales.
 
 Reference: ``KanazawaConv2d`` / the Kanazawa model of the authors' code (``conv{1,2}.*``,
 ``lin.*``).
-
-Example:
-  >>> import jax, jax.numpy as jnp
-  >>> model = KanazawaModel(num_classes=10)
-  >>> x = jnp.zeros((2, 64, 64, 1))
-  >>> variables = model.init(jax.random.PRNGKey(0), x)
-  >>> model.apply(variables, x).shape
-  (2, 10)
 """
 from __future__ import annotations
 
@@ -50,25 +42,14 @@ class KanazawaModel(common.ModelBase):
 
   @nn.compact
   def __call__(self, x: jax.Array, with_aux: bool = False):
-    """Classifies ``x``.
-
-    Args:
-      x: ``(batch, 64, 64, channels)`` float32 images.
-      with_aux: also return intermediates.
-
-    Returns:
-      ``logits (batch, num_classes)``, or ``(logits, aux)`` with aux ``stage1`` (B, 58, 58, 16),
-      ``stage2`` (B, 52, 52, 32) and ``features`` (B, 32).
+    """Logits (batch, num_classes) of images x (batch, 64, 64, channels), or (logits, aux) with aux
+    ``stage1`` (B, 58, 58, 16), ``stage2`` (B, 52, 52, 32) and ``features`` (B, 32).
     """
     conv = lambda c, name: self.layer(KanazawaConv, c, self.kernel_size, self.scales, name=name)
     x = common.compute_input(x, self.dtype)
     stage1 = nn.relu(conv(16, "conv1")(x))
     stage2 = nn.relu(conv(32, "conv2")(stage1))
-    features = common.global_max(stage2)
-    logits = self.layer(common.Dense, self.num_classes, name="lin")(features)
-    if not with_aux:
-      return logits
-    return logits, {"stage1": stage1, "stage2": stage2, "features": features}
+    return self.classify(stage2, with_aux, stage1=stage1)
 
   @staticmethod
   def from_torch(state: dict[str, np.ndarray]) -> dict:

@@ -51,12 +51,8 @@ class ScalePoolCNN(common.ModelBase):
     stage1 = nn.relu(y)
     y, idx2 = conv_pool(32, "conv2")(stage1)
     stage2 = nn.relu(y)
-    features = common.global_max(stage2)
-    logits = self.layer(common.Dense, self.num_classes, name="lin")(features)
-    if with_aux:
-      return logits, {"stage1": stage1, "stage2": stage2, "features": features,
-                      "pool1_indices": idx1, "pool2_indices": idx2}
-    return logits
+    return self.classify(stage2, with_aux, stage1=stage1, pool1_indices=idx1,
+                         pool2_indices=idx2)
 
 
 class Conv3dCNN(common.ModelBase):
@@ -86,11 +82,7 @@ class Conv3dCNN(common.ModelBase):
     bias = self.param("conv2_bias", init, (32,), self.param_dtype)
     stage1_c, kernel, bias = promote_dtype(stage1, kernel, bias, dtype=self.dtype)
     stage2 = nn.relu(conv3d(stage1_c, kernel, bias, impl=self.impl, precision=self.precision))
-    features = common.global_max(stage2)
-    logits = self.layer(common.Dense, self.num_classes, name="lin")(features)
-    if with_aux:
-      return logits, {"stage1": stage1, "stage2": stage2, "features": features}
-    return logits
+    return self.classify(stage2, with_aux, stage1=stage1)
 
 
 def _siconv_from_torch(state: dict, name: str) -> dict:

@@ -26,14 +26,6 @@ pixel grid and cropped); the global max adds translation invariance.
 
 Reference (the layer): ISosnovik/sesn (commit deaa16c), ``models/impl/scale_steerable.py``,
 ``ScaleConv_steering``; no reference STIR model or checkpoint exists, so `from_torch` raises.
-
-Example:
-  >>> import jax, jax.numpy as jnp
-  >>> model = ScaleSteerableModel(num_classes=10)
-  >>> x = jnp.zeros((2, 64, 64, 1))
-  >>> variables = model.init(jax.random.PRNGKey(0), x)
-  >>> model.apply(variables, x).shape
-  (2, 10)
 """
 from __future__ import annotations
 
@@ -64,26 +56,15 @@ class ScaleSteerableModel(common.ModelBase):
 
   @nn.compact
   def __call__(self, x: jax.Array, with_aux: bool = False):
-    """Classifies ``x``.
-
-    Args:
-      x: ``(batch, 64, 64, channels)`` float32 images.
-      with_aux: also return intermediates.
-
-    Returns:
-      ``logits (batch, num_classes)``, or ``(logits, aux)`` with aux ``stage1`` (B, 64, 64, 16),
-      ``stage2`` (B, 64, 64, 32) and ``features`` (B, 32).
+    """Logits (batch, num_classes) of images x (batch, 64, 64, channels), or (logits, aux) with aux
+    ``stage1`` (B, 64, 64, 16), ``stage2`` (B, 64, 64, 32) and ``features`` (B, 32).
     """
     x = common.compute_input(x, self.dtype)
     sizes = tuple(self.kernel_sizes)
     conv = lambda c, name: self.layer(ScaleConvSteering, c, self.kernel_size, sizes, name=name)
     stage1 = conv(16, "conv1")(x)
     stage2 = conv(32, "conv2")(stage1)
-    features = common.global_max(stage2)
-    logits = self.layer(common.Dense, self.num_classes, name="lin")(features)
-    if not with_aux:
-      return logits
-    return logits, {"stage1": stage1, "stage2": stage2, "features": features}
+    return self.classify(stage2, with_aux, stage1=stage1)
 
 
 def from_torch(state: dict) -> dict:

@@ -20,14 +20,6 @@ Model variants (reference ``hermite`` / ``disco``): 15x15 support, effective siz
 
 Parameters keep the reference layout: layer-1 ``weight`` (out, in, F), layer-2 ``weight``
 (out, in, 1, F), zero-initialised ``bias`` (out,). Bases are constants, not parameters.
-
-Example:
-  >>> import jax, jax.numpy as jnp
-  >>> model = HermiteModel(num_classes=10)
-  >>> x = jnp.zeros((2, 64, 64, 1))
-  >>> variables = model.init(jax.random.PRNGKey(0), x)
-  >>> model.apply(variables, x).shape
-  (2, 10)
 """
 from __future__ import annotations
 
@@ -64,25 +56,15 @@ class _SESNModel(common.ModelBase):
 
   @nn.compact
   def __call__(self, x: jax.Array, with_aux: bool = False):
-    """Classifies ``x``.
-
-    Args:
-      x: ``(batch, 64, 64, channels)`` float32 images.
-      with_aux: also return intermediates.
-
-    Returns:
-      ``logits (batch, num_classes)``, or ``(logits, aux)`` with aux ``stage1`` (B, 4, 50, 50, 16),
-      ``stage2`` (B, 4, 36, 36, 32) and ``features`` (B, 32) (sizes for the default kernel).
+    """Logits (batch, num_classes) of images x (batch, 64, 64, channels), or (logits, aux) with aux
+    ``stage1`` (B, 4, 50, 50, 16), ``stage2`` (B, 4, 36, 36, 32) and ``features`` (B, 32) (sizes
+    for the default kernel).
     """
     basis = self._basis()
     x = common.compute_input(x, self.dtype)
     stage1 = nn.relu(self.layer(SESConvZ2H, 16, basis, name="conv1")(x))
     stage2 = nn.relu(self.layer(SESConvHH, 32, basis, name="conv2")(stage1))
-    features = common.global_max(stage2)
-    logits = self.layer(common.Dense, self.num_classes, name="lin")(features)
-    if not with_aux:
-      return logits
-    return logits, {"stage1": stage1, "stage2": stage2, "features": features}
+    return self.classify(stage2, with_aux, stage1=stage1)
 
   @staticmethod
   def from_torch(state: dict[str, np.ndarray]) -> dict:

@@ -29,14 +29,6 @@ because of bilinear resampling, rounded sizes and the finite factor set.
 
 Reference (the layers): ISosnovik/sesn (commit deaa16c), ``models/impl/se_vector_fields.py``; no
 reference STIR model or checkpoint exists, so `from_torch` raises.
-
-Example:
-  >>> import jax, jax.numpy as jnp
-  >>> model = SEVFModel(num_classes=10)
-  >>> x = jnp.zeros((2, 64, 64, 1))
-  >>> variables = model.init(jax.random.PRNGKey(0), x)
-  >>> model.apply(variables, x).shape
-  (2, 10)
 """
 from __future__ import annotations
 
@@ -76,15 +68,9 @@ class SEVFModel(common.ModelBase):
 
   @nn.compact
   def __call__(self, x: jax.Array, with_aux: bool = False):
-    """Classifies ``x``.
-
-    Args:
-      x: ``(batch, 64, 64, channels)`` float32 images.
-      with_aux: also return intermediates.
-
-    Returns:
-      ``logits (batch, num_classes)``, or ``(logits, aux)`` with aux ``stage1`` (B, 64, 64, 16)
-      and ``stage2`` (B, 64, 64, 32) (the magnitudes) and ``features`` (B, 32).
+    """Logits (batch, num_classes) of images x (batch, 64, 64, channels), or (logits, aux) with aux
+    ``stage1`` (B, 64, 64, 16) and ``stage2`` (B, 64, 64, 32) (the magnitudes) and ``features``
+    (B, 32).
     """
     x = common.compute_input(x, self.dtype)
     field = self._layer(SEVFScalarConv, 16, "conv1")(x)
@@ -93,11 +79,7 @@ class SEVFModel(common.ModelBase):
       stage2 = vector_magnitude(*self._layer(SEVFVectorConv, 32, "conv2")(*field))
     else:
       stage2 = vector_magnitude(*self._layer(SEVFScalarConv, 32, "conv2")(stage1))
-    features = common.global_max(stage2)
-    logits = self.layer(common.Dense, self.num_classes, name="lin")(features)
-    if not with_aux:
-      return logits
-    return logits, {"stage1": stage1, "stage2": stage2, "features": features}
+    return self.classify(stage2, with_aux, stage1=stage1)
 
 
 def from_torch(state: dict) -> dict:

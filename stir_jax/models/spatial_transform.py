@@ -8,14 +8,6 @@ identity.
 
 Reference: ``SpatialTransformModel`` of the authors' code (``transform_model.{0,3,7,9}.*`` and
 ``base_model.{0,2,5}.*``).
-
-Example:
-  >>> import jax, jax.numpy as jnp
-  >>> model = SpatialTransformModel(num_classes=10)
-  >>> x = jnp.zeros((2, 64, 64, 1))
-  >>> variables = model.init(jax.random.PRNGKey(0), x)
-  >>> model.apply(variables, x).shape
-  (2, 10)
 """
 from __future__ import annotations
 

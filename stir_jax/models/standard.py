@@ -29,11 +29,7 @@ class StandardCNN(common.ModelBase):
     x = common.compute_input(x, self.dtype)
     stage1 = nn.relu(conv(16, "conv1")(x))
     stage2 = nn.relu(conv(32, "conv2")(stage1))
-    features = common.global_max(stage2)
-    logits = self.layer(common.Dense, self.num_classes, name="lin")(features)
-    if with_aux:
-      return logits, {"stage1": stage1, "stage2": stage2, "features": features}
-    return logits
+    return self.classify(stage2, with_aux, stage1=stage1)
 
 
 def from_torch(state: dict) -> dict:

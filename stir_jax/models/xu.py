@@ -15,14 +15,6 @@ and fixed image grid).
 
 Reference: ``XuConv2d`` / the Xu model of the authors' code (``conv1.weight``, ``conv2.weight``,
 ``lin.*``).
-
-Example:
-  >>> import jax, jax.numpy as jnp
-  >>> model = XuModel(num_classes=10)
-  >>> x = jnp.zeros((2, 64, 64, 1))
-  >>> variables = model.init(jax.random.PRNGKey(0), x)
-  >>> model.apply(variables, x).shape
-  (2, 10)
 """
 from __future__ import annotations
 
@@ -53,15 +45,9 @@ class XuModel(common.ModelBase):
 
   @nn.compact
   def __call__(self, x: jax.Array, with_aux: bool = False):
-    """Classifies ``x``.
-
-    Args:
-      x: ``(batch, 64, 64, channels)`` float32 images.
-      with_aux: also return intermediates.
-
-    Returns:
-      ``logits (batch, num_classes)``, or ``(logits, aux)`` with aux ``features`` (B, 32),
-      ``conv1_kernel`` (11, 11, C, 80) and ``conv2_kernel`` (11, 11, 16, 160) (HWIO column kernels).
+    """Logits (batch, num_classes) of images x (batch, 64, 64, channels), or (logits, aux) with aux
+    ``features`` (B, 32), ``conv1_kernel`` (11, 11, C, 80) and ``conv2_kernel`` (11, 11, 16,
+    160) (HWIO column kernels).
     """
     columns = len(self.kernel_sizes)
     conv = lambda c, initial, name: self.layer(XuConv, c, self.kernel_size, self.kernel_sizes,
