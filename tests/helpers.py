@@ -25,3 +25,21 @@ def nchw_to_nhwc(a):
   """(N, C, H, W) -> (N, H, W, C), and (N, C, S, H, W) -> (N, S, H, W, C)."""
   a = np.asarray(a)
   return a.transpose(0, 2, 3, 1) if a.ndim == 4 else a.transpose(0, 2, 3, 4, 1)
+
+
+def load_model_fixture(fixtures_dir, name: str) -> dict:
+  """The arrays of tests/fixtures/model_<name>.npz."""
+  with np.load(fixtures_dir / f"model_{name}.npz") as f:
+    return {k: f[k] for k in f.files}
+
+
+def reference_outputs(fixture: dict, name: str, num_classes: int = 10):
+  """(logits, aux) of registered model `name` with the fixture's converted reference parameters
+  on the fixture's input x (NCHW)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from stir_jax import models  # pylint: disable=g-import-not-at-top
+  x = np.asarray(fixture["x"]).transpose(0, 2, 3, 1)
+  model = models.get_model(name, x.shape[-1], num_classes)
+  params = models.lookup(name).from_torch()(fixture)
+  return jax.jit(model.apply, static_argnames="with_aux")({"params": params}, x, with_aux=True)
+

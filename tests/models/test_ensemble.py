@@ -6,21 +6,17 @@ import pytest
 
 from stir_jax.models import ensemble
 from stir_jax.models.ensemble import EnsembleModel
-from tests.helpers import num_state_params, rel_err
+from tests.helpers import load_model_fixture, reference_outputs, num_state_params, rel_err
 
 
 @pytest.fixture(scope="module")
 def fixture(fixtures_dir):
-  with np.load(fixtures_dir / "model_ensemble.npz") as f:
-    return {k: f[k] for k in f.files}
+  return load_model_fixture(fixtures_dir, "ensemble")
 
 
 @pytest.fixture(scope="module")
 def outputs(fixture):
-  model = EnsembleModel(num_classes=10)
-  params = ensemble.from_torch(fixture)
-  x = jnp.asarray(fixture["x"].transpose(0, 2, 3, 1))
-  return jax.jit(model.apply, static_argnames="with_aux")({"params": params}, x, with_aux=True)
+  return reference_outputs(fixture, "ensemble")
 
 
 def test_logits_match_reference(fixture, outputs):
