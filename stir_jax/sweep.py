@@ -268,7 +268,8 @@ def make_plan(args, base: ml_collections.ConfigDict) -> list[Run]:
   for model in names:
     for ds in datasets:
       if kinds[model] != data_kinds[ds]:
-        mnist_models = ", ".join(m for m, k in kinds.items() if k == MNIST_SCALE)
+        from stir_jax import models  # pylint: disable=g-import-not-at-top
+        mnist_models = ", ".join(models.names("mnist_scale"))
         raise SweepError(f"model {model!r} ({kinds[model]}) cannot train on {ds} "
                          f"({data_kinds[ds]} data): STIR models take STIR files, the MNIST-scale "
                          f"models ({mnist_models}) MNIST-scale files")

@@ -101,7 +101,7 @@ def test_plan_has_no_scenarios(realisations, tmp_path):
     # a missing emoji file counts as STIR: the sweep would generate it
     ("mnist_cnn_28", "emoji", "model 'mnist_cnn_28' (MNIST-scale) cannot train on {emoji} (STIR "
      "data)"),
-    ("mnist_cnn_29", "mnist", "unknown model 'mnist_cnn_29'; valid models: standard"),
+    ("mnist_cnn_29", "mnist", "unknown model 'mnist_cnn_29' (did you mean mnist_cnn_28"),
 ])
 def test_mixing_kinds_is_a_one_line_error(models, dataset, message, realisations, tmp_path):
   paths = {"mnist": str(realisations[0]), "emoji": str(tmp_path / "emoji_small.npz")}
@@ -122,7 +122,7 @@ def test_estimate_uses_the_file_splits(realisations, tmp_path, monkeypatch):
       ["--out", str(tmp_path), "--models", "mnist_cnn_28", "--datasets",
        ",".join(map(str, realisations)), "--seeds", "0-1"])
   base = sweep.load_config(CONFIG)
-  sweep.apply_overrides(base, SMALL[1::2])
+  sweep.apply_overrides(base, [s[len("--config."):] for s in SMALL])
   runs = sweep.make_plan(args, base)
   probed = []
 
@@ -144,7 +144,7 @@ def test_estimate_uses_the_file_splits(realisations, tmp_path, monkeypatch):
 
 def test_probe_runs_an_mnist_scale_model(realisations, swept):  # after the sweep: cached compiles
   base = sweep.load_config(CONFIG)
-  sweep.apply_overrides(base, SMALL[1::2])
+  sweep.apply_overrides(base, [s[len("--config."):] for s in SMALL])
   config = sweep.Group("mnist_cnn_28", str(realisations[0]), None, 0.01).config(base, 0)
   t = sweep.probe(config, inputs.load_dataset(config), 2, steps=1)  # the sweep's programs
   assert t["train_step"] > 0 and t["eval_batch"] > 0 and t["compile"] >= 0
@@ -176,7 +176,7 @@ def test_sweep_layout_and_resume(swept, realisations):
   assert code == 0 and "plan: 2 runs" in stdout and "part 1 of 2" in stdout, err
   assert "estimate: nothing left to train" in stdout
   # the same grid with another config is refused before anything runs
-  code, _, err = _main(*_grid(out, realisations)[:-1], "eval_batch_size=32")
+  code, _, err = _main(*_grid(out, realisations)[:-1], "--config.eval_batch_size=32")
   assert code == 2 and "different config (fields: eval_batch_size)" in err
 
 

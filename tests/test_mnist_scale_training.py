@@ -180,7 +180,7 @@ def test_resume_restores_batch_stats(full, data_path, tmp_path):
                        fresh.batch_stats)
   assert min(jax.tree.leaves(moved)) > 0  # every running statistic changed in epoch 1
   np.testing.assert_array_equal(saved["rng"], fresh.rng)
-  state, _, _, ckpt = engine.start_or_resume(model, tx, 0, 1, tmp_path / "run", False, 28, True)
+  state, _, _, ckpt, _ = engine.start_or_resume(model, tx, 0, 1, tmp_path / "run", False, 28, True)
   ckpt.close()
   jax.tree.map(np.testing.assert_array_equal, state.batch_stats, saved["batch_stats"])
 

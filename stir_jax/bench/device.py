@@ -45,9 +45,6 @@ ITEMS = ("siconv", "grouped", "conv3d", "models", "seeds")
 PRECISIONS = ("highest", "default")
 SEED_COUNTS = (1, 8, 32)
 SEED_MODELS = ("pixel_pool", "standard")
-# The seeds item's model whose speed-up from seed batching stands in for each model's (the SiConv
-# models are pixel_pool's kind of program; the rest are the standard model's kind).
-SIMILAR = {"pixel_pool": ("pixel_pool", "slice_pool", "energy_pool", "soft_pool", "conv3d")}
 # Classes x instances per split of each STIR domain (DESIGN.md section 1).
 DOMAINS = {"emoji": (36, 1), "mnist": (10, 50), "trafficsign": (16, 25), "aerial": (9, 25)}
 # Mean epochs per run: the paper's table gives none; this repository's 61 emoji runs under the
@@ -247,15 +244,17 @@ def grid_estimate(rows: Sequence[Row], epochs_per_run: float = EPOCHS_PER_RUN) -
   """Seconds for the paper's grid on this device: for every (model, data, scenario) of the paper's
   table, runs x epochs x (training examples / rate + validation examples / (rate / FORWARD_SHARE)),
   with rate = the model's one-seed train-step examples per second times the best seed-batching
-  speed-up measured for its kind (`SIMILAR`). Models without a measured step are listed, not
-  counted. Input channels (3 for trafficsign and aerial) and classes are taken as the timed model's
-  (1, 36): they change only the first and last layers."""
+  speed-up measured for its kind (pixel_pool's for the registry's SiConv models, standard's for
+  the rest). Models without a measured step are listed, not counted. Input channels (3 for
+  trafficsign and aerial) and classes are taken as the timed model's (1, 36): they change only the
+  first and last layers."""
   step_rate = {r.form.split()[0]: r.examples_per_s for r in rows if r.item == "models" and not r.note}
   speedups = seed_speedups(rows)
   per_model, missing, runs = {}, set(), 0
   for entry in paper_grid():
     name = entry["model"]
-    kind = next((k for k, members in SIMILAR.items() if name in members), "standard")
+    # the SiConv models (registry: siconv) are pixel_pool's kind of program, the rest standard's
+    kind = "pixel_pool" if models.lookup(name).siconv else "standard"
     if name not in step_rate or kind not in speedups:
       missing.add(name)
       continue

@@ -766,6 +766,12 @@ def _agreement(ours: bool, paper: bool) -> str:
   return "as in the paper" if ours == paper else "unlike the paper"
 
 
+def _paper_pooling_models() -> list[str]:
+  """The paper's scale-pooling models (registry: family paper, pooling)."""
+  from stir_jax import models  # pylint: disable=g-import-not-at-top
+  return [n for n in models.names(family="paper") if models.lookup(n).pooling]
+
+
 def findings(summary: list[dict], bands: list[dict], runs: list[dict]) -> list[str]:
   """The paper's findings, each stated as far as these runs measure it, with a verdict against
   the paper's own numbers where the paper makes the claim (lines of markdown)."""
@@ -777,7 +783,7 @@ def findings(summary: list[dict], bands: list[dict], runs: list[dict]) -> list[s
     std = by.get(("standard", d, e))
     if std is None or e == 4:
       continue
-    for pool in ("pixel_pool", "slice_pool", "energy_pool"):
+    for pool in _paper_pooling_models():
       p = by.get((pool, d, e))
       if p is None:
         continue
@@ -962,24 +968,12 @@ def collapse_findings(by: dict[tuple[str, str, int], dict], runs: list[dict]) ->
   return out
 
 
-# Beyond the paper (issue 13): the field's other families against the paper's scale pooling and
-# the paper's SESN models, with the work each model implements.
-FAMILY_REFERENCES = {
-    "pixel_pool": "scale pooling (Altstidl et al. 2023)",
-    "hermite": "SESN, Hermite basis (Sosnovik et al. 2020)",
-    "disco": "SESN, DISCO basis (Sosnovik et al. 2021)",
-    "dss": "DSS (Worrall and Welling 2019)",
-    "gauss_der": "Gaussian-derivative scale channels (Lindeberg 2022; Perzanowski and Lindeberg)",
-    "sevf": "SEVF (Marcos et al. 2018)",
-    "ss": "SS-CNN (Ghosh and Gupta 2019)",
-}
-# The family of each built-in model, for a registry without `lookup` (stir_jax.models.lookup(name)
-# .family answers where it exists): "paper", "variant", "field"; any other name is "user".
-_LOCAL_FAMILIES = {**{m: "paper" for m in ("standard", "pixel_pool", "slice_pool", "energy_pool",
-                                           "conv3d", "ensemble", "spatial_transform", "xu",
-                                           "kanazawa", "hermite", "disco")},
-                   "soft_pool": "variant", "dss": "field", "gauss_der": "field", "sevf": "field",
-                   "ss": "field"}
+def family_references() -> dict[str, str]:
+  """Beyond the paper: the models of the families table (the field's families, the paper's scale
+  pooling and SESN models) with the work each implements (registry: reference)."""
+  from stir_jax import models  # pylint: disable=g-import-not-at-top
+  return {n: models.lookup(n).reference for n in models.names()
+          if models.lookup(n).reference}
 
 
 @functools.lru_cache(maxsize=None)
@@ -987,11 +981,8 @@ def _family(name: str) -> str:
   """A model's family: "paper", "variant", "field", "mnist_scale" or "user" (any model the
   registry does not know, e.g. "mypkg.nets:MyNet", whose package the report need not import)."""
   from stir_jax import models  # pylint: disable=g-import-not-at-top
-  lookup = getattr(models, "lookup", None)
-  if lookup is None:
-    return _LOCAL_FAMILIES.get(name, "user")
   try:
-    return lookup(name).family
+    return models.lookup(name).family
   except Exception:  # pylint: disable=broad-except  # not registered, or its package is not here
     return "user"
 
@@ -1002,12 +993,8 @@ def is_peer(name: str) -> bool:
   return _family(name) in ("field", "user")
 
 
-# The groups of generalization.png's rows (the paper's models by kind, then the others).
-PAPER_GROUPS = {"standard": "baselines", "ensemble": "baselines", "spatial_transform": "baselines",
-                "xu": "baselines", "kanazawa": "baselines", "pixel_pool": "scale pooling",
-                "slice_pool": "scale pooling", "energy_pool": "scale pooling",
-                "soft_pool": "scale pooling", "conv3d": "scale pooling", "hermite": "SESN",
-                "disco": "SESN"}
+# The groups of generalization.png's rows: the paper's models by kind (registry: group), then
+# the others.
 GROUP_ORDER = ("baselines", "scale pooling", "SESN", "the field's other families", "your models",
                "other")
 
@@ -1016,7 +1003,8 @@ def model_group(name: str) -> str:
   """The group of generalization.png a model's curves go to."""
   family = _family(name)
   if family in ("paper", "variant"):
-    return PAPER_GROUPS.get(name, "other")
+    from stir_jax import models  # pylint: disable=g-import-not-at-top
+    return models.lookup(name).group or "other"
   return {"field": "the field's other families", "user": "your models"}.get(family, "other")
 
 
@@ -1050,14 +1038,15 @@ def families_table(runs: list[dict], bands: list[dict]) -> list[dict]:
                    max(pixel, key=lambda lr: len(pixel[lr]), default=None))
     base = np.array(pixel.get(base_lr, []))
     users = sorted({m for m, dd, ee, _ in acc if (dd, ee) == (d, e) and _family(m) == "user"})
-    for model in [*FAMILY_REFERENCES, *users]:
+    refs = family_references()
+    for model in [*refs, *users]:
       for lr in sorted(lr for (m, dd, ee, lr) in acc if (m, dd, ee) == (model, d, e)):
         vals = np.array(acc[(model, d, e, lr)])
         b = band[(model, d, e, lr)]
         is_base = model == "pixel_pool" and lr == base_lr
         p = _welch_p(vals, base) if not is_base else None
         rows.append({
-            "model": model, "family": FAMILY_REFERENCES.get(model, "your model"), "data": d,
+            "model": model, "family": refs.get(model, "your model"), "data": d,
             "scenario": SCENARIO_NAMES.get(e, e), "eval": e, "lr": lr, "runs": len(vals),
             "mean_test_acc": round(float(vals.mean()), 2),
             "std_test_acc": round(float(vals.std(ddof=1)), 2) if len(vals) > 1 else None,

@@ -8,6 +8,7 @@ here and nowhere else. A spec says where the module lives and its capabilities:
   family      "paper" (the paper's 11 models), "variant" (soft_pool), "field" (the field's other
               families on STIR: dss, ss, sevf, gauss_der), "mnist_scale", or "user"
   pooling     the model reports ScalePool indices (aux pool1_indices, pool2_indices)
+  siconv      built on SiConv2d (one map per kernel scale: the SiConv models' cost profile)
   train_mode  called with ``train=True`` while training (batch norm, dropout; variables hold
               batch_stats), else parameters only
   aux         ``apply(..., with_aux=True)`` returns (logits, aux) with the stage maps
@@ -50,8 +51,11 @@ class ModelSpec:
   family: str = "paper"
   kwargs: dict = dataclasses.field(default_factory=dict)  # fixed constructor arguments
   pooling: bool = False
+  siconv: bool = False
   train_mode: bool = False
   converter: str | None = "from_torch"  # PyTorch state-dict converter in the target's module
+  reference: str = ""  # the work it implements, for the report's families table
+  group: str = ""  # the paper's models by kind (baselines, scale pooling, SESN), for the figures
 
   def __post_init__(self):
     if self.kind not in KINDS:
@@ -151,24 +155,34 @@ def _mnist(name, target, **kw) -> ModelSpec:
 
 
 _BUILTIN = (
-    _stir("standard", "standard:StandardCNN"),
-    _stir("pixel_pool", "pooling:ScalePoolCNN", kwargs={"pool": "pixel"}, pooling=True),
-    _stir("slice_pool", "pooling:ScalePoolCNN", kwargs={"pool": "slice"}, pooling=True),
-    _stir("energy_pool", "pooling:ScalePoolCNN", kwargs={"pool": "energy"}, pooling=True),
+    _stir("standard", "standard:StandardCNN", group="baselines"),
+    _stir("pixel_pool", "pooling:ScalePoolCNN", kwargs={"pool": "pixel"}, pooling=True,
+          siconv=True, reference="scale pooling (Altstidl et al. 2023)", group="scale pooling"),
+    _stir("slice_pool", "pooling:ScalePoolCNN", kwargs={"pool": "slice"}, pooling=True,
+          siconv=True, group="scale pooling"),
+    _stir("energy_pool", "pooling:ScalePoolCNN", kwargs={"pool": "energy"}, pooling=True,
+          siconv=True, group="scale pooling"),
     _stir("soft_pool", "pooling:ScalePoolCNN", "variant",
-          kwargs={"pool": "soft", "learnable_temperature": True}, pooling=True),
-    _stir("conv3d", "pooling:Conv3dCNN", converter="conv3d_from_torch"),
-    _stir("ensemble", "ensemble:EnsembleModel"),
-    _stir("spatial_transform", "spatial_transform:SpatialTransformModel"),
-    _stir("xu", "xu:XuModel"),
-    _stir("kanazawa", "kanazawa:KanazawaModel"),
-    _stir("hermite", "sesn:HermiteModel"),
-    _stir("disco", "sesn:DiscoModel"),
+          kwargs={"pool": "soft", "learnable_temperature": True}, pooling=True, siconv=True,
+          group="scale pooling"),
+    _stir("conv3d", "pooling:Conv3dCNN", converter="conv3d_from_torch", siconv=True,
+          group="scale pooling"),
+    _stir("ensemble", "ensemble:EnsembleModel", group="baselines"),
+    _stir("spatial_transform", "spatial_transform:SpatialTransformModel", group="baselines"),
+    _stir("xu", "xu:XuModel", group="baselines"),
+    _stir("kanazawa", "kanazawa:KanazawaModel", group="baselines"),
+    _stir("hermite", "sesn:HermiteModel", reference="SESN, Hermite basis (Sosnovik et al. 2020)",
+          group="SESN"),
+    _stir("disco", "sesn:DiscoModel", reference="SESN, DISCO basis (Sosnovik et al. 2021)",
+          group="SESN"),
     # the field's other scale-equivariant families in the paper's model pattern
-    _stir("dss", "dss:DSSModel", "field"),
-    _stir("ss", "scale_steerable:ScaleSteerableModel", "field"),
-    _stir("sevf", "sevf:SEVFModel", "field"),
-    _stir("gauss_der", "gaussian_derivative:GaussDerModel", "field"),
+    _stir("dss", "dss:DSSModel", "field", reference="DSS (Worrall and Welling 2019)"),
+    _stir("ss", "scale_steerable:ScaleSteerableModel", "field",
+          reference="SS-CNN (Ghosh and Gupta 2019)"),
+    _stir("sevf", "sevf:SEVFModel", "field", reference="SEVF (Marcos et al. 2018)"),
+    _stir("gauss_der", "gaussian_derivative:GaussDerModel", "field",
+          reference="Gaussian-derivative scale channels (Lindeberg 2022; Perzanowski and "
+                    "Lindeberg)"),
     # the ten models of the SESN authors' MNIST-scale benchmark (ISosnovik/sesn models/mnist_*.py)
     _mnist("mnist_cnn_28", "cnn:MnistCNN"),
     _mnist("mnist_ses_scalar_28", "sesn:MnistSESScalar"),
