@@ -11,7 +11,7 @@ from stir_jax.bench import device, scaling, timing
 
 
 def test_time_model_row_counts_flops():
-  row = bench.time_model("standard", "fast", batch=2, repeats=1)
+  row = bench.time_model("standard", "auto", batch=2, repeats=1)
   assert row["params"] == 27108
   assert row["forward_ms"] > 0 and row["train_step_ms"] > 0
   # Two valid 7x7 convolutions (1->16 on 64x64, 16->32 on 58x58) at batch 2: forward 2 * MACs,

@@ -25,8 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("what", choices=MODES)
   p.add_argument("--repeats", type=int, default=None,
                  help="timed calls per measurement (default 5; pools 3)")
-  p.add_argument("--impl", choices=["fast", "direct"], default="fast",
-                 help="models: SiConv path of the SiConv models (fast = FFT where possible)")
+  p.add_argument("--impl", choices=["auto", "direct", "fft"], default="auto",
+                 help="models: the form of every model's layers (stir_jax.layers.forms)")
   p.add_argument("--models", default=None,
                  help="comma-separated model names (default: every STIR model; device --quick: "
                  "standard; models: standard is always timed first)")

@@ -27,7 +27,7 @@ def scaling_probe(names, repeats: int, batch: int = 16) -> list[dict]:
   all-gather operations in it."""
   rows = []
   for name in names:
-    model = models_bench.build(name, "fast", 1, 36)
+    model = models_bench.build(name, "auto", 1, 36)
     compiled, state, sums, b = models_bench.compiled_step(model, optax.adam(1e-3), batch, 1, 36)
     text = compiled.as_text()
     rows.append({"model": name, "devices": len(jax.devices()),

@@ -20,7 +20,7 @@ def bench_seeds(model_name: str = "standard", num_seeds: int = 8, steps: int = 1
                 classes: int = 36) -> dict:
   """Train-step throughput of num_seeds seeds in one program (the engine's seed axis) against
   num_seeds sequential single-seed runs sharing one compiled step, on random host batches."""
-  model = models_bench.build(model_name, "fast", channels, classes)
+  model = models_bench.build(model_name, "auto", channels, classes)
   tx = optax.adam(1e-3)
   rng = np.random.default_rng(0)
   batches = [{"image": rng.random((batch_size, 64, 64, channels), dtype=np.float32),
