@@ -43,7 +43,7 @@ def summary(results: dict) -> list[str]:
   larger than the training sizes, and the paper's mean and std for the same cell."""
   import pathlib  # pylint: disable=g-import-not-at-top
   from stir_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-  from stir_jax.eval import paper_tables  # pylint: disable=g-import-not-at-top
+  from stir_jax import paper_tables  # pylint: disable=g-import-not-at-top
   lines = [f"test accuracy {results['test_accuracy']:.4f} ({results['model']}, "
            f"{results['epochs_run']} epochs, {results['stop_reason']}, best validation "
            f"{results['best_val_accuracy']:.4f} at epoch {results['best_epoch']})"]

@@ -297,10 +297,9 @@ def build_model(config, data):
   computation dtype, precision and impl (RunError on a bad name or value, or a model that does not
   fit the data: the MNIST-scale models need MNIST-scale data, the STIR models STIR data)."""
   from stir_jax import models  # pylint: disable=g-import-not-at-top
-  from stir_jax.data import mnist_scale  # pylint: disable=g-import-not-at-top
   exp = config if isinstance(config, Experiment) else from_config(config)
   config, m = exp.config, exp.model  # every field, checked (older runs' configs too)
-  is_mnist_data = isinstance(data, mnist_scale.MnistScaleData)
+  is_mnist_data = data.kind == "mnist_scale"  # StirData / MnistScaleData
   try:
     spec = models.lookup(config.model)
     if spec.kind == "mnist_scale" and not is_mnist_data:

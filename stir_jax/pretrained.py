@@ -144,16 +144,10 @@ def build_module(info: dict):
   """The flax module a params file's info describes (`stir_jax.models.get_model`)."""
   from stir_jax import models  # pylint: disable=g-import-not-at-top
   args = dict(dtype=info["dtype"], precision=info["precision"])
-  try:
-    if hasattr(models, "build"):  # the registry: any model, its own arguments (impl among them)
-      return models.build(info["model"], num_channels=info["num_channels"],
-                          num_classes=info["num_classes"], kernel_size=info["kernel_size"],
-                          interpolation=info["interpolation"], impl=info["impl"], **args)
-    from stir_jax.train import state as state_lib  # pylint: disable=g-import-not-at-top
-    if getattr(state_lib, "takes_impl", lambda name: False)(info["model"]):
-      args["impl"] = info["impl"]
-    return models.get_model(info["model"], info["num_channels"], info["num_classes"],
-                            info["kernel_size"], info["interpolation"], **args)
+  try:  # the registry: any model, with the arguments it declares (impl among them)
+    return models.build(info["model"], num_channels=info["num_channels"],
+                        num_classes=info["num_classes"], kernel_size=info["kernel_size"],
+                        interpolation=info["interpolation"], impl=info["impl"], **args)
   except (ValueError, TypeError, ImportError) as e:
     raise RunError(str(e)) from None
 
@@ -228,9 +222,9 @@ def run_dir_of(model: str, scenario: int = 2, seed: int = 1, lr: float | None = 
   else:
     found = sorted(p for p in cell.glob(f"lr*/seed_{seed}") if (p / "config.json").exists())
     if len(found) > 1:
-      from stir_jax.eval.paper_tables import paper_results  # pylint: disable=g-import-not-at-top
-      ref = paper_results().get((model, data, scenario))
-      paper = [p for p in found if ref and p.parent.name == f"lr{ref['lr']:g}"]
+      from stir_jax import models  # pylint: disable=g-import-not-at-top
+      lr_paper = models.lookup(model).paper_lr(scenario, data)
+      paper = [p for p in found if lr_paper and p.parent.name == f"lr{lr_paper:g}"]
       if not paper:
         raise RunError(f"{cell} holds seed {seed} at several learning rates "
                        f"({', '.join(p.parent.name for p in found)}): pass lr")

@@ -271,7 +271,7 @@ def test_report_places_runs_among_the_papers_runs(tmp_path):
   """Our runs against the paper's per-run and per-size results: the percentile among the paper's
   runs, the paper's size bands and the gap to its per-size mean, a learning rate the paper did not
   use for a cell kept apart with no paper columns, and the comparison figure."""
-  from stir_jax.eval import paper_tables
+  from stir_jax import paper_tables
   ref_runs = paper_tables.paper_runs()[("pixel_pool", "emoji", 2)]
   ref_sizes = paper_tables.paper_per_size()[("pixel_pool", "emoji", 2)]["mean"] / 100
   runs = tmp_path / "runs"
@@ -314,7 +314,7 @@ def test_shipped_paper_tables_agree_with_the_papers_table():
   table) reproduce paper_results.csv: every cell's runs, mean and std, and the per-size means
   averaged over each cell's test sizes."""
   from stir_jax.data import pipeline
-  from stir_jax.eval import paper_tables
+  from stir_jax import paper_tables
   table = paper_tables.paper_results()
   runs = paper_tables.paper_runs()
   sizes = paper_tables.paper_per_size()
@@ -334,7 +334,7 @@ def test_shipped_paper_tables_agree_with_the_papers_table():
 def test_derive_paper_tables_from_the_authors_files(tmp_path):
   """derive keeps the runs of the paper's table (kernel 7, bicubic, the cell's learning rate) and
   the per-size cells whose rows are those runs; a cell whose rows do not match is left out."""
-  from stir_jax.eval import paper_tables
+  from stir_jax import paper_tables
   head = ("params.model,params.data,params.evaluation,params.lr,params.kernel_size,"
           "params.interpolation,params.seed,metrics.test_acc,metrics.best_acc\n")
   clean = tmp_path / "clean.csv"
@@ -360,7 +360,7 @@ def test_derive_paper_tables_from_the_authors_files(tmp_path):
     ps = {r["statistic"]: r for r in csv.DictReader(f)}
   assert float(ps["mean"]["s17"]) == pytest.approx(39.0) and float(ps["mean"]["s40"]) == 100.0
   assert float(ps["std"]["s17"]) == pytest.approx(np.std([40, 38], ddof=1), abs=0.01)
-  proc = subprocess.run([sys.executable, "-m", "stir_jax.eval.paper_tables", str(clean)],
+  proc = subprocess.run([sys.executable, "-m", "stir_jax.paper_tables", str(clean)],
                         cwd=REPO, capture_output=True, text=True)
   assert proc.returncode == 2 and proc.stderr.count("\n") == 1
 

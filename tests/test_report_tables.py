@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from stir_jax import metrics
-from stir_jax.eval import paper_tables, report
+from stir_jax import paper_tables
+from stir_jax.eval import report
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 COMMITTED = REPO / "results" / "emoji" / "report"

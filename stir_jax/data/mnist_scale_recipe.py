@@ -53,7 +53,7 @@ import dataclasses
 import os
 import pathlib
 import tempfile
-from typing import Mapping, Sequence, Union
+from typing import ClassVar, Mapping, Sequence, Union
 
 import numpy as np
 
@@ -89,6 +89,7 @@ class MnistScaleData:
     metadata: title, description, author, license, version, date.
     lbldata: the class names.
   """
+  kind: ClassVar[str] = "mnist_scale"  # the registry's model kind that takes it
   images: dict[str, np.ndarray]
   labels: dict[str, np.ndarray]
   scales: dict[str, np.ndarray]

@@ -36,7 +36,7 @@ import pathlib
 import tempfile
 import zipfile
 import zlib
-from typing import Union
+from typing import ClassVar, Union
 
 import numpy as np
 
@@ -92,6 +92,7 @@ class StirData:
     metadata: title, description, author, license, version, date (str -> str).
     lbldata: the n class names.
   """
+  kind: ClassVar[str] = "stir"  # the registry's model kind that takes it
   imgs: np.ndarray
   lbls: np.ndarray
   scls: np.ndarray

@@ -46,7 +46,7 @@ from collections import defaultdict
 import numpy as np
 
 from stir_jax import metrics
-from stir_jax.eval.paper_tables import paper_per_size, paper_results, paper_runs
+from stir_jax.paper_tables import paper_per_size, paper_results, paper_runs
 from stir_jax.errors import RunError
 from stir_jax.rundir import read_metrics
 

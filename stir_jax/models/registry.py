@@ -138,7 +138,7 @@ def _call_args(module) -> set[str]:
 
 @functools.cache
 def _paper_lrs() -> dict[tuple[str, str, int], float]:
-  from stir_jax.eval import paper_tables  # pylint: disable=g-import-not-at-top
+  from stir_jax import paper_tables  # pylint: disable=g-import-not-at-top
   return {cell: row["lr"] for cell, row in paper_tables.paper_results().items()}
 
 

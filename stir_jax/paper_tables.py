@@ -13,7 +13,7 @@ https://github.com/taltstidl/scale-equivariant-cnn, MIT; see NOTICE.md):
 
 ``derive`` rebuilds the last two from the authors' files:
 
-  python -m stir_jax.eval.paper_tables CLEAN_CSV GENERALIZATION_CSV OUT_DIR
+  python -m stir_jax.paper_tables CLEAN_CSV GENERALIZATION_CSV OUT_DIR
 
 A cell's per-size rows count as the run table's runs when there are as many and their mean over
 the cell's test sizes equals the table's mean test accuracy (to 0.05 points); the other cells
@@ -123,7 +123,7 @@ def derive(clean_csv: str | pathlib.Path, generalization_csv: str | pathlib.Path
 
 def main(argv: list[str]) -> int:
   if len(argv) != 3:
-    print("usage: python -m stir_jax.eval.paper_tables CLEAN_CSV GENERALIZATION_CSV OUT_DIR",
+    print("usage: python -m stir_jax.paper_tables CLEAN_CSV GENERALIZATION_CSV OUT_DIR",
           file=sys.stderr)
     return 2
   try:
