@@ -25,9 +25,9 @@ of the report comes from it) and keeps the run's best parameters in params.msgpa
 OUT/report/. Config fields are set as train.py sets them: --config.FIELD=VALUE.
 
 --num_seeds_per_program N trains up to N seeds of a model x data x scenario x lr together in one
-program (stir_jax.train.engine.train_seeds) into the same seed directories. --dry-run prints the plan (which
-settings are done, partial or new) and an estimate of its cost from a short timing probe of each
-model's train and evaluation steps (compilation timed separately). Errors are one line
+program (stir_jax.train.engine.train_seeds) into the same seed directories. --dry_run prints the
+plan (which settings are done, partial or new) and an estimate of its cost from a short timing
+probe of each model's train and evaluation steps (compilation timed separately). Errors are one line
 `error: ...` with exit status 2; runs that fail (e.g. a diverging learning rate) are reported and
 the others go on.
 """
@@ -214,7 +214,7 @@ def run_status(run: Run) -> None:
   diff = rundir.config_differences(found, rundir.config_dict(run.config))
   if diff:
     raise SweepError(f"{d} holds a run with a different config (fields: {', '.join(diff)}); "
-                     "use another --out or the same --config/--set as before")
+                     "use another --out or the same --config and --config.FIELD settings as before")
   if (d / "results.json").exists():
     run.status = "done"
     return
@@ -338,7 +338,8 @@ def probe(config: ml_collections.ConfigDict, data, seeds_per_program: int,
   import jax  # pylint: disable=g-import-not-at-top
   from stir_jax import experiment  # pylint: disable=g-import-not-at-top
   from stir_jax.data import splits as inputs  # pylint: disable=g-import-not-at-top
-  from stir_jax.train import placement as placement_lib, program  # pylint: disable=g-import-not-at-top
+  from stir_jax.train import placement as placement_lib  # pylint: disable=g-import-not-at-top
+  from stir_jax.train import program  # pylint: disable=g-import-not-at-top
   prog = program.for_data(experiment.from_config(config), data)
   rng = np.random.default_rng(0)
   c, k, n = data.num_channels, data.num_classes, seeds_per_program
@@ -566,10 +567,12 @@ def build_parser() -> argparse.ArgumentParser:
                  help="the same as --config.FIELD=VALUE (kept for old scripts)")
   p.add_argument("--num_seeds_per_program", "--num-seeds-per-program", type=int, default=1,
                  help="train up to N seeds of a setting together in one program")
-  p.add_argument("--dry_run", "--dry-run", action="store_true", help="print the plan and an estimate only")
+  p.add_argument("--dry_run", "--dry-run", action="store_true",
+                 help="print the plan and an estimate only")
   p.add_argument("--probe_steps", "--probe-steps", type=int, default=3,
                  help="timed steps per model for the estimate (0: no estimate)")
-  p.add_argument("--no_report", "--no-report", action="store_true", help="skip the aggregation at the end")
+  p.add_argument("--no_report", "--no-report", action="store_true",
+                 help="skip the aggregation at the end")
   p.add_argument("--evaluate", action="store_true",
                  help="also run eval.py --workdir on every finished run not evaluated yet "
                       "(per-size csv, equivariance, pool indices and their size correlation)")
@@ -628,7 +631,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     runtime.apply_xla_flags()
     distributed.initialize_from_args(args)
     if args.num_seeds_per_program < 1:
-      raise SweepError("--num-seeds-per-program must be at least 1")
+      raise SweepError("--num_seeds_per_program must be at least 1")
     if args.probe_steps < 0:
       raise SweepError("--probe-steps must be 0 or more")
     config_path = args.config or default_config(args.datasets)
