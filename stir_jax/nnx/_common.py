@@ -1,12 +1,14 @@
 """What the NNX twins share: keeping NumPy constants out of the state, checking channel counts and
-naming SiConv's interpolation keyword as the pure functions name it."""
+the PyTorch-initialised kernel and bias of the conv twins."""
 from __future__ import annotations
 
-import inspect
-from typing import Callable, Optional
+from typing import Optional
 
+from flax import nnx
 import jax
 import numpy as np
+
+from stir_jax.layers.initializers import torch_uniform
 
 
 class Constant:
@@ -30,10 +32,15 @@ def check_channels(layer: str, x: jax.Array, expected: int) -> None:
                      f"{x.shape}")
 
 
-def interpolation_keyword(fn: Callable) -> str:
-  """The keyword ``fn`` takes the kernel interpolation under: ``interpolation`` where it has one,
-  else ``mode`` (the layers' older name)."""
-  return "interpolation" if "interpolation" in inspect.signature(fn).parameters else "mode"
+def conv_params(rngs, in_features: int, out_features: int, kernel_size: int, param_dtype,
+                use_bias: bool = True):
+  """(kernel (k, k, in, out), bias (out,) or None) as nnx.Params with PyTorch's conv initialisation
+  (U(+-1/sqrt(in * k * k))), the initialisation of the Linen twins."""
+  k = kernel_size
+  init = torch_uniform(in_features * k * k)
+  kernel = nnx.Param(init(rngs.params(), (k, k, in_features, out_features), param_dtype))
+  bias = nnx.Param(init(rngs.params(), (out_features,), param_dtype)) if use_bias else None
+  return kernel, bias
 
 
 def divided(layer: str, in_features: int, groups: int, what: str) -> int:

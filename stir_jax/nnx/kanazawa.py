@@ -8,9 +8,8 @@ import jax
 import jax.numpy as jnp
 
 from stir_jax.layers.dtypes import DEFAULT_PRECISION, Dtype, PrecisionLike, promote_dtype
-from stir_jax.layers.initializers import torch_uniform
 from stir_jax.layers.kanazawa import SCALES, kanazawa_conv2d
-from stir_jax.nnx._common import check_channels
+from stir_jax.nnx._common import check_channels, conv_params
 
 
 class KanazawaConv(nnx.Module):
@@ -35,10 +34,8 @@ class KanazawaConv(nnx.Module):
                dtype: Optional[Dtype] = None, param_dtype: Dtype = jnp.float32,
                precision: PrecisionLike = DEFAULT_PRECISION, padding: int = 0,
                rngs: nnx.Rngs):
-    k = kernel_size
-    init = torch_uniform(in_features * k * k)
-    self.kernel = nnx.Param(init(rngs.params(), (k, k, in_features, out_features), param_dtype))
-    self.bias = nnx.Param(init(rngs.params(), (out_features,), param_dtype))
+    self.kernel, self.bias = conv_params(rngs, in_features, out_features, kernel_size,
+                                         param_dtype)
     self.in_features = in_features
     self.out_features = out_features
     self.kernel_size = kernel_size

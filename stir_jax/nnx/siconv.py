@@ -9,13 +9,9 @@ import jax
 import jax.numpy as jnp
 
 from stir_jax.layers.dtypes import DEFAULT_PRECISION, Dtype, PrecisionLike, promote_dtype
-from stir_jax.layers.initializers import torch_uniform
 from stir_jax.layers.scale_pool import POOL_MODES, scale_pool
 from stir_jax.layers.siconv import num_scales_for, siconv2d, siconv2d_pool
-from stir_jax.nnx._common import check_channels, interpolation_keyword
-
-_INTERP = interpolation_keyword(siconv2d)
-_INTERP_POOL = interpolation_keyword(siconv2d_pool)
+from stir_jax.nnx._common import check_channels, conv_params
 
 
 class SiConv2d(nnx.Module):
@@ -52,10 +48,8 @@ class SiConv2d(nnx.Module):
       warnings.warn("SiConv2d(mode=...) is deprecated: use interpolation=...", DeprecationWarning,
                     stacklevel=2)
       interpolation = mode
-    k = kernel_size
-    init = torch_uniform(in_features * k * k)
-    self.kernel = nnx.Param(init(rngs.params(), (k, k, in_features, out_features), param_dtype))
-    self.bias = nnx.Param(init(rngs.params(), (out_features,), param_dtype))
+    self.kernel, self.bias = conv_params(rngs, in_features, out_features, kernel_size,
+                                         param_dtype)
     self.in_features = in_features
     self.out_features = out_features
     self.kernel_size = kernel_size
@@ -76,9 +70,9 @@ class SiConv2d(nnx.Module):
       num_scales = num_scales_for(min(x.shape[1], x.shape[2]), self.kernel_size)
     if self.pool is not None:
       return siconv2d_pool(x, kernel, bias, num_scales=num_scales, pool=self.pool, impl=self.impl,
-                           precision=self.precision, **{_INTERP_POOL: self.interpolation})
+                           precision=self.precision, interpolation=self.interpolation)
     return siconv2d(x, kernel, bias, num_scales=num_scales, impl=self.impl,
-                    precision=self.precision, **{_INTERP: self.interpolation})
+                    precision=self.precision, interpolation=self.interpolation)
 
 
 class ScalePool(nnx.Module):
