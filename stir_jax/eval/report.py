@@ -728,10 +728,12 @@ def plot_paper_comparison(path: pathlib.Path, runs: list[dict]) -> int:
                       color="tab:blue", alpha=0.18, lw=0, label="paper, ±1 std over its runs")
       ax.plot(sizes, ref["mean"], color="navy", lw=1.1, ls="--", label="paper, mean")
     acc = _acc_matrix(groups[cell])
-    for k, run_acc in enumerate(acc):
-      ax.plot(sizes, run_acc, color="tab:red", lw=0.7, alpha=0.5,
-              label="ours, each run" if k == 0 else None)
-    if len(acc) > 1:
+    if len(acc) == 1:  # a lone run drawn as the median is: a thin line would vanish in the band
+      ax.plot(sizes, acc[0], color="tab:red", lw=1.8, label="ours, median")
+    else:
+      for k, run_acc in enumerate(acc):
+        ax.plot(sizes, run_acc, color="tab:red", lw=0.7, alpha=0.5,
+                label="ours, each run" if k == 0 else None)
       ax.plot(sizes, np.median(acc, 0), color="tab:red", lw=1.8, label="ours, median")
     ax.set_title(f"{model}, {data} {SCENARIO_NAMES.get(ev, ev)}\n"
                  f"ours {_runs_word(len(acc))}, paper {_runs_word(ref['runs'])}", fontsize=8)
