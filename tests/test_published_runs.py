@@ -1,4 +1,5 @@
 """The committed runs: their trained models load in one call and reproduce their committed files."""
+import csv
 import json
 import pathlib
 import shutil
@@ -41,8 +42,22 @@ def test_committed_run_reevaluates_to_its_committed_generalization_csv(emoji_fil
   config["dataset"] = str(emoji_file)  # the same file, generated here (the generator is seeded)
   (copy / "config.json").write_text(json.dumps(config))
   (copy / "generalization.csv").unlink()
+  (copy / "levels.csv").unlink()
   evaluation.evaluate(copy)
   assert (copy / "generalization.csv").read_text() == (RUN / "generalization.csv").read_text()
+  assert (copy / "levels.csv").read_text() == (RUN / "levels.csv").read_text()
+  # the pyramid's levels: the average of their logits is the model's prediction, so its accuracy
+  # per size is generalization.csv's; each level alone differs from it
+  with open(copy / "generalization.csv", newline="") as f:
+    general = next(csv.DictReader(f))
+  with open(copy / "levels.csv", newline="") as f:
+    levels = {(r["level"], r["quantity"]): r for r in csv.DictReader(f)}
+  assert set(levels) == {(lv, q) for lv in ("64 px", "32 px", "16 px", "average")
+                         for q in ("accuracy", "margin")}
+  sizes = [c for c in general if c.startswith("s") and c[1:].isdigit()]
+  assert [levels["average", "accuracy"][c] for c in sizes] == [general[c] for c in sizes]
+  for lv in ("64 px", "32 px", "16 px"):
+    assert [levels[lv, "accuracy"][c] for c in sizes] != [general[c] for c in sizes]
   # the loaded module is the one evaluation used: its test accuracy is results.json's
   data = stir_file.load_stir(emoji_file)
   per_object = evaluation.predict_test_split(module, variables, data, 64)

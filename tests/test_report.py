@@ -437,3 +437,29 @@ def test_index_correlation_leaves_collapsed_runs_out(tmp_path):
   (line,) = [l for l in (tmp_path / "report" / "report.md").read_text().splitlines()
              if "chosen by pool1" in l]
   assert "object size 0.40 (mean over 2 runs, 1 collapsed left out;" in line
+
+
+def test_level_table_from_the_runs_levels_csv(tmp_path):
+  """An ensemble run's levels.csv becomes per-band rows: each level's accuracy, the average's, and
+  how far the average falls short of the best single level; runs without the file give none."""
+  runs = tmp_path / "runs"
+  _fake_run(runs / "e", "ensemble", "emoji", 1, 1, 0.5, 1.0)   # Small2Large: training 17..32
+  _fake_run(runs / "s", "standard", "emoji", 1, 1, 0.5, 1.0)
+  acc = {"64 px": [0.9] * 16 + [0.1] * 32, "32 px": [0.3] * 16 + [0.8] * 32,
+         "16 px": [0.0] * 48, "average": [1.0] * 16 + [0.5] * 32}
+  with open(runs / "e" / "levels.csv", "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["level", "quantity", *metrics.SCALE_COLUMNS])
+    for level, values in acc.items():
+      w.writerow([level, "accuracy", *values])
+      w.writerow([level, "margin", *[1.0] * 48])
+  report.aggregate(runs, tmp_path / "report")
+  with open(tmp_path / "report" / "levels.csv") as f:
+    rows = {r["band"]: r for r in csv.DictReader(f)}
+  assert set(rows) == {"training", "larger"}                    # no smaller sizes in Small2Large
+  assert rows["larger"]["best_level"] == "32 px"
+  assert float(rows["larger"]["acc_64px"]) == pytest.approx(10.0)
+  assert float(rows["larger"]["acc_average"]) == pytest.approx(50.0)
+  assert float(rows["larger"]["average_minus_best"]) == pytest.approx(-30.0)
+  assert float(rows["training"]["average_minus_best"]) == pytest.approx(10.0)
+  assert "## The pyramid ensemble's levels" in (tmp_path / "report" / "report.md").read_text()

@@ -8,6 +8,8 @@ writes, next to the run:
                          (+ stage<k>_shifted: the scale-covariant measure, for models whose
                          scale axis is geometric, `equivariance.scale_axis_ratio`)
   indices.npz/.png       pooling models: the kernel scale each ScalePool chose, per test object
+  levels.csv/.png        pyramid ensembles: accuracy and logit margin per size of each level alone
+                         and of their average (the model's prediction)
   consistency.json       share of objects classified alike at all 48 sizes; for pooling models how
                          closely the chosen kernel size follows the object size (Spearman)
 For an MNIST-scale run (`evaluate_mnist_scale`): the test accuracy, and its accuracy against the
@@ -28,7 +30,8 @@ from stir_jax import models
 from stir_jax.data import pipeline, stir_file
 from stir_jax import metrics
 from stir_jax.eval import equivariance
-from stir_jax.eval.figures import plot_accuracy_vs_scale, plot_equivariance, plot_indices
+from stir_jax.eval.figures import (plot_accuracy_vs_scale, plot_equivariance, plot_indices,
+                                   plot_levels)
 from stir_jax.data import splits as inputs
 from stir_jax import distributed
 from stir_jax import checkpoints, experiment, pretrained, rundir
@@ -117,6 +120,12 @@ def evaluate(workdir: str | pathlib.Path, progress: bool = False) -> dict | None
                          title=f"{config.model} on {name}, scenario {config.scenario}: "
                                f"test accuracy {test['accuracy']:.1%}")
 
+  if "level_pred" in per_object:
+    rows = level_rows(per_object, data.lbls[2], getattr(model, "levels", 3))
+    write_levels_csv(workdir / "levels.csv", rows)
+    plot_levels(workdir / "levels.png", rows, pipeline.scales_for(config.scenario, "train"),
+                title=f"{config.model} on {name}, scenario {config.scenario}: its pyramid levels")
+
   consistency = {"prediction_consistency": prediction_consistency(per_object["pred"]),
                  "correct_at_all_scales": float(np.mean(np.all(per_object["correct"], axis=0)))}
   if models.is_pooling(config.model):
@@ -146,6 +155,7 @@ def evaluate(workdir: str | pathlib.Path, progress: bool = False) -> dict | None
     written = ["generalization.csv", "accuracy_vs_scale.png", "consistency.json"]
     written += ["indices.npz", "indices.png"] if models.is_pooling(config.model) else []
     written += ["equivariance.npz", "equivariance.png"] if stages else []
+    written += ["levels.csv", "levels.png"] if "level_pred" in per_object else []
     print(f"wrote {', '.join(written)} in {workdir}", flush=True)
   if shifted:
     out["equivariance_shifted"] = {k: float(np.nanmean(v)) for k, v in shifted.items()}
@@ -251,6 +261,12 @@ def predict_test_split(model, variables, data, batch_size: int,
   def summarize(v, x, y):
     logits, aux = model.apply(v, x, with_aux=True) if with_aux else (model.apply(v, x), {})
     out = {"pred": jnp.argmax(logits, -1), "loss": metrics.cross_entropy(logits, y)}
+    level_logits = aux.get("level_logits")              # pyramid ensembles: (levels, B, classes)
+    if level_logits is not None:                        # each level's vote, then the average's
+      every = jnp.concatenate([level_logits, logits[None]])
+      top2 = jax.lax.top_k(every, 2)[0]
+      out["level_pred"] = jnp.argmax(every, -1).T       # (B, levels + 1)
+      out["level_margin"] = (top2[..., 0] - top2[..., 1]).T
     for i in (1, 2):
       idx = aux.get(f"pool{i}_indices")
       if idx is None:
@@ -334,6 +350,36 @@ def index_size_correlation(indices: np.ndarray, scales: np.ndarray) -> float:
   if idx.size == 0 or np.all(idx == idx[0]):
     return float("nan")
   return float(stats.spearmanr(size, idx).statistic)
+
+
+def level_rows(per_object: dict[str, np.ndarray], labels: np.ndarray, levels: int) -> list[dict]:
+  """Per pyramid level of an ensemble (its image side 64 / 2**l) and for the average of their
+  logits that it predicts with: accuracy and mean margin (top logit minus the runner-up) per
+  object size. per_object level_pred/level_margin: (48, n, m, levels + 1); labels (48, n, m)."""
+  pred, margin = per_object["level_pred"], per_object["level_margin"]
+  correct = pred == np.asarray(labels).reshape(pred.shape[:3])[..., None]
+  where = per_object["scale"].reshape(-1) - metrics.MIN_SCALE   # the split's size order is its own
+  count = np.bincount(where, minlength=len(metrics.SCALES))
+  names = [f"{64 // 2 ** l} px" for l in range(levels)] + ["average"]
+  rows = []
+  for k, level in enumerate(names):
+    for quantity, values in (("accuracy", correct[..., k]), ("margin", margin[..., k])):
+      sums = np.bincount(where, weights=np.asarray(values, np.float64).reshape(-1),
+                         minlength=len(metrics.SCALES))
+      rows.append({"level": level, "quantity": quantity,
+                   **dict(zip(metrics.SCALE_COLUMNS, sums / count))})
+  return rows
+
+
+def write_levels_csv(path: pathlib.Path, rows: list[dict]) -> None:
+  fields = ["level", "quantity", *metrics.SCALE_COLUMNS]
+  tmp = path.with_suffix(".csv.tmp")
+  with open(tmp, "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=fields)
+    writer.writeheader()
+    for r in rows:
+      writer.writerow({k: (f"{r[k]:.6f}" if k in metrics.SCALE_COLUMNS else r[k]) for k in fields})
+  tmp.replace(path)
 
 
 def write_generalization_csv(path: pathlib.Path, rows: list[dict]) -> None:

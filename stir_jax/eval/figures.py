@@ -76,6 +76,35 @@ def accuracy_figure(per_scale: dict, train_scales, title: str):
   return fig
 
 
+def plot_levels(path: pathlib.Path, rows: list[dict], train_scales, title: str) -> None:
+  """A pyramid ensemble's levels (`evaluation.level_rows`): accuracy and logit margin against
+  object size, each level alone (thin) and the average of their logits (thick)."""
+  plt = plt_module()
+  sizes = np.asarray(metrics.SCALES)
+  fig, axes = plt.subplots(1, 2, figsize=(10.5, 3.6), dpi=120)
+  levels = list(dict.fromkeys(r["level"] for r in rows))
+  colors = dict(zip(levels, ["tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown"]))
+  for ax, quantity in zip(axes, ("accuracy", "margin")):
+    shade_training(ax, train_scales, label="training sizes" if quantity == "accuracy" else None)
+    for r in rows:
+      if r["quantity"] != quantity:
+        continue
+      y = np.asarray([r[c] for c in metrics.SCALE_COLUMNS]) * (100 if quantity == "accuracy" else 1)
+      average = r["level"] == "average"
+      ax.plot(sizes, y, color="black" if average else colors[r["level"]], lw=2 if average else 1.1,
+              label="average of the levels' logits (the model)" if average
+              else f"level {r['level']} alone")
+    ax.set_xlim(sizes[0] - 1, sizes[-1] + 1)
+    ax.set_xlabel("object size s (pixels)")
+    ax.grid(alpha=0.3)
+  axes[0].set(ylabel="test accuracy (%)", ylim=ACC_YLIM)
+  axes[1].set(ylabel="mean margin: top logit - runner-up", ylim=(0, None))
+  axes[1].legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
+  fig.suptitle(title, fontsize=9)
+  fig.tight_layout()
+  save(fig, path)
+
+
 def index_histogram(indices: np.ndarray, scales: np.ndarray,
                     num_scales: int | None = None) -> np.ndarray:
   """(num_scales, 48): per object size (columns, 17..64), the share of (object, channel) choices

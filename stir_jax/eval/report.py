@@ -661,6 +661,31 @@ def _bands(scenario: int) -> dict[str, list[int]]:
           "larger": [s for s in metrics.SCALES if s > max(train)]}
 
 
+def level_table(runs: list[dict], runs_dir: pathlib.Path) -> list[dict]:
+  """Pyramid ensembles (eval.py's levels.csv): per run and size band, the test accuracy (%) of
+  each level alone and of the average of their logits, and how far that average falls short of
+  its best single level."""
+  out = []
+  for r in runs:
+    path = runs_dir / r["run"] / "levels.csv"
+    if not path.exists():
+      continue
+    acc = {row["level"]: np.array([float(row[c]) for c in metrics.SCALE_COLUMNS]) * 100
+           for row in _read_csv(path) if row["quantity"] == "accuracy"}
+    for band, sizes in _bands(r["eval"]).items():
+      if not sizes:
+        continue
+      at = {level: float(a[[s - metrics.MIN_SCALE for s in sizes]].mean())
+            for level, a in acc.items()}
+      single = {level: v for level, v in at.items() if level != "average"}
+      best = max(single, key=single.get)
+      out.append({"model": r["model"], "data": r["data"], "eval": r["eval"], "seed": r["seed"],
+                  "band": band, **{f"acc_{level.replace(' ', '')}": round(v, 1)
+                                   for level, v in at.items()},
+                  "best_level": best, "average_minus_best": round(at["average"] - single[best], 1)})
+  return out
+
+
 def size_bands(runs: list[dict]) -> list[dict]:
   """Mean per-size test accuracy (%) per model x data x scenario x learning rate on three bands of
   object sizes: smaller than the training sizes, the training sizes, larger than them (the shape
@@ -1297,6 +1322,18 @@ def _stir_report(runs: list[dict], runs_dir: pathlib.Path,
         "rate for the cell (lr_pixel_pool).\n\n"
         + _md_table(families, ffields) + "\n\n" + "\n".join(families_findings(families))
         + "\n\n")
+  levels = level_table(runs, runs_dir)
+  levels_text = ""
+  if levels:
+    lfields = list(levels[0])
+    _write_csv(out_dir / "levels.csv", levels, lfields)
+    levels_text = (
+        "## The pyramid ensemble's levels\n\n"
+        "Test accuracy (%) per size band of each level of the Gaussian pyramid alone (its image "
+        "side in pixels: the same CNN on the image shrunk 1x, 2x, 4x) and of the average of the "
+        "levels' logits, which is the model's prediction (eval.py's levels.csv and levels.png "
+        "per run); average_minus_best: that average against its best single level.\n\n"
+        + _md_table(levels, lfields) + "\n\n")
   n_recorded = len({r["machine"][:2] for r in runs if r.get("host")})
   n_unrecorded = sum(not r.get("host") for r in runs)
   note_lines = notes(runs, runs_dir)
@@ -1320,7 +1357,8 @@ def _stir_report(runs: list[dict], runs_dir: pathlib.Path,
       "Mean test accuracy (%) on the sizes below, inside and above the training sizes, ours and "
       "the paper's (paper_*; mean_abs_gap: the mean over the 48 sizes of |our mean - the "
       "paper's mean|, in points):\n\n"
-      + _md_table(bands, bfields) + "\n\n" + compare_text + families_text + equi_text +
+      + _md_table(bands, bfields) + "\n\n" + compare_text + families_text + equi_text
+      + levels_text +
       "## Epoch time relative to the standard model\n\n"
       f"Ours on several 2-core CPU machines: {n_recorded} recorded machine boots (the hosts "
       f"column names their CPUs) and {n_unrecorded} runs from before the machine was recorded "
