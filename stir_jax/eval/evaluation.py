@@ -372,25 +372,22 @@ def level_rows(per_object: dict[str, np.ndarray], labels: np.ndarray, levels: in
 
 
 def write_levels_csv(path: pathlib.Path, rows: list[dict]) -> None:
-  fields = ["level", "quantity", *metrics.SCALE_COLUMNS]
+  _write_per_size_csv(path, ["level", "quantity"], rows)
+
+
+def write_generalization_csv(path: pathlib.Path, rows: list[dict]) -> None:
+  _write_per_size_csv(path, ["model", "data", "eval"], rows)
+
+
+def _write_per_size_csv(path: pathlib.Path, keys: list[str], rows: list[dict]) -> None:
+  """rows with the key columns and s17..s64 (6 decimals), written whole or not at all."""
+  fields = [*keys, *metrics.SCALE_COLUMNS]
   tmp = path.with_suffix(".csv.tmp")
   with open(tmp, "w", newline="") as f:
     writer = csv.DictWriter(f, fieldnames=fields)
     writer.writeheader()
     for r in rows:
       writer.writerow({k: (f"{r[k]:.6f}" if k in metrics.SCALE_COLUMNS else r[k]) for k in fields})
-  tmp.replace(path)
-
-
-def write_generalization_csv(path: pathlib.Path, rows: list[dict]) -> None:
-  fields = ["model", "data", "eval", *metrics.SCALE_COLUMNS]
-  tmp = path.with_suffix(".csv.tmp")
-  with open(tmp, "w", newline="") as f:
-    writer = csv.DictWriter(f, fieldnames=fields)
-    writer.writeheader()
-    for r in rows:
-      writer.writerow({k: (f"{r[k]:.6f}" if k.startswith("s") and k[1:].isdigit() else r[k])
-                       for k in fields})
   tmp.replace(path)
 
 
