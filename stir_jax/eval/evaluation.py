@@ -315,17 +315,22 @@ def predict_test_split(model, variables, data, batch_size: int,
   return result
 
 
+def per_size_sums(scale: np.ndarray, values) -> np.ndarray:
+  """Sums of values per object size (48: s17..s64) over objects whose sizes are `scale` (same
+  shape; the split's own size order, not assumed)."""
+  return np.bincount(np.asarray(scale).reshape(-1) - metrics.MIN_SCALE,
+                     weights=np.asarray(values, np.float64).reshape(-1),
+                     minlength=len(metrics.SCALES))
+
+
 def test_metrics(per_object: dict[str, np.ndarray], scenario: int) -> dict:
   """Loss and accuracy on the scenario's test sizes and accuracy per size, from the per-object
   outputs of `predict_test_split` (the sums of `metrics.batch_stats`, merged and divided once)."""
-  where = per_object["scale"].reshape(-1) - metrics.MIN_SCALE
-  n = len(metrics.SCALES)
-
   def per_scale(values):
-    return np.bincount(where, weights=np.asarray(values, np.float64).reshape(-1), minlength=n)
+    return per_size_sums(per_object["scale"], values)
 
   total = {"per_scale_correct": per_scale(per_object["correct"]),
-           "per_scale_count": per_scale(np.ones(where.shape)),
+           "per_scale_count": per_scale(np.ones(per_object["scale"].shape)),
            "per_scale_loss_sum": per_scale(per_object["loss"])}
   scenario_total = metrics.restrict(total, pipeline.scales_for(scenario, "test"))
   return {**metrics.finalize(scenario_total), "per_scale": metrics.per_scale_accuracy(
@@ -358,14 +363,12 @@ def level_rows(per_object: dict[str, np.ndarray], labels: np.ndarray, levels: in
   object size. per_object level_pred/level_margin: (48, n, m, levels + 1); labels (48, n, m)."""
   pred, margin = per_object["level_pred"], per_object["level_margin"]
   correct = pred == np.asarray(labels).reshape(pred.shape[:3])[..., None]
-  where = per_object["scale"].reshape(-1) - metrics.MIN_SCALE   # the split's size order is its own
-  count = np.bincount(where, minlength=len(metrics.SCALES))
+  count = per_size_sums(per_object["scale"], np.ones(per_object["scale"].shape))
   names = [f"{64 // 2 ** l} px" for l in range(levels)] + ["average"]
   rows = []
   for k, level in enumerate(names):
     for quantity, values in (("accuracy", correct[..., k]), ("margin", margin[..., k])):
-      sums = np.bincount(where, weights=np.asarray(values, np.float64).reshape(-1),
-                         minlength=len(metrics.SCALES))
+      sums = per_size_sums(per_object["scale"], values)
       rows.append({"level": level, "quantity": quantity,
                    **dict(zip(metrics.SCALE_COLUMNS, sums / count))})
   return rows
