@@ -55,10 +55,18 @@ sweep --models pixel_pool --scenarios 4 --lrs 1e-2 "$@"
 # issue 30: the rest of the paper's emoji table (27 cells, 1e-3 each, the learning rate of the
 # paper's run table), cheapest first; conv3d (about 150 s an epoch on 2 cores) last
 sweep --models ensemble,spatial_transform --scenarios 1,3,4 "$@"
-sweep --models hermite,disco --scenarios 1,3,4 "$@"
-sweep --models kanazawa,xu --scenarios 1,3,4 "$@"
-sweep --models slice_pool,energy_pool --scenarios 1,3,4 "$@"
+sweep --models hermite --scenarios 1,3,4 "$@"
+# the rest by their Mid2Rest minutes per run (report/cost.md), an All2All epoch taking about 3x a
+# Small2Large one: kanazawa 11, slice_pool 14, xu 20, disco 35, energy_pool 60+, conv3d 110+;
+# so the most cells finish per hour, and conv3d's Mid2Rest cell (in the done-when) before the
+# costliest All2All cells
+sweep --models kanazawa,slice_pool,xu --scenarios 1,3 "$@"
+sweep --models kanazawa --scenarios 4 "$@"
+sweep --models disco --scenarios 1,3 "$@"
+sweep --models slice_pool,xu --scenarios 4 "$@"
+sweep --models energy_pool --scenarios 1,3 "$@"
 sweep --models conv3d --scenarios 2 "$@"
+sweep --models disco,energy_pool --scenarios 4 "$@"
 sweep --models conv3d --scenarios 1,3,4 "$@"
 # last, beyond the issues: pixel_pool under the authors' training order (its reshuffled Mid2Rest
 # cell is within the paper's spread, so nothing waits on it) and gauss_der at 1e-3
