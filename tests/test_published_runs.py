@@ -64,3 +64,11 @@ def test_committed_run_reevaluates_to_its_committed_generalization_csv(emoji_fil
   test = evaluation.test_metrics(per_object, 1)
   committed = json.loads((RUN / "results.json").read_text())
   assert test["accuracy"] == pytest.approx(committed["test_accuracy"], abs=1e-6)
+
+
+@pytest.mark.parametrize("side, names", [(64, ["64 px", "32 px", "16 px"]),
+                                         (48, ["48 px", "24 px", "12 px"])])
+def test_level_names_come_from_the_pyramids_shapes(side, names):
+  module, variables = pretrained.load("ensemble", scenario=1, seed=1)
+  imgs = np.zeros((48, 1, 1, side, side), np.float32)   # the test split's (sizes, n, m, H, W)
+  assert evaluation._level_names(module, variables, imgs) == names

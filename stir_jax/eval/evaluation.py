@@ -121,7 +121,7 @@ def evaluate(workdir: str | pathlib.Path, progress: bool = False) -> dict | None
                                f"test accuracy {test['accuracy']:.1%}")
 
   if "level_pred" in per_object:
-    rows = level_rows(per_object, data.lbls[2], getattr(model, "levels", 3))
+    rows = level_rows(per_object, data.lbls[2], _level_names(model, variables, data.imgs[2]))
     write_levels_csv(workdir / "levels.csv", rows)
     plot_levels(workdir / "levels.png", rows, pipeline.scales_for(config.scenario, "train"),
                 title=f"{config.model} on {name}, scenario {config.scenario}: its pyramid levels")
@@ -357,14 +357,29 @@ def index_size_correlation(indices: np.ndarray, scales: np.ndarray) -> float:
   return float(stats.spearmanr(size, idx).statistic)
 
 
-def level_rows(per_object: dict[str, np.ndarray], labels: np.ndarray, levels: int) -> list[dict]:
-  """Per pyramid level of an ensemble (its image side 64 / 2**l) and for the average of their
+def _level_names(model, variables, imgs: np.ndarray) -> list[str]:
+  """Each pyramid level's name, its image side ("64 px", "32 px", ...), read off the shapes of
+  the model's own ``pyramid`` (aux) for the test images' shape; "level l" where the model has
+  levels but no ``pyramid`` output."""
+  shape = (1, *imgs.shape[3:5], imgs.shape[5] if imgs.ndim == 6 else 1)
+  aux = jax.eval_shape(lambda x: model.apply(variables, x, with_aux=True)[1],
+                       jax.ShapeDtypeStruct(shape, jnp.float32))
+  if "pyramid" in aux:
+    return [f"{level.shape[1]} px" for level in aux["pyramid"]]
+  return [f"level {l}" for l in range(aux["level_logits"].shape[0])]
+
+
+def level_rows(per_object: dict[str, np.ndarray], labels: np.ndarray,
+               level_names: list[str]) -> list[dict]:
+  """Per pyramid level of an ensemble (named by `_level_names`) and for the average of their
   logits that it predicts with: accuracy and mean margin (top logit minus the runner-up) per
   object size. per_object level_pred/level_margin: (48, n, m, levels + 1); labels (48, n, m)."""
   pred, margin = per_object["level_pred"], per_object["level_margin"]
+  if pred.shape[-1] != len(level_names) + 1:
+    raise ValueError(f"{pred.shape[-1] - 1} levels predicted, {len(level_names)} names")
   correct = pred == np.asarray(labels).reshape(pred.shape[:3])[..., None]
   count = per_size_sums(per_object["scale"], np.ones(per_object["scale"].shape))
-  names = [f"{64 // 2 ** l} px" for l in range(levels)] + ["average"]
+  names = [*level_names, "average"]
   rows = []
   for k, level in enumerate(names):
     for quantity, values in (("accuracy", correct[..., k]), ("margin", margin[..., k])):
