@@ -80,19 +80,24 @@ def test_coverage_counts_the_papers_176_cells_and_gives_commands(tmp_path):
   assert "cells with no run yet (42)" in text and "xu Mid2Rest" in text
   assert "python -m stir_jax.data check data/mnist.npz" in text
   assert "Zenodo record 6578038" in text
-  mnist = [l for l in text.splitlines() if "--datasets data/mnist.npz" in l]
-  # every mnist cell is in exactly one command, at the paper's learning rate
-  planned = set()
-  for line in mnist:
-    args = line.split()
-    models = args[args.index("--models") + 1].split(",")
-    scenarios = [int(e) for e in args[args.index("--scenarios") + 1].split(",")]
-    lr = float(args[args.index("--lrs") + 1]) if "--lrs" in args else 1e-3
-    for m in models:
-      for e in scenarios:
-        assert paper_tables.paper_results()[(m, "mnist", e)]["lr"] == lr
-        planned.add((m, e))
-  assert len(planned) == 44
+  def planned(data):
+    """The cells of `data` that coverage.md's commands run, each at the paper's learning rate."""
+    cells = []
+    for line in text.splitlines():
+      if f"--datasets data/{data}.npz" not in line:
+        continue
+      args = line.split()
+      lr = float(args[args.index("--lrs") + 1]) if "--lrs" in args else 1e-3
+      for m in args[args.index("--models") + 1].split(","):
+        for e in args[args.index("--scenarios") + 1].split(","):
+          assert paper_tables.paper_results()[(m, data, int(e))]["lr"] == lr
+          cells.append((m, int(e)))
+    assert len(cells) == len(set(cells))  # each cell in one command
+    return set(cells)
+  assert len(planned("mnist")) == 44
+  # emoji: every cell short of 3 runs, the partial pixel_pool All2All included; not the full one
+  emoji = planned("emoji")
+  assert len(emoji) == 43 and ("pixel_pool", 4) in emoji and ("standard", 2) not in emoji
 
 
 def test_a_users_model_is_a_row_and_a_curve_of_its_own(tmp_path):

@@ -406,9 +406,12 @@ def coverage_markdown(rows: list[dict]) -> str:
           f"{m} {SCENARIO_NAMES[e]} ({_runs_word(n)})" for (m, _, e), n in c["partial"]) + ".\n")
     if c["missing"]:
       lines.append(f"{data}, cells with no run yet ({len(c['missing'])}): " + ", ".join(
-          f"{m} {SCENARIO_NAMES[e]}" for m, _, e in c["missing"]) + ". The sweep commands that "
-          "run them (finished runs are skipped, so rerunning a command continues it):\n")
-      lines += ["```bash", *sweep_commands(data, c["missing"]), "```\n"]
+          f"{m} {SCENARIO_NAMES[e]}" for m, _, e in c["missing"]) + ".\n")
+    if c["partial"] or c["missing"]:
+      lines.append("The sweep commands that complete these cells to 3 runs each (finished runs "
+                   "are skipped, so rerunning a command continues it):\n")
+      todo = [cell for cell, _ in c["partial"]] + c["missing"]
+      lines += ["```bash", *sweep_commands(data, todo), "```\n"]
   absent = [d for d, c in cov.items() if not c["run"]]
   if absent:
     lines.append(
