@@ -23,6 +23,8 @@ The layout. Every matmul is a plain GEMM and the forward pass transposes nothing
   stacked (``siconv2d_fft``) or pooled on the fly (``siconv2d_pool_fft``: a running maximum per
   pixel, or a running choice of one scale per (b, c) for slice and energy pooling), so the pooled
   forms never build the (B, S, H, W, C) stack. The backward pass is written by hand, scale by scale;
+  for slice and energy pooling, where each (b, c) takes its gradient from one scale only, the
+  cropped inverse DFT is transposed once for all scales (`_backward_chosen`);
 * the program's size does not depend on the batch (no loop over batch elements) and it embeds no
   large constants: the DFT factors are computed in the program from iota, cos and sin, once per
   layer (`_kernel_factors`, `_inverse_tables`); only the (S, N, k) resize taps are tabulated. The
@@ -247,7 +249,8 @@ def _slice_choice(scales, o0, pool):
   slice: the scale holding the largest value (a zero ring counts); energy: the largest sum.
   Ties keep the lower scale, as argmax over the scale-major flattening does.
   """
-  best = score = idx = None
+  best = score = None
+  scores = []
   for i, y in enumerate(scales):
     if pool == "slice":
       s = jnp.max(y, axis=(0, 1))
@@ -255,17 +258,21 @@ def _slice_choice(scales, o0, pool):
         s = jnp.maximum(s, jnp.zeros((), s.dtype))  # the ring's zeros
     else:
       s = jnp.sum(y, axis=(0, 1))
+    scores.append(s)
     if best is None:
-      best, score, idx = y, s, jnp.zeros(s.shape, jnp.int32)
+      best, score = y, s
       continue
     better = s > score
     score = jnp.where(better, s, score)
-    idx = jnp.where(better, jnp.int32(i), idx)
     # Only the valid square is written; what a winner leaves outside it is zeroed below. (An
     # elementwise select over the whole map here would chain all scales into one expression that
     # XLA:CPU then re-evaluates in every consumer.)
     region = (slice(i, o0 - i), slice(i, o0 - i))
     best = best.at[region].set(jnp.where(better, y, best[region]))
+  # The chosen scales as one argmax over the stacked scores (ties: the lowest scale, as the running
+  # choice), not the running selects: XLA:CPU would fuse that chain of S selects into every
+  # consumer of the indices, and the backward pass masks each scale's spectrum with them.
+  idx = jnp.argmax(jnp.stack(scores), axis=0).astype(jnp.int32)
   # The chosen scale's zero ring: pixel (p, q) is valid for scale i when its distance to the border
   # is at least i.
   dist = _border_distance(o0)
@@ -302,36 +309,68 @@ def _forward(x, weight, bias, num_scales, mode, pool):
   return (*_slice_choice(scales(), o0, pool), a, g2)
 
 
-def _backward(x, weight, a, g2, num_scales, scale_cotangent):
-  """Cotangents (x, weight, bias), given scale_cotangent(i, region) -> (m, m, B, O) on scale i's
-  valid square. Unrolled over the scales as `_forward` is."""
+def _spectrum_cotangent(tables, i, gi, n, v, b, o):
+  """The cotangent dY (2, N, V, B, O) of scale i's spectrum, given gi (m, m, B, O) on its valid
+  square: the transpose of `_scale_output`."""
+  e, f = _inverse_factors(tables, i)
+  m = gi.shape[0]
+  fb = jnp.broadcast_to(f, (m, m, f.shape[1]))
+  dz = jax.lax.dot_general(fb, gi.reshape(m, m, b * o), (((1,), (1,)), ((0,), (0,))),
+                           precision=_HIGHEST)                            # (p, (x, v), (b, o))
+  dy = jnp.dot(e.T, dz.reshape(2 * m, v * b * o), precision=_HIGHEST)    # ((r, u), (v, b, o))
+  return dy.reshape(2, n, v, b, o)
+
+
+def _backward(x, weight, a, g2, num_scales, scale_spectrum):
+  """Cotangents (x, weight), given scale_spectrum(i) -> dY (2, N, V, B, O), the cotangent of scale
+  i's output spectrum. Unrolled over the scales as `_forward` is."""
   b, n, c, k, o, o0, v = _dims(x, weight)
   dt = a.dtype
   # The kernels with (C, O) swapped: the spectra for dA come out as (2, N, V, O, C).
   t2_t = _half_kernels(jnp.transpose(weight, (0, 1, 3, 2)).astype(dt), g2, v)
   a_t = _batch_minor(a)
-  tables = _inverse_tables(n, k, dt)
   da = [jnp.zeros(a.shape[:-1] + (c,), dt)] * 2  # the two halves of A's last axis
   dt2 = []
-  dbias = jnp.zeros((o,), dt)
   for i in range(num_scales):
-    gi = scale_cotangent(i, (slice(i, o0 - i), slice(i, o0 - i))).astype(dt)
-    m = gi.shape[0]
-    dbias = dbias + jnp.sum(gi, axis=(0, 1, 2))
-    e, f = _inverse_factors(tables, i)
-    fb = jnp.broadcast_to(f, (m, m, 2 * v))
-    dz = jax.lax.dot_general(fb, gi.reshape(m, m, b * o), (((1,), (1,)), ((0,), (0,))),
-                             precision=_HIGHEST)                          # (p, (x, v), (b, o))
-    dy = jnp.dot(e.T, dz.reshape(2 * m, v * b * o), precision=_HIGHEST)  # ((r, u), (v, b, o))
-    dy = dy.reshape(2, n, v, b, o)
     kf_t = _kernel_spectrum(g2[i], t2_t[i], n, v, o, c)
-    da_i, dk = _product_transpose(a_t, kf_t, dy)
+    da_i, dk = _product_transpose(a_t, kf_t, scale_spectrum(i))
     da = [acc + d for acc, d in zip(da, da_i)]
     dt2.append(jnp.dot(g2[i].T, dk.reshape(2 * n, -1), precision=_HIGHEST)
                + _exact_zero_from(dk))
   _, prep_vjp = jax.vjp(lambda x, w: _prepare(x, w, g2), x, weight)
-  dx, dw = prep_vjp((jnp.concatenate(da, axis=-1), jnp.stack(dt2)))
-  return dx, dw, dbias
+  return prep_vjp((jnp.concatenate(da, axis=-1), jnp.stack(dt2)))
+
+
+def _backward_per_scale(x, weight, a, g2, num_scales, scale_cotangent):
+  """Cotangents (x, weight, bias), given scale_cotangent(i, region) -> (m, m, B, O) on scale i's
+  valid square (the stack, and the pixel pool: any scale may receive any pixel's cotangent)."""
+  b, n, c, k, o, o0, v = _dims(x, weight)
+  dt = a.dtype
+  tables = _inverse_tables(n, k, dt)
+  regions = [(slice(i, o0 - i), slice(i, o0 - i)) for i in range(num_scales)]
+  cotangents = [scale_cotangent(i, regions[i]).astype(dt) for i in range(num_scales)]
+  dbias = sum(jnp.sum(gi, axis=(0, 1, 2)) for gi in cotangents)
+  spectrum = lambda i: _spectrum_cotangent(tables, i, cotangents[i], n, v, b, o)
+  return (*_backward(x, weight, a, g2, num_scales, spectrum), dbias)
+
+
+def _backward_chosen(x, weight, a, g2, num_scales, g, idx):
+  """Cotangents (x, weight, bias) for slice and energy pooling: g (o0, o0, B, O) flows only into
+  the chosen scale idx (B, O) of each (b, o), on that scale's valid square.
+
+  Scale i's inverse DFT is the full one's rows and columns [i, o0 - i), so one full-size transpose
+  of the masked cotangent gives every (b, o) its spectrum cotangent at once; scale i then gets the
+  (b, o) that chose it. `_backward_per_scale` computes the same (x and weight to the bit, bias to
+  float rounding: tests/layers/test_siconv.py) with one inverse-DFT transpose per scale, which took
+  about half of the backward pass.
+  """
+  b, n, c, k, o, o0, v = _dims(x, weight)
+  dt = a.dtype
+  valid = _border_distance(o0)[:, :, None, None] >= idx        # (o0, o0, B, O)
+  g_valid = jnp.where(valid, g, jnp.zeros((), g.dtype)).astype(dt)
+  dy = _spectrum_cotangent(_inverse_tables(n, k, dt), 0, g_valid, n, v, b, o)
+  spectrum = lambda i: jnp.where(idx == i, dy, jnp.zeros((), dt))
+  return (*_backward(x, weight, a, g2, num_scales, spectrum), jnp.sum(g_valid, axis=(0, 1, 2)))
 
 
 def _forward_scan(x, weight, bias, num_scales, mode, pool):
@@ -398,15 +437,14 @@ def _siconv_hwbc_fwd(x, weight, bias, num_scales, mode, pool):
 def _siconv_hwbc_bwd(num_scales, mode, pool, res, cts):
   del mode  # in g2
   x, weight, a, g2, idx = res
+  if pool in ("slice", "energy"):
+    return _backward_chosen(x, weight, a, g2, num_scales, cts[0], idx)
   if pool is None:
     cotangent = lambda i, region: cts[i][region]
-  else:
+  else:  # pixel: idx is (o0, o0, B, O), cropped to the region
     g = cts[0]
-    # Pixel: idx is (o0, o0, B, O), cropped to the region; slice/energy: (B, O), broadcast.
-    choice = (lambda region: idx[region]) if pool == "pixel" else (lambda region: idx)
-    cotangent = lambda i, region: jnp.where(choice(region) == i, g[region],
-                                            jnp.zeros((), g.dtype))
-  return _backward(x, weight, a, g2, num_scales, cotangent)
+    cotangent = lambda i, region: jnp.where(idx[region] == i, g[region], jnp.zeros((), g.dtype))
+  return _backward_per_scale(x, weight, a, g2, num_scales, cotangent)
 
 
 _siconv_hwbc.defvjp(_siconv_hwbc_fwd, _siconv_hwbc_bwd)

@@ -198,6 +198,35 @@ def test_siconv2d_slice_pool_zero_ring_wins(rng):
   assert np.all(np.asarray(p)[:, 0, :] == 0.0) and np.all(np.asarray(p)[:, 1:-1, 1:-1] < 0)
 
 
+def test_chosen_scale_backward_equals_per_scale(rng):
+  """Slice and energy pooling's backward pass (one transposed inverse DFT for all scales, then each
+  scale's share of the (b, o)) gives the per-scale backward pass's cotangents, for any choice of
+  scales: x and weight to the bit, bias to float rounding."""
+  from stir_jax.layers import siconv_fft as sf
+  kx, kw, kb, kg, ki = jax.random.split(rng, 5)
+  x = jax.random.normal(kx, (3, 16, 16, 2))
+  w = 0.2 * jax.random.normal(kw, (5, 5, 2, 4))
+  b = 0.2 * jax.random.normal(kb, (4,))
+  s = num_scales_for(16, 5)
+  g = jax.random.normal(kg, (12, 12, 3, 4))  # the pooled output's cotangent, (H, W, B, O)
+  idx = jax.random.randint(ki, (3, 4), 0, s)  # a chosen scale per (b, o)
+  assert len(np.unique(np.asarray(idx))) >= 4
+
+  def both(x, w, b, g, idx):
+    _, _, a, g2 = sf._forward(x, w, b, s, "bicubic", "slice")
+    per_scale = sf._backward_per_scale(
+        x, w, a, g2, s, lambda i, region: jnp.where(idx == i, g[region], 0.0))
+    return sf._backward_chosen(x, w, a, g2, s, g, idx), per_scale
+
+  chosen, per_scale = jax.jit(both)(x, w, b, g, idx)
+  np.testing.assert_array_equal(chosen[0], per_scale[0])
+  np.testing.assert_array_equal(chosen[1], per_scale[1])
+  # The bias's sums come in another order: float32 rounding of a sum of |g| (a few ulp of it).
+  atol = 1e-6 * float(jnp.abs(g).sum(axis=(0, 1, 2)).max())
+  np.testing.assert_allclose(chosen[2], per_scale[2], rtol=0, atol=atol)
+  assert np.abs(np.asarray(chosen[0])).max() > 0 and np.abs(np.asarray(chosen[1])).max() > 0
+
+
 def test_siconv2d_pool_rejects_other_pools(rng):
   from stir_jax.layers.siconv import siconv2d_pool
   x = jnp.zeros((1, 13, 13, 1))
