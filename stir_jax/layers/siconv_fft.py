@@ -273,10 +273,14 @@ def _slice_choice(scales, o0, pool):
   # choice), not the running selects: XLA:CPU would fuse that chain of S selects into every
   # consumer of the indices, and the backward pass masks each scale's spectrum with them.
   idx = jnp.argmax(jnp.stack(scores), axis=0).astype(jnp.int32)
-  # The chosen scale's zero ring: pixel (p, q) is valid for scale i when its distance to the border
-  # is at least i.
-  dist = _border_distance(o0)
-  return jnp.where(dist[:, :, None, None] >= idx, best, jnp.zeros((), best.dtype)), idx
+  return jnp.where(_valid_for(idx, o0), best, jnp.zeros((), best.dtype)), idx
+
+
+def _valid_for(idx, o0):
+  """(o0, o0, B, O) bool: whether each output pixel lies on the valid square of the scale idx
+  (B, O) chose for its (b, o), i.e. not on that scale's zero ring (its distance to the border is
+  at least the scale index)."""
+  return _border_distance(o0)[:, :, None, None] >= idx
 
 
 def _forward(x, weight, bias, num_scales, mode, pool):
@@ -366,8 +370,7 @@ def _backward_chosen(x, weight, a, g2, num_scales, g, idx):
   """
   b, n, c, k, o, o0, v = _dims(x, weight)
   dt = a.dtype
-  valid = _border_distance(o0)[:, :, None, None] >= idx        # (o0, o0, B, O)
-  g_valid = jnp.where(valid, g, jnp.zeros((), g.dtype)).astype(dt)
+  g_valid = jnp.where(_valid_for(idx, o0), g, jnp.zeros((), g.dtype)).astype(dt)
   dy = _spectrum_cotangent(_inverse_tables(n, k, dt), 0, g_valid, n, v, b, o)
   spectrum = lambda i: jnp.where(idx == i, dy, jnp.zeros((), dt))
   return (*_backward(x, weight, a, g2, num_scales, spectrum), jnp.sum(g_valid, axis=(0, 1, 2)))
