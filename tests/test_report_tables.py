@@ -55,6 +55,9 @@ def test_z_and_the_joint_test_from_the_papers_table(tmp_path):
   p3 = 2 * stats.norm.sf(3.0)
   assert j["bonferroni_p"] == pytest.approx(2 * p3, rel=0.02)
   assert j["chi2_p"] == pytest.approx(stats.chi2.sf(9.0, 2), rel=0.02)
+  # the shared shift: mean z 1.5 over 2 cells, 1.5 sqrt(2) standard errors
+  assert (j["below"], j["mean_z"]) == (0, pytest.approx(1.5, abs=0.01))
+  assert j["mean_z_p"] == pytest.approx(2 * stats.norm.sf(1.5 * np.sqrt(2)), rel=0.02)
   cells = (tmp_path / "report" / "cells.md").read_text()
   assert "|z| > 2 in 1; the largest |z| is 3.00 (standard, emoji Mid2Rest, 3 runs)" in cells
   assert "At least one test rejects" in cells
@@ -63,6 +66,21 @@ def test_z_and_the_joint_test_from_the_papers_table(tmp_path):
   assert "within 2 paper std (weak)" in cells
   md = (tmp_path / "report" / "report.md").read_text()
   assert "within_2_paper_std is a weak check" in md and "DESIGN.md" not in md
+
+
+def test_a_shift_shared_by_all_cells_rejects_when_no_single_z_does():
+  """Ten cells each one standard error above the paper's: no |z| > 2 and the sum of z^2 (10 on
+  10 degrees of freedom) is typical, but the mean z (1.0, sqrt(10) standard errors) rejects."""
+  rows = [{"model": m, "data": "emoji", "eval": e, "runs": "3", "z": "1.0"}
+          for m in ("standard", "hermite", "disco", "xu", "kanazawa") for e in ("1", "3")]
+  j = report.joint_z(rows)
+  assert (j["over_2"], j["chi2_p"] > 0.4, j["mean_z"]) == (0, True, pytest.approx(1.0))
+  assert j["mean_z_p"] < 0.01
+  text = report.joint_statement(rows)
+  assert "0 of the 10 means lie below the paper's; the mean z is +1.00" in text
+  assert "The shift test rejects: the cells' means share a shift from the paper's" in text
+  rows[0]["z"] = "-1.0"   # one cell the other way: the mean drops to 0.8, still a shift
+  assert report.joint_z(rows)["below"] == 1
 
 
 def test_coverage_counts_the_papers_176_cells_and_gives_commands(tmp_path):
