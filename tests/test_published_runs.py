@@ -70,5 +70,5 @@ def test_committed_run_reevaluates_to_its_committed_generalization_csv(emoji_fil
                                          (48, ["48 px", "24 px", "12 px"])])
 def test_level_names_come_from_the_pyramids_shapes(side, names):
   module, variables = pretrained.load("ensemble", scenario=1, seed=1)
-  imgs = np.zeros((48, 1, 1, side, side), np.float32)   # the test split's (sizes, n, m, H, W)
+  imgs = np.zeros((48, 1, 1, side, side, 1), np.float32)   # the test split (sizes, n, m, H, W, C)
   assert evaluation._level_names(module, variables, imgs) == names

@@ -115,6 +115,12 @@ class StirData:
     """1 for grey files, 3 for colour files."""
     return 1 if self.imgs.ndim == 6 else int(self.imgs.shape[-1])
 
+  def images(self, split: int) -> np.ndarray:
+    """The images of split 0, 1 or 2 (train, validation, test) with a channel axis, grey files
+    included: (48, n, m, 64, 64, C) uint8 (a view)."""
+    imgs = self.imgs[split]
+    return imgs[..., None] if imgs.ndim == 5 else imgs
+
   @property
   def scales(self) -> list[int]:
     """Object sizes by scale index: [64, 63, ..., 17]."""

@@ -86,9 +86,7 @@ def equivariance_maps(model, variables, data: stir_file.StirData, split: str = "
   "positions": (n, m, 6, 2)} for the six sizes of metrics.EQUIVARIANCE_SCALES of every object."""
   s = SPLITS[split]
   idx = [stir_file.index_of_scale(sc) for sc in metrics.EQUIVARIANCE_SCALES]
-  imgs = data.imgs[s][idx]                              # (6, n, m, 64, 64[, C])
-  if imgs.ndim == 5:
-    imgs = imgs[..., None]
+  imgs = data.images(s)[idx]                            # (6, n, m, 64, 64, C)
   n, m = imgs.shape[1], imgs.shape[2]
   flat = np.moveaxis(imgs, 0, 2).reshape(n * m * 6, *imgs.shape[3:]).astype(np.float32) / 255.0
   apply = jax.jit(lambda v, x: model.apply(v, x, with_aux=True)[1])

@@ -121,7 +121,7 @@ def evaluate(workdir: str | pathlib.Path, progress: bool = False) -> dict | None
                                f"test accuracy {test['accuracy']:.1%}")
 
   if "level_pred" in per_object:
-    rows = level_rows(per_object, data.lbls[2], _level_names(model, variables, data.imgs[2]))
+    rows = level_rows(per_object, data.lbls[2], _level_names(model, variables, data.images(2)))
     write_levels_csv(workdir / "levels.csv", rows)
     plot_levels(workdir / "levels.png", rows, pipeline.scales_for(config.scenario, "train"),
                 title=f"{config.model} on {name}, scenario {config.scenario}: its pyramid levels")
@@ -248,9 +248,7 @@ def predict_test_split(model, variables, data, batch_size: int,
   output for the test split, without a second compilation and pass. Every batch has batch_size
   images (the last one padded), so the model compiles once.
   """
-  imgs = data.imgs[2]                                   # (48, n, m, 64, 64[, C])
-  if imgs.ndim == 5:
-    imgs = imgs[..., None]
+  imgs = data.images(2)                                 # (48, n, m, 64, 64, C)
   shape = imgs.shape[:3]
   per_scale = shape[1] * shape[2]
   flat = imgs.reshape(-1, *imgs.shape[3:])
@@ -361,7 +359,7 @@ def _level_names(model, variables, imgs: np.ndarray) -> list[str]:
   """Each pyramid level's name, its image side ("64 px", "32 px", ...), read off the shapes of
   the model's own ``pyramid`` (aux) for the test images' shape; "level l" where the model has
   levels but no ``pyramid`` output."""
-  shape = (1, *imgs.shape[3:5], imgs.shape[5] if imgs.ndim == 6 else 1)
+  shape = (1, *imgs.shape[3:])                          # imgs: (48, n, m, 64, 64, C)
   aux = jax.eval_shape(lambda x: model.apply(variables, x, with_aux=True)[1],
                        jax.ShapeDtypeStruct(shape, jnp.float32))
   if "pyramid" in aux:

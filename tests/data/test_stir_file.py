@@ -74,6 +74,14 @@ def test_colour_layout(tmp_path):
   assert (loaded.num_channels, loaded.num_instances) == (3, 2)
 
 
+def test_images_of_a_split_always_have_a_channel_axis():
+  grey, colour = synthetic(2, num_instances=2), synthetic(2, num_instances=2, channels=3)
+  assert grey.images(2).shape == (48, 2, 2, 64, 64, 1)
+  np.testing.assert_array_equal(grey.images(1)[..., 0], grey.imgs[1])
+  assert colour.images(0).shape == (48, 2, 2, 64, 64, 3)
+  np.testing.assert_array_equal(colour.images(0), colour.imgs[0])
+
+
 def test_save_is_atomic(emoji3, tmp_path, monkeypatch):
   path = stir_file.save_stir(tmp_path / "e.npz", take_classes(emoji3, 1))
   before = path.read_bytes()
