@@ -382,6 +382,26 @@ def test_runs_of_two_training_orders_are_not_merged(tmp_path):
   assert report.aggregate(runs / "ordered", tmp_path / "ordered_report")["runs"] == 1
 
 
+def test_the_training_order_line_pairs_runs_of_the_same_seed(tmp_path):
+  """A sibling folder <runs>_order holds runs on the authors' fixed order: report.md compares the
+  cell's means (Welch) and, seed by seed, the runs that started from the same parameters."""
+  runs, ordered = tmp_path / "grid", tmp_path / "grid_order"
+  for seed, acc in ((1, 0.30), (2, 0.40), (10, 0.50)):
+    _fake_run(runs / f"s{seed}", "standard", "emoji", 2, seed, acc, 1.0)
+  for seed, acc in ((1, 0.35), (10, 0.45), (4, 0.60)):
+    _fake_run(ordered / f"s{seed}", "standard", "emoji", 2, seed, acc, 1.0)
+    res = json.loads((ordered / f"s{seed}" / "results.json").read_text())
+    res["config"]["train_order"] = "paper"
+    (ordered / f"s{seed}" / "results.json").write_text(json.dumps(res))
+  report.aggregate(runs, tmp_path / "report")
+  line = next(l for l in (tmp_path / "report" / "report.md").read_text().splitlines()
+              if l.startswith("- Training order (grid_order): standard, emoji Mid2Rest"))
+  assert "the authors' fixed order (paper) 46.7% (3 runs" in line
+  assert "against 40.0% (3 runs)" in line and "a difference of +6.7 points; Welch's p = " in line
+  assert line.endswith("the same seed (the same initial parameters) under the two orders: "
+                       "seed 1 +5.0, seed 10 -5.0.")
+
+
 def test_size_shape_names_the_sides_each_scenario_tests(tmp_path):
   """Small2Large tests larger sizes only, Large2Small smaller only, Mid2Rest both."""
   from stir_jax.data import pipeline
