@@ -61,6 +61,9 @@ sweep --models hermite --scenarios 1,3,4 "$@"
 # so the most cells finish per hour, and conv3d's Mid2Rest cell (in the done-when) before the
 # costliest All2All cells
 sweep --models kanazawa,slice_pool,xu --scenarios 1,3 "$@"
+# slice_pool Large2Small, the cell furthest from the paper's (z about -2): the same seeds under the
+# authors' training order, to measure what the order moves there (results/README.md)
+order --models slice_pool --scenarios 3 --seeds 1-3 "$@"
 sweep --models kanazawa --scenarios 4 "$@"
 sweep --models disco --scenarios 1,3 "$@"
 sweep --models slice_pool,xu --scenarios 4 "$@"
