@@ -962,11 +962,10 @@ def notes(runs: list[dict], runs_dir: pathlib.Path) -> list[str]:
       ordered = []
     by_cell = defaultdict(dict)                         # cell -> {seed: accuracy (%)}
     for r in runs:
-      by_cell[(r["model"], r["data"], r["eval"], r["lr"])][str(r["seed"])] = (
-          r["test_accuracy"] * 100)
+      by_cell[(r["model"], r["data"], r["eval"], r["lr"])][r["seed"]] = r["test_accuracy"] * 100
     fixed = defaultdict(dict)
     for r in ordered:
-      fixed[(r["model"], r["data"], r["eval"], r["lr"], r["train_order"])][str(r["seed"])] = (
+      fixed[(r["model"], r["data"], r["eval"], r["lr"], r["train_order"])][r["seed"]] = (
           r["test_accuracy"] * 100)
     for (model, d, e, lr, order), by_seed in sorted(fixed.items(), key=lambda kv: str(kv[0])):
       reshuffled = by_cell.get((model, d, e, lr))
@@ -974,8 +973,7 @@ def notes(runs: list[dict], runs_dir: pathlib.Path) -> list[str]:
         continue
       accs, mine = list(by_seed.values()), list(reshuffled.values())
       # a seed fixes the initial parameters: the same seed under both orders differs by the order
-      paired = [(s, by_seed[s] - reshuffled[s]) for s in sorted(by_seed, key=_seed_key)
-                if s in reshuffled]
+      paired = [(s, by_seed[s] - reshuffled[s]) for s in sorted(by_seed) if s in reshuffled]
       out.append(f"- Training order ({order_dir.name}): {model}, {d} "
                  f"{SCENARIO_NAMES.get(e, e)}, the authors' fixed order ({order}) "
                  f"{np.mean(accs):.1f}% ({_runs_word(len(accs))}: "
@@ -1056,11 +1054,6 @@ def model_group(name: str) -> str:
     from stir_jax import models  # pylint: disable=g-import-not-at-top
     return models.lookup(name).group or "other"
   return {"field": "the field's other families", "user": "your models"}.get(family, "other")
-
-
-def _seed_key(seed: str) -> tuple[int, str]:
-  """Seeds in numeric order where they are numbers ("2" before "10")."""
-  return (int(seed), "") if seed.lstrip("-").isdigit() else (1 << 62, seed)
 
 
 def _welch_p(a: np.ndarray, b: np.ndarray) -> float | None:
