@@ -21,8 +21,10 @@ The layout. Every matmul is a plain GEMM and the forward pass transposes nothing
   (S, 2, N, V, C, O) tensor for all scales;
 * outputs are (H, W, B, C) inside; each scale's valid square is computed once and then reduced:
   stacked (``siconv2d_fft``) or pooled on the fly (``siconv2d_pool_fft``: a running maximum per
-  pixel, or a running choice of one scale per (b, c) for slice and energy pooling), so the pooled
-  forms never build the (B, S, H, W, C) stack. The backward pass is written by hand, scale by scale;
+  pixel, or a running choice of one scale per (b, c) for slice pooling), so the pooled forms never
+  build the (B, S, H, W, C) stack. Energy pooling scores each scale from its spectrum (a sum over
+  the valid square is linear in it) and keeps the winning spectra, so only one inverse DFT runs
+  (`_energy_choice`). The backward pass is written by hand, scale by scale;
   for slice and energy pooling, where each (b, c) takes its gradient from one scale only, the
   cropped inverse DFT is transposed once for all scales (`_backward_chosen`);
 * the program's size does not depend on the batch (no loop over batch elements) and it embeds no
@@ -276,6 +278,48 @@ def _slice_choice(scales, o0, pool):
   return jnp.where(_valid_for(idx, o0), best, jnp.zeros((), best.dtype)), idx
 
 
+def _energy_choice(a, g2, t2, tables, bias, n, v, c, o):
+  """Energy pooling from the scales' spectra: (pooled (o0, o0, B, O), idx (B, O)).
+
+  A scale's energy, the sum of its valid square plus bias, is linear in its spectrum: the sums of
+  the inverse-DFT rows (e) and columns (f) over ``[i, o0 - i)`` turn it into two small products, so
+  no scale's square is formed to score it. Every scale's spectrum then has one shape, and the
+  scales run as a scan that keeps the winning spectrum per (b, o); one full-size inverse DFT of it
+  gives every (b, o) its chosen scale, whose valid square is the full one's rows and columns
+  ``[i, o0 - i)`` (as in `_backward_chosen`). Same choice and output as `_slice_choice` with pool
+  "energy", to float rounding of the scores.
+  """
+  e, f = tables
+  o0 = f.shape[0]
+  b = a.shape[3]
+  num_scales = g2.shape[0]
+  p = jnp.arange(o0)
+  scale = jnp.arange(num_scales)[:, None]
+  inside = ((p >= scale) & (p < o0 - scale)).astype(a.dtype)               # (S, o0)
+  rows = jnp.einsum("sp,pxk->sxk", inside, e, precision=_HIGHEST)          # (S, 2, 2N)
+  cols = jnp.dot(inside, f, precision=_HIGHEST)                           # (S, 2V)
+  area = (o0 - 2 * jnp.arange(num_scales)).astype(a.dtype) ** 2
+
+  def spectrum_and_score(i):
+    y_spec = _product(a, _kernel_spectrum(g2[i], t2[i], n, v, c, o))
+    z = jnp.dot(rows[i], y_spec.reshape(2 * n, v * b * o), precision=_HIGHEST)
+    s = jnp.dot(cols[i], z.reshape(2 * v, b * o), precision=_HIGHEST).reshape(b, o)
+    return y_spec, s + bias * area[i]
+
+  def step(carry, i):
+    best, score = carry
+    y_spec, s = spectrum_and_score(i)
+    better = s > score  # strict: ties keep the lower scale, as argmax
+    return (jnp.where(better, y_spec, best), jnp.where(better, s, score)), s
+
+  first = spectrum_and_score(0)
+  (best, _), rest = jax.lax.scan(step, first, jnp.arange(1, num_scales))
+  idx = jnp.argmax(jnp.concatenate([first[1][None], rest]), axis=0).astype(jnp.int32)
+  e_full, f_full = _inverse_factors(tables, 0)
+  y = _scale_output(e_full, f_full, best, n, v, b, o) + (bias + _exact_zero_from(best))
+  return jnp.where(_valid_for(idx, o0), y, jnp.zeros((), y.dtype)), idx
+
+
 def _valid_for(idx, o0):
   """(o0, o0, B, O) bool: whether each output pixel lies on the valid square of the scale idx
   (B, O) chose for its (b, o), i.e. not on that scale's zero ring (its distance to the border is
@@ -310,6 +354,8 @@ def _forward(x, weight, bias, num_scales, mode, pool):
     return jnp.stack([jnp.pad(y, pad(i)) for i, y in enumerate(scales())]), None, a, g2
   if pool == "pixel":
     return (*_pixel_max(scales(), o0, num_scales), a, g2)
+  if pool == "energy":
+    return (*_energy_choice(a, g2, t2, tables, bias.astype(dt), n, v, c, o), a, g2)
   return (*_slice_choice(scales(), o0, pool), a, g2)
 
 
