@@ -245,21 +245,17 @@ def _pixel_max(scales, o0, num_scales):
   return best, idx
 
 
-def _slice_choice(scales, o0, pool):
-  """Running choice of one whole (zero-padded) scale per (b, o), as ``scale_pool`` slice/energy.
-
-  slice: the scale holding the largest value (a zero ring counts); energy: the largest sum.
-  Ties keep the lower scale, as argmax over the scale-major flattening does.
+def _slice_choice(scales, o0):
+  """Running choice of one whole (zero-padded) scale per (b, o), as ``scale_pool`` slice: the
+  scale holding the largest value (a zero ring counts). Ties keep the lower scale, as argmax over
+  the scale-major flattening does. (Energy pooling scores from spectra: `_energy_choice`.)
   """
   best = score = None
   scores = []
   for i, y in enumerate(scales):
-    if pool == "slice":
-      s = jnp.max(y, axis=(0, 1))
-      if i > 0:
-        s = jnp.maximum(s, jnp.zeros((), s.dtype))  # the ring's zeros
-    else:
-      s = jnp.sum(y, axis=(0, 1))
+    s = jnp.max(y, axis=(0, 1))
+    if i > 0:
+      s = jnp.maximum(s, jnp.zeros((), s.dtype))  # the ring's zeros
     scores.append(s)
     if best is None:
       best, score = y, s
@@ -286,8 +282,8 @@ def _energy_choice(a, g2, t2, tables, bias, n, v, c, o):
   no scale's square is formed to score it. Every scale's spectrum then has one shape, and the
   scales run as a scan that keeps the winning spectrum per (b, o); one full-size inverse DFT of it
   gives every (b, o) its chosen scale, whose valid square is the full one's rows and columns
-  ``[i, o0 - i)`` (as in `_backward_chosen`). Same choice and output as `_slice_choice` with pool
-  "energy", to float rounding of the scores.
+  ``[i, o0 - i)`` (as in `_backward_chosen`). Same choice and output as ``scale_pool`` energy
+  over the stack, to float rounding of the scores.
   """
   e, f = tables
   o0 = f.shape[0]
@@ -356,7 +352,7 @@ def _forward(x, weight, bias, num_scales, mode, pool):
     return (*_pixel_max(scales(), o0, num_scales), a, g2)
   if pool == "energy":
     return (*_energy_choice(a, g2, t2, tables, bias.astype(dt), n, v, c, o), a, g2)
-  return (*_slice_choice(scales(), o0, pool), a, g2)
+  return (*_slice_choice(scales(), o0), a, g2)
 
 
 def _spectrum_cotangent(tables, i, gi, n, v, b, o):
