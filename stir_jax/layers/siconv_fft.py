@@ -22,11 +22,12 @@ The layout. Every matmul is a plain GEMM and the forward pass transposes nothing
 * outputs are (H, W, B, C) inside; each scale's valid square is computed once and then reduced:
   stacked (``siconv2d_fft``) or pooled on the fly (``siconv2d_pool_fft``: a running maximum per
   pixel, or a running choice of one scale per (b, c) for slice pooling), so the pooled forms never
-  build the (B, S, H, W, C) stack. Energy pooling scores each scale from its spectrum (a sum over
-  the valid square is linear in it) and keeps the winning spectra, so only one inverse DFT runs
-  (`_energy_choice`). The backward pass is written by hand, scale by scale;
-  for slice and energy pooling, where each (b, c) takes its gradient from one scale only, the
-  cropped inverse DFT is transposed once for all scales (`_backward_chosen`);
+  build the (B, S, H, W, C) stack. Energy pooling scores every scale without forming its spectrum
+  (the energy is linear in the input spectrum and the kernels: `_energy_scores`), then forms only
+  each (b, c)'s chosen spectrum, with its own small kernel GEMM (`_gathered_kernels`), and runs one
+  inverse DFT (`_energy_gathered`). The backward pass is written by hand: scale by scale for the
+  stack and the pixel pool; for slice and energy pooling, where each (b, c) takes its gradient from
+  one scale only, through each (b, c)'s chosen kernel (`_backward_gathered`);
 * the program's size does not depend on the batch (no loop over batch elements) and it embeds no
   large constants: the DFT factors are computed in the program from iota, cos and sin, once per
   layer (`_kernel_factors`, `_inverse_tables`); only the (S, N, k) resize taps are tabulated. The
@@ -248,7 +249,7 @@ def _pixel_max(scales, o0, num_scales):
 def _slice_choice(scales, o0):
   """Running choice of one whole (zero-padded) scale per (b, o), as ``scale_pool`` slice: the
   scale holding the largest value (a zero ring counts). Ties keep the lower scale, as argmax over
-  the scale-major flattening does. (Energy pooling scores from spectra: `_energy_choice`.)
+  the scale-major flattening does. (Energy pooling: `_energy_gathered`.)
   """
   best = score = None
   scores = []
@@ -274,46 +275,132 @@ def _slice_choice(scales, o0):
   return jnp.where(_valid_for(idx, o0), best, jnp.zeros((), best.dtype)), idx
 
 
-def _energy_choice(a, g2, t2, tables, bias, n, v, c, o):
-  """Energy pooling from the scales' spectra: (pooled (o0, o0, B, O), idx (B, O)).
+def _spectra_by_row(x):
+  """The input spectrum as (2, B, N, C, V): real and imaginary part of ``rfft2`` over (H, W), the
+  layout of the gathered product (`_gathered_product`): v minor, c next to it for the sum."""
+  xf = jnp.fft.rfft2(x, axes=(1, 2))                                    # (B, N, V, C)
+  xf = jnp.transpose(xf, (0, 1, 3, 2))
+  return jnp.stack([xf.real, xf.imag])
 
-  A scale's energy, the sum of its valid square plus bias, is linear in its spectrum: the sums of
-  the inverse-DFT rows (e) and columns (f) over ``[i, o0 - i)`` turn it into two small products, so
-  no scale's square is formed to score it. Every scale's spectrum then has one shape, and the
-  scales run as a scan that keeps the winning spectrum per (b, o); one full-size inverse DFT of it
-  gives every (b, o) its chosen scale, whose valid square is the full one's rows and columns
-  ``[i, o0 - i)`` (as in `_backward_chosen`). Same choice and output as ``scale_pool`` energy
-  over the stack, to float rounding of the scores.
+
+def _half_kernels_by_output(w, g2, v):
+  """t2 as (S, O, 2k, C V), rows (y, a) as in `_half_kernels`: each (scale, output channel) one
+  contiguous block, the rows `_gathered_kernels` gathers."""
+  num_scales, two_n, two_k = g2.shape
+  k = two_k // 2
+  h_re, h_im = g2[:, :v, :k], g2[:, two_n // 2:two_n // 2 + v, :k]
+  t_re = jnp.einsum("svb,abco->soacv", h_re, w, precision=_HIGHEST)
+  t_im = jnp.einsum("svb,abco->soacv", h_im, w, precision=_HIGHEST)
+  s, o, _, c, _ = t_re.shape
+  return jnp.concatenate([t_re, t_im], axis=2).reshape(s, o, 2 * k, c * v)
+
+
+def _gathered_kernels(g2, t2o, idx):
+  """Every (b, o)'s conjugate kernel spectrum at its chosen scale idx (B, O): (B, O, 2N, C V),
+  rows (x, u). One small GEMM per (b, o), ``g2[i] @ t2[i]`` for its i, instead of all S scales'
+  spectra."""
+  o = idx.shape[1]
+  g2g = g2[idx]                                                         # (B, O, 2N, 2k)
+  t2g = t2o[idx, jnp.arange(o)[None, :]]                                # (B, O, 2k, C V)
+  return jax.lax.dot_general(g2g, t2g, (((3,), (2,)), ((0, 1), (0, 1))), precision=_HIGHEST), g2g
+
+
+def _gathered_product(xs, kg):
+  """Y (2, N, V, B, O), the chosen scale's output spectrum per (b, o), from the spectra xs
+  (2, B, N, C, V) and the gathered kernels kg (B, O, 2N, C V): a complex product summed over c."""
+  _, b, n, c, v = xs.shape
+  o = kg.shape[1]
+  kg = kg.reshape(b, o, 2, n, c, v)
+  xre, xim = xs[0][:, None], xs[1][:, None]                            # (B, 1, N, C, V)
+  kre, kim = kg[:, :, 0], kg[:, :, 1]                                   # (B, O, N, C, V)
+  y_re = jnp.sum(xre * kre - xim * kim, axis=3)                         # (B, O, N, V)
+  y_im = jnp.sum(xim * kre + xre * kim, axis=3)
+  return jnp.transpose(jnp.stack([y_re, y_im]), (0, 3, 4, 1, 2))
+
+
+def _energy_scores(a, g2, t2, tables, bias):
+  """(S, B, O): every scale's energy (the sum of its valid square, plus bias times its area),
+  without any scale's spectrum.
+
+  The energy is linear in the output spectrum, ``sum_(r, u, v) W_i[r, u, v] Y_i[r, u, v]`` with
+  ``W_i`` the sums of the inverse-DFT rows and columns over ``[i, o0 - i)``; and ``Y_i`` is linear
+  in A and in t2. So the weights are folded into A (one multiply per frequency and scale), the
+  result goes through ``g2[i]^T`` (one GEMM per scale, 2k rows instead of the spectrum's 2N by
+  V C O), and meets t2 in a contraction over (y, a, v, c).
   """
   e, f = tables
   o0 = f.shape[0]
-  b = a.shape[3]
-  num_scales = g2.shape[0]
+  num_scales, two_n, two_k = g2.shape
+  n, v = two_n // 2, f.shape[1] // 2
   p = jnp.arange(o0)
   scale = jnp.arange(num_scales)[:, None]
   inside = ((p >= scale) & (p < o0 - scale)).astype(a.dtype)               # (S, o0)
-  rows = jnp.einsum("sp,pxk->sxk", inside, e, precision=_HIGHEST)          # (S, 2, 2N)
-  cols = jnp.dot(inside, f, precision=_HIGHEST)                           # (S, 2V)
+  rows = jnp.einsum("sp,pxk->sxk", inside, e, precision=_HIGHEST)          # (S, x', (r, u))
+  cols = jnp.dot(inside, f, precision=_HIGHEST).reshape(num_scales, 2, v)  # (S, x', v)
+  wt = jnp.einsum("sxu,sxv->suv", rows, cols, precision=_HIGHEST)
+  wt = wt.reshape(num_scales, 2, n, v)                                     # (S, r, u, v)
+  c = a.shape[-1] // 2
+  b = a.shape[3]
+  # Aw[s, (x, u), v, b, c] = sum_r W[s, r, u, v] A[r, u, v, b, (x, c)]
+  aw = (wt[:, 0, :, :, None, None] * a[0][None] + wt[:, 1, :, :, None, None] * a[1][None])
+  aw = jnp.concatenate([aw[..., :c], aw[..., c:]], axis=1)               # (S, 2N, V, B, C)
+  b1 = jax.lax.dot_general(g2, aw.reshape(num_scales, two_n, -1), (((1,), (1,)), ((0,), (0,))),
+                           precision=_HIGHEST).reshape(num_scales, two_k, v, b, c)
+  o = t2.shape[-1] // (v * c)
+  t2 = t2.reshape(num_scales, two_k, v, c, o)
+  scores = jnp.einsum("skvbc,skvco->sbo", b1, t2, precision=_HIGHEST)
   area = (o0 - 2 * jnp.arange(num_scales)).astype(a.dtype) ** 2
+  return scores + bias * area[:, None, None]
 
-  def spectrum_and_score(i):
-    y_spec = _product(a, _kernel_spectrum(g2[i], t2[i], n, v, c, o))
-    z = jnp.dot(rows[i], y_spec.reshape(2 * n, v * b * o), precision=_HIGHEST)
-    s = jnp.dot(cols[i], z.reshape(2 * v, b * o), precision=_HIGHEST).reshape(b, o)
-    return y_spec, s + bias * area[i]
 
-  def step(carry, i):
-    best, score = carry
-    y_spec, s = spectrum_and_score(i)
-    better = s > score  # strict: ties keep the lower scale, as argmax
-    return (jnp.where(better, y_spec, best), jnp.where(better, s, score)), s
-
-  first = spectrum_and_score(0)
-  (best, _), rest = jax.lax.scan(step, first, jnp.arange(1, num_scales))
-  idx = jnp.argmax(jnp.concatenate([first[1][None], rest]), axis=0).astype(jnp.int32)
+def _energy_gathered(x, weight, bias, g2, a, t2, tables, n, v, b, o):
+  """Energy pooling: (pooled (o0, o0, B, O), idx (B, O)). The scores come from `_energy_scores`;
+  then only the chosen scale's spectrum is formed per (b, o) (`_gathered_kernels`,
+  `_gathered_product`) and one full-size inverse DFT gives every (b, o) its chosen scale's valid
+  square (rows and columns ``[i, o0 - i)`` of the full one)."""
+  o0 = tables[1].shape[0]
+  idx = jnp.argmax(_energy_scores(a, g2, t2, tables, bias), axis=0).astype(jnp.int32)
+  kg, _ = _gathered_kernels(g2, _half_kernels_by_output(weight, g2, v), idx)
+  y_spec = _gathered_product(_spectra_by_row(x), kg)
   e_full, f_full = _inverse_factors(tables, 0)
-  y = _scale_output(e_full, f_full, best, n, v, b, o) + (bias + _exact_zero_from(best))
+  y = _scale_output(e_full, f_full, y_spec, n, v, b, o) + (bias + _exact_zero_from(y_spec))
   return jnp.where(_valid_for(idx, o0), y, jnp.zeros((), y.dtype)), idx
+
+
+def _backward_gathered(x, weight, g2, g, idx):
+  """Cotangents (x, weight, bias) for slice and energy pooling: g (o0, o0, B, O) flows only into
+  the chosen scale idx (B, O) of each (b, o), on that scale's valid square.
+
+  Scale i's inverse DFT is the full one's rows and columns [i, o0 - i), so one full-size transpose
+  of the masked cotangent gives every (b, o) its spectrum cotangent at once. That meets the
+  (b, o)'s chosen kernel spectrum (`_gathered_kernels`) for x, and the input spectrum for the
+  gathered kernel, which ``g2[i]^T`` takes back to t2 and a one-hot sum over the batch to each
+  scale's block. `_backward_per_scale` computes the same (to float rounding:
+  tests/layers/test_siconv.py) with one product over all (b, o) per scale, S times the work.
+  """
+  b, n, c, k, o, o0, v = _dims(x, weight)
+  dt = g2.dtype
+  num_scales = g2.shape[0]
+  g_valid = jnp.where(_valid_for(idx, o0), g, jnp.zeros((), g.dtype)).astype(dt)
+  dy = _spectrum_cotangent(_inverse_tables(n, k, dt), 0, g_valid, n, v, b, o)   # (2, N, V, B, O)
+  dy = jnp.transpose(dy, (0, 3, 4, 1, 2))[..., None, :]                         # (2, B, O, N, 1, V)
+  xs, spectra_vjp = jax.vjp(_spectra_by_row, x)
+  t2o, kernels_vjp = jax.vjp(lambda w: _half_kernels_by_output(w, g2, v), weight)
+  kg, g2g = _gathered_kernels(g2, t2o, idx)
+  kg = kg.reshape(b, o, 2, n, c, v)
+  kre, kim = kg[:, :, 0], kg[:, :, 1]
+  dxs = jnp.stack([jnp.sum(dy[0] * kre + dy[1] * kim, axis=1),
+                   jnp.sum(dy[1] * kre - dy[0] * kim, axis=1)])          # (2, B, N, C, V)
+  xre, xim = xs[0][:, None], xs[1][:, None]
+  dkg = jnp.stack([dy[0] * xre + dy[1] * xim, dy[1] * xre - dy[0] * xim], axis=2)
+  dkg = dkg.reshape(b, o, 2 * n, c * v)
+  dt2g = jax.lax.dot_general(g2g, dkg, (((2,), (2,)), ((0, 1), (0, 1))),
+                             precision=_HIGHEST)                        # (B, O, 2k, C V)
+  onehot = (idx[:, :, None] == jnp.arange(num_scales)).astype(dt)        # (B, O, S)
+  dt2o = jnp.einsum("bos,bor->sor", onehot, dt2g.reshape(b, o, -1), precision=_HIGHEST)
+  (dx,) = spectra_vjp(dxs)
+  (dw,) = kernels_vjp(dt2o.reshape(t2o.shape))
+  return dx, dw, jnp.sum(g_valid, axis=(0, 1, 2))
 
 
 def _valid_for(idx, o0):
@@ -351,7 +438,8 @@ def _forward(x, weight, bias, num_scales, mode, pool):
   if pool == "pixel":
     return (*_pixel_max(scales(), o0, num_scales), a, g2)
   if pool == "energy":
-    return (*_energy_choice(a, g2, t2, tables, bias.astype(dt), n, v, c, o), a, g2)
+    return (*_energy_gathered(x, weight.astype(dt), bias.astype(dt), g2, a, t2, tables, n, v, b,
+                              o), a, g2)
   return (*_slice_choice(scales(), o0), a, g2)
 
 
@@ -398,24 +486,6 @@ def _backward_per_scale(x, weight, a, g2, num_scales, scale_cotangent):
   dbias = sum(jnp.sum(gi, axis=(0, 1, 2)) for gi in cotangents)
   spectrum = lambda i: _spectrum_cotangent(tables, i, cotangents[i], n, v, b, o)
   return (*_backward(x, weight, a, g2, num_scales, spectrum), dbias)
-
-
-def _backward_chosen(x, weight, a, g2, num_scales, g, idx):
-  """Cotangents (x, weight, bias) for slice and energy pooling: g (o0, o0, B, O) flows only into
-  the chosen scale idx (B, O) of each (b, o), on that scale's valid square.
-
-  Scale i's inverse DFT is the full one's rows and columns [i, o0 - i), so one full-size transpose
-  of the masked cotangent gives every (b, o) its spectrum cotangent at once; scale i then gets the
-  (b, o) that chose it. `_backward_per_scale` computes the same (x and weight to the bit, bias to
-  float rounding: tests/layers/test_siconv.py) with one inverse-DFT transpose per scale, which took
-  about half of the backward pass.
-  """
-  b, n, c, k, o, o0, v = _dims(x, weight)
-  dt = a.dtype
-  g_valid = jnp.where(_valid_for(idx, o0), g, jnp.zeros((), g.dtype)).astype(dt)
-  dy = _spectrum_cotangent(_inverse_tables(n, k, dt), 0, g_valid, n, v, b, o)
-  spectrum = lambda i: jnp.where(idx == i, dy, jnp.zeros((), dt))
-  return (*_backward(x, weight, a, g2, num_scales, spectrum), jnp.sum(g_valid, axis=(0, 1, 2)))
 
 
 def _forward_scan(x, weight, bias, num_scales, mode, pool):
@@ -483,7 +553,7 @@ def _siconv_hwbc_bwd(num_scales, mode, pool, res, cts):
   del mode  # in g2
   x, weight, a, g2, idx = res
   if pool in ("slice", "energy"):
-    return _backward_chosen(x, weight, a, g2, num_scales, cts[0], idx)
+    return _backward_gathered(x, weight, g2, cts[0], idx)
   if pool is None:
     cotangent = lambda i, region: cts[i][region]
   else:  # pixel: idx is (o0, o0, B, O), cropped to the region

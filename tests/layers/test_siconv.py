@@ -199,9 +199,9 @@ def test_siconv2d_slice_pool_zero_ring_wins(rng):
 
 
 def test_chosen_scale_backward_equals_per_scale(rng):
-  """Slice and energy pooling's backward pass (one transposed inverse DFT for all scales, then each
-  scale's share of the (b, o)) gives the per-scale backward pass's cotangents, for any choice of
-  scales: x and weight to the bit, bias to float rounding."""
+  """Slice and energy pooling's backward pass (each (b, o) through its chosen scale's kernel
+  only) gives the per-scale backward pass's cotangents (every scale's product over all (b, o),
+  masked), for any choice of scales, to float rounding."""
   from stir_jax.layers import siconv_fft as sf
   kx, kw, kb, kg, ki = jax.random.split(rng, 5)
   x = jax.random.normal(kx, (3, 16, 16, 2))
@@ -216,15 +216,33 @@ def test_chosen_scale_backward_equals_per_scale(rng):
     _, _, a, g2 = sf._forward(x, w, b, s, "bicubic", "slice")
     per_scale = sf._backward_per_scale(
         x, w, a, g2, s, lambda i, region: jnp.where(idx == i, g[region], 0.0))
-    return sf._backward_chosen(x, w, a, g2, s, g, idx), per_scale
+    return sf._backward_gathered(x, w, g2, g, idx), per_scale
 
-  chosen, per_scale = jax.jit(both)(x, w, b, g, idx)
-  np.testing.assert_array_equal(chosen[0], per_scale[0])
-  np.testing.assert_array_equal(chosen[1], per_scale[1])
-  # The bias's sums come in another order: float32 rounding of a sum of |g| (a few ulp of it).
-  atol = 1e-6 * float(jnp.abs(g).sum(axis=(0, 1, 2)).max())
-  np.testing.assert_allclose(chosen[2], per_scale[2], rtol=0, atol=atol)
-  assert np.abs(np.asarray(chosen[0])).max() > 0 and np.abs(np.asarray(chosen[1])).max() > 0
+  gathered, per_scale = jax.jit(both)(x, w, b, g, idx)
+  for name, ours, ref in zip(("x", "weight", "bias"), gathered, per_scale):
+    assert np.abs(np.asarray(ref)).max() > 0, name
+    assert rel_err(ours, ref) <= 1e-5, name
+
+
+def test_energy_scores_equal_sums_of_the_stack(rng):
+  """Energy pooling scores every scale without forming it (`_energy_scores`): each score equals
+  the sum of that scale's map in the stack (valid square plus bias, zero ring)."""
+  from stir_jax.layers import siconv_fft as sf
+  kx, kw, kb = jax.random.split(rng, 3)
+  x = jax.random.normal(kx, (2, 16, 16, 3))
+  w = 0.2 * jax.random.normal(kw, (5, 5, 3, 4))
+  b = 0.2 * jax.random.normal(kb, (4,))
+  s = num_scales_for(16, 5)
+
+  def scores(x, w, b):
+    g2 = sf._kernel_factors(16, 5, s, "bicubic", jnp.float32)
+    a, t2 = sf._prepare(x, w, g2)
+    return sf._energy_scores(a, g2, t2, sf._inverse_tables(16, 5, jnp.float32), b)
+
+  ours = jax.jit(scores)(x, w, b)                                         # (S, B, O)
+  stack = jax.jit(lambda x, w, b: sf.siconv2d_fft(x, w, b, s, "bicubic"))(x, w, b)
+  ref = jnp.transpose(jnp.sum(stack, axis=(2, 3)), (1, 0, 2))             # (S, B, O)
+  assert rel_err(ours, ref) <= 1e-5
 
 
 def test_siconv2d_pool_rejects_other_pools(rng):
