@@ -66,10 +66,10 @@ sweep --models kanazawa,slice_pool,xu --scenarios 1,3 "$@"
 order --models slice_pool --scenarios 3 --seeds 1-3 "$@"
 # the rest in order of core-hours per cell still to run on one pinned core under tcmalloc (median
 # epochs of report/cost.md; All2All about 3x Small2Large; slice and energy pooling after c1fb885,
-# docs/performance.md): disco about 0.8 for Small2Large or Large2Small and 1.8 for All2All,
-# energy_pool 1.5 for Small2Large or Large2Small and 4.5 for All2All, kanazawa All2All 3.5 (one run
-# in progress), slice_pool All2All 4.5, xu All2All 5, conv3d Mid2Rest 6 (two runs); conv3d's other
-# scenarios (not in issue 30's done-when) last
+# docs/performance.md; energy_pool's Mid2Rest epoch took 15 s on one core after it): disco about
+# 0.8 for Small2Large or Large2Small and 1.8 for All2All, energy_pool 0.8 and 2.3, kanazawa All2All
+# 3.5 (one run in progress), slice_pool All2All 4.5, xu All2All 5, conv3d Mid2Rest 6 (two runs);
+# conv3d's other scenarios (not in issue 30's done-when) last
 sweep --models kanazawa --scenarios 4 "$@"
 sweep --models disco --scenarios 1,3,4 "$@"
 sweep --models energy_pool --scenarios 1,3,4 "$@"
