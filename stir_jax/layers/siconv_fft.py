@@ -283,16 +283,13 @@ def _spectra_by_row(x):
   return jnp.stack([xf.real, xf.imag])
 
 
-def _half_kernels_by_output(w, g2, v):
-  """t2 as (S, O, 2k, C V), rows (y, a) as in `_half_kernels`: each (scale, output channel) one
+def _by_output(t2, v, c):
+  """t2 (S, 2k, V C O) of `_half_kernels` as (S, O, 2k, C V): each (scale, output channel) one
   contiguous block, the rows `_gathered_kernels` gathers."""
-  num_scales, two_n, two_k = g2.shape
-  k = two_k // 2
-  h_re, h_im = g2[:, :v, :k], g2[:, two_n // 2:two_n // 2 + v, :k]
-  t_re = jnp.einsum("svb,abco->soacv", h_re, w, precision=_HIGHEST)
-  t_im = jnp.einsum("svb,abco->soacv", h_im, w, precision=_HIGHEST)
-  s, o, _, c, _ = t_re.shape
-  return jnp.concatenate([t_re, t_im], axis=2).reshape(s, o, 2 * k, c * v)
+  num_scales, two_k, vco = t2.shape
+  o = vco // (v * c)
+  t2 = jnp.transpose(t2.reshape(num_scales, two_k, v, c, o), (0, 4, 1, 3, 2))
+  return t2.reshape(num_scales, o, two_k, c * v)
 
 
 def _gathered_kernels(g2, t2o, idx):
@@ -353,14 +350,14 @@ def _energy_scores(a, g2, t2, tables, bias):
   return scores + bias * area[:, None, None]
 
 
-def _energy_gathered(x, weight, bias, g2, a, t2, tables, n, v, b, o):
+def _energy_gathered(x, bias, g2, a, t2, tables, n, v, b, o):
   """Energy pooling: (pooled (o0, o0, B, O), idx (B, O)). The scores come from `_energy_scores`;
   then only the chosen scale's spectrum is formed per (b, o) (`_gathered_kernels`,
   `_gathered_product`) and one full-size inverse DFT gives every (b, o) its chosen scale's valid
   square (rows and columns ``[i, o0 - i)`` of the full one)."""
   o0 = tables[1].shape[0]
   idx = jnp.argmax(_energy_scores(a, g2, t2, tables, bias), axis=0).astype(jnp.int32)
-  kg, _ = _gathered_kernels(g2, _half_kernels_by_output(weight, g2, v), idx)
+  kg, _ = _gathered_kernels(g2, _by_output(t2, v, a.shape[-1] // 2), idx)
   y_spec = _gathered_product(_spectra_by_row(x), kg)
   e_full, f_full = _inverse_factors(tables, 0)
   y = _scale_output(e_full, f_full, y_spec, n, v, b, o) + (bias + _exact_zero_from(y_spec))
@@ -385,7 +382,7 @@ def _backward_gathered(x, weight, g2, g, idx):
   dy = _spectrum_cotangent(_inverse_tables(n, k, dt), 0, g_valid, n, v, b, o)   # (2, N, V, B, O)
   dy = jnp.transpose(dy, (0, 3, 4, 1, 2))[..., None, :]                         # (2, B, O, N, 1, V)
   xs, spectra_vjp = jax.vjp(_spectra_by_row, x)
-  t2o, kernels_vjp = jax.vjp(lambda w: _half_kernels_by_output(w, g2, v), weight)
+  t2o, kernels_vjp = jax.vjp(lambda w: _by_output(_half_kernels(w, g2, v), v, c), weight)
   kg, g2g = _gathered_kernels(g2, t2o, idx)
   kg = kg.reshape(b, o, 2, n, c, v)
   kre, kim = kg[:, :, 0], kg[:, :, 1]
@@ -438,8 +435,7 @@ def _forward(x, weight, bias, num_scales, mode, pool):
   if pool == "pixel":
     return (*_pixel_max(scales(), o0, num_scales), a, g2)
   if pool == "energy":
-    return (*_energy_gathered(x, weight.astype(dt), bias.astype(dt), g2, a, t2, tables, n, v, b,
-                              o), a, g2)
+    return (*_energy_gathered(x, bias.astype(dt), g2, a, t2, tables, n, v, b, o), a, g2)
   return (*_slice_choice(scales(), o0), a, g2)
 
 
