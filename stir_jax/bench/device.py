@@ -7,8 +7,9 @@ Items, in order (each forward "fwd" and forward+backward "fwd+bwd", at precision
   siconv    the pure functions siconv2d and siconv2d_pool (pixel pool), impl "direct" and "fft", at
             the paper's two layer shapes (batch 16: 64x64x1 -> 16 features, 29 scales; 58x58x16 ->
             32 features, 26 scales); the SiConv2d module calls the same functions
-  grouped   conv2d with feature groups, "direct" (XLA) and "fft": Xu's layer 2 (11x11, 16 -> 32
-            per column, 5 columns, 'same' on 64x64) and SESN's (15x15, 16 -> 32 per scale, 4
+  grouped   conv2d with feature groups, "direct" (XLA) and "fft": Xu's layer 2 as one grouped
+            convolution (11x11, 16 -> 32 per column, 5 columns, 'same' on 64x64; xu itself runs
+            one convolution per column) and SESN's (15x15, 16 -> 32 per scale, 4
             scales, valid on 50x50)
   conv3d    conv3d "direct" and "fft" at the conv3d model's layer 2 (7x7x7, 16 -> 32 on 29 scales
             of 58x58)
@@ -84,7 +85,7 @@ class Shapes:
   """Everything size-dependent; `QUICK` shrinks it to seconds for tests."""
   batch: int = 16
   siconv: tuple = (("layer 1", 64, 1, 16), ("layer 2", 58, 16, 32))
-  grouped: tuple = (("xu layer 2", 64, 16, 32, 11, 5, 5), ("sesn layer 2", 50, 16, 32, 15, 4, 0))
+  grouped: tuple = (("xu-shaped", 64, 16, 32, 11, 5, 5), ("sesn layer 2", 50, 16, 32, 15, 4, 0))
   conv3d: tuple = (16, 29, 58, 16, 32, 7)  # batch, depth, size, in, out, kernel
   image: int = 64
   classes: int = 36

@@ -6,10 +6,12 @@ squares with respect to the weights and to the input, each including its forward
 
   layer                                        xla                fft
   7x7 16->32 on 58x58 (standard, layer 2)      16 / 41 / 42       33 / 48 / 56
-  11x11 16->32 x5 groups, 'same' on 64x64 (xu) 514 / 49681 / 1342 423 / 608 / 647
+  11x11 16->32 x5 groups, 'same' on 64x64 (xu*) 514 / 49681 / 1342 423 / 608 / 647
   15x15 16->32 x4 groups on 50x50 (SESN)       215 / 17974 / 879  123 / 183 / 200
   15x15 1->64 on 64x64 (SESN, layer 1)         8 / 20 / 153       38 / 61 / 60
 
+(* Xu's layer 2 as one grouped convolution; `stir_jax.layers.xu` now runs one ungrouped
+convolution per column over its kernel's support.)
 Kernels larger than their input (fwd+bwd, ms; measured 2026-12-01, same machine):
 
   15x15 32->252, padding 7 on 14x14 (MNIST-scale SESN, layer 2)   6697 (fwd 2233)   156 (fwd 77)

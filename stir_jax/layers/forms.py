@@ -19,7 +19,8 @@ The table is keyed by (layer family, backend, precision class); the families:
 
 * ``siconv``: `SiConv2d` / `siconv2d` / `siconv2d_pool` (fused pixel, slice, energy pools), square
   inputs (non-square inputs have only the direct form);
-* ``grouped``: 2-D convolutions with ``feature_group_count > 1`` (Xu's grouped layer, SESN H->H);
+* ``grouped``: 2-D convolutions with ``feature_group_count > 1`` (SESN H->H; Xu's
+  layers run one ungrouped convolution per column, `stir_jax.layers.xu`);
 * ``large_kernel``: 2-D convolutions whose kernel is larger than the unpadded input, and the
   scale-steerable layer's 'same' convolutions with kernels of `LARGE_STEERABLE` or more;
 * ``conv3d``: `conv3d` (the conv3d model's convolution over (scale, y, x));

@@ -5,7 +5,7 @@ Each layer keeps one k x k kernel per (out, in) pair; column ``g`` uses it resca
 aligned) downsampling below, each resized kernel zero-padded to the largest size and
 L1-renormalised to the padded original. The first layer feeds all columns from the image; later
 layers are grouped so each column only sees its own maps. The convolutions use 'same' padding and
-have no bias.
+have no bias; each runs over only the taps its column kernel can use (`column_supports`).
 
 Scale behaviour: a column whose kernel size matches an object's scale responds like the base kernel
 at the reference scale, so a max over columns is approximately invariant over the discrete set of
@@ -41,6 +41,7 @@ The sesn repository's version, ``XU_SIConv2d`` (ISosnovik/sesn, commit deaa16c,
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Optional, Sequence
 
@@ -120,6 +121,68 @@ def xu_kernels(kernel: jax.Array, kernel_sizes: Sequence[int] = KERNEL_SIZES,
   return _resize_and_renormalise(padded, mats, precision)
 
 
+@functools.lru_cache(maxsize=None)
+def column_supports(kernel_size: int, kernel_sizes: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
+  """Per column, the rows ``[r0, r1)`` of the padded ``m x m`` column kernel that can be non-zero
+  (the same for columns: the resize is separable), widened to hold the centre ``m // 2``.
+
+  A row can be non-zero only if its row of the resize matrix reads the padded kernel's k x k
+  centre. For k = 7 and sizes 3, 5, 7, 9, 11 these are 1, 3, 7, 6 and 7 rows: bilinear 11 -> 3
+  with aligned corners samples rows 0, 5 and 10 of the padded kernel, two of them in its zero
+  border, so the size-3 column is a 1x1 kernel (the authors' rule, kept); nearest 11 -> 11 is the
+  padded 7x7 kernel itself.
+  """
+  m = max(kernel_sizes)
+  pad = (m - kernel_size) // 2
+  out = []
+  for size in kernel_sizes:
+    rows = np.flatnonzero(np.any(xu_resize_matrix(kernel_size, m, size)[:, pad:pad + kernel_size]
+                                 != 0, axis=1))
+    r0, r1 = (int(rows[0]), int(rows[-1]) + 1) if rows.size else (m // 2, m // 2 + 1)
+    out.append((min(r0, m // 2), max(r1, m // 2 + 1)))
+  return tuple(out)
+
+
+def column_conv2d(x: jax.Array, kernels: jax.Array, kernel_size: int,
+                  kernel_sizes: Sequence[int] = KERNEL_SIZES, grouped: bool = False,
+                  impl: str = "auto", precision: PrecisionLike = DEFAULT_PRECISION) -> jax.Array:
+  """The 'same' convolution (padding ``m // 2``) of x with column kernels of `xu_kernels`, over
+  only the rows and columns a column kernel can use (`column_supports`), the padding shifted to
+  match: the sums of the m x m convolution less its products with zeros.
+
+  A first layer (not grouped) is one convolution over the union of the supports (7 x 7 instead of
+  11 x 11 for the default sizes). A grouped layer is one ungrouped convolution per column over its
+  own support (1 + 9 + 49 + 36 + 49 taps per (in, out) pair instead of 5 x 121), which also avoids
+  a grouped convolution, whose weight gradient XLA:CPU computes several hundred times slower than
+  its forward pass. docs/performance.md has the measurements.
+
+  Args:
+    x: ``(batch, H, W, in)``; grouped: ``(batch, H, W, columns * in)``.
+    kernels: ``(m, m, in, columns * out)`` from `xu_kernels` (taps outside a column's support
+      must be zero, as `xu_kernels` makes them).
+    kernel_size: side k of the base kernel the column kernels were resized from.
+    kernel_sizes: the column kernel sizes.
+    grouped: whether column g reads only block g of x.
+    impl, precision: of each convolution, see `stir_jax.layers.conv.conv2d` (ungrouped, so
+      "auto" takes XLA's convolution on every backend).
+
+  Returns:
+    ``(batch, H, W, columns * out)``.
+  """
+  m = max(kernel_sizes)
+  supports = column_supports(kernel_size, tuple(kernel_sizes))
+  pads = lambda r0, r1: ((m // 2 - r0, r1 - 1 - m // 2),) * 2
+  conv = lambda z, r0, r1, ks: conv2d(z, ks[r0:r1, r0:r1], padding=pads(r0, r1), impl=impl,
+                                      precision=precision)
+  if not grouped:
+    return conv(x, min(r0 for r0, _ in supports), max(r1 for _, r1 in supports), kernels)
+  out = kernels.shape[-1] // len(kernel_sizes)
+  cin = kernels.shape[2]
+  return jnp.concatenate(
+      [conv(x[..., g * cin:(g + 1) * cin], r0, r1, kernels[..., g * out:(g + 1) * out])
+       for g, (r0, r1) in enumerate(supports)], axis=-1)
+
+
 def xu_conv2d(x: jax.Array, kernel: jax.Array, kernel_sizes: Sequence[int] = KERNEL_SIZES, *,
               grouped: bool = False, impl: str = "auto",
               precision: PrecisionLike = DEFAULT_PRECISION) -> jax.Array:
@@ -131,8 +194,8 @@ def xu_conv2d(x: jax.Array, kernel: jax.Array, kernel_sizes: Sequence[int] = KER
     kernel_sizes: the column kernel sizes (``columns = len(kernel_sizes)``).
     grouped: False for a first layer (every column reads all of x); True for a later layer
       (column g reads only block g: a grouped convolution).
-    impl: convolution algorithm, see `stir_jax.layers.conv.conv2d` (auto: FFT for the grouped
-      layer on CPU).
+    impl: algorithm of the column convolutions (`column_conv2d`), see
+      `stir_jax.layers.conv.conv2d`; ungrouped, so auto takes XLA's convolution on every backend.
     precision: of the kernel resizing and the convolution.
 
   Returns:
@@ -141,8 +204,7 @@ def xu_conv2d(x: jax.Array, kernel: jax.Array, kernel_sizes: Sequence[int] = KER
   """
   x, kernel = promote_dtype(x, kernel)
   kernels = xu_kernels(kernel, kernel_sizes, precision)
-  return conv2d(x, kernels, padding=max(kernel_sizes) // 2, impl=impl,
-                feature_group_count=len(kernel_sizes) if grouped else 1, precision=precision)
+  return column_conv2d(x, kernels, kernel.shape[0], kernel_sizes, grouped, impl, precision)
 
 
 class XuConv(nn.Module):
@@ -154,8 +216,8 @@ class XuConv(nn.Module):
     kernel_sizes: column kernel sizes.
     initial: True for the first layer (all columns read the whole input); otherwise the input holds
       one block of channels per column and each column reads only its own (grouped conv).
-    impl: convolution algorithm, see `stir_jax.layers.conv.conv2d` (auto: FFT for the grouped
-      layer on CPU).
+    impl: algorithm of the column convolutions (`column_conv2d`), see
+      `stir_jax.layers.conv.conv2d`; ungrouped, so auto takes XLA's convolution on every backend.
     dtype, param_dtype, precision: as flax.linen.Conv (precision default "highest").
   """
   features: int
@@ -185,8 +247,8 @@ class XuConv(nn.Module):
                         (k, k, in_channels, self.features), self.param_dtype)
     x, kernel = promote_dtype(x, kernel, dtype=self.dtype)
     kernels = xu_kernels(kernel, self.kernel_sizes, self.precision)
-    y = conv2d(x, kernels, padding=max(self.kernel_sizes) // 2, impl=self.impl,
-               feature_group_count=groups, precision=self.precision)
+    y = column_conv2d(x, kernels, k, self.kernel_sizes, not self.initial, self.impl,
+                     self.precision)
     return y, kernels
 
 

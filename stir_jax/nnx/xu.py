@@ -8,10 +8,9 @@ from flax import nnx
 import jax
 import jax.numpy as jnp
 
-from stir_jax.layers.conv import conv2d
 from stir_jax.layers.dtypes import DEFAULT_PRECISION, Dtype, PrecisionLike, promote_dtype
 from stir_jax.layers.initializers import torch_uniform
-from stir_jax.layers.xu import KERNEL_SIZES, xu_kernels, xu_sesn_conv2d
+from stir_jax.layers.xu import KERNEL_SIZES, column_conv2d, xu_kernels, xu_sesn_conv2d
 from stir_jax.nnx._common import check_channels, divided
 
 
@@ -22,7 +21,7 @@ def _kernel(in_channels: int, out_features: int, k: int, param_dtype: Dtype,
 
 
 class XuConv(nnx.Module):
-  """One Xu layer (`stir_jax.layers.xu_kernels` + a 'same' conv): (B, H, W, in_features) ->
+  """One Xu layer (`stir_jax.layers.xu_kernels` + `column_conv2d`): (B, H, W, in_features) ->
   ``(y (B, H, W, columns out_features), column kernels (m, m, in, columns out_features))``;
   channel ``g out_features + o`` belongs to column g (kernel size ``kernel_sizes[g]``).
 
@@ -62,9 +61,8 @@ class XuConv(nnx.Module):
     check_channels("XuConv", x, self.in_features)
     x, kernel = promote_dtype(x, self.kernel[...], dtype=self.dtype)
     kernels = xu_kernels(kernel, self.kernel_sizes, self.precision)
-    y = conv2d(x, kernels, padding=max(self.kernel_sizes) // 2, impl=self.impl,
-               feature_group_count=1 if self.initial else len(self.kernel_sizes),
-               precision=self.precision)
+    y = column_conv2d(x, kernels, self.kernel.shape[0], self.kernel_sizes, not self.initial,
+                      self.impl, self.precision)
     return y, kernels
 
 

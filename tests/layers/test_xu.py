@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from stir_jax.layers.conv import conv2d
-from stir_jax.layers.xu import XuConv, XuSesnConv, xu_conv2d, xu_kernels, xu_sesn_kernels
+from stir_jax.layers.xu import KERNEL_SIZES, XuConv, XuSesnConv, column_supports, xu_conv2d
+from stir_jax.layers.xu import xu_kernels, xu_sesn_kernels
 from stir_jax.layers.xu import xu_sesn_padded_size, xu_sesn_padding, xu_sesn_resize_matrix
 from tests.helpers import load_peer, nchw_to_nhwc, rel_err
 from tests.peer_checks import errors, outputs_and_vjp
@@ -58,6 +59,43 @@ def test_layer_function_and_module():
   # Grouped: zeroing column 1's input changes column 1's output only.
   changed = np.asarray(jnp.max(jnp.abs(y2 - y2_masked), axis=(0, 1, 2))).reshape(5, 4)
   assert np.all(changed[1] > 0) and np.all(np.delete(changed, 1, axis=0) == 0)
+
+
+def test_column_supports_are_tight():
+  """Every non-zero tap of a column kernel lies in its support, and the support's edge rows hold
+  some (for the default sizes: 1, 3, 7, 6 and 7 rows; size 3 samples two zero-border rows)."""
+  supports = column_supports(7, KERNEL_SIZES)
+  assert [r1 - r0 for r0, r1 in supports] == [1, 3, 7, 6, 7]
+  kernel = jax.random.normal(jax.random.PRNGKey(2), (7, 7, 2, 3))
+  cols = np.asarray(xu_kernels(kernel)).reshape(11, 11, 2, 5, 3)
+  for g, (r0, r1) in enumerate(supports):
+    col = np.abs(cols[:, :, :, g]).sum((2, 3))
+    inside = np.zeros((11, 11), bool)
+    inside[r0:r1, r0:r1] = True
+    assert np.all(col[~inside] == 0), g
+    assert np.all(col[[r0, r1 - 1], r0:r1].sum(1) > 0) and np.all(col[r0:r1, [r0, r1 - 1]].sum(0) > 0)
+
+
+@pytest.mark.parametrize("impl", ["direct", "fft"])
+@pytest.mark.parametrize("k, sizes", [(7, KERNEL_SIZES), (5, (3, 5, 9))])
+def test_column_form_equals_one_grouped_convolution(impl, k, sizes):
+  """The layer's per-column convolutions over the kernel supports compute the m x m 'same'
+  convolution with all column kernels (grouped for a later layer), values and gradients."""
+  groups, cin, cout = len(sizes), 2, 3
+  m = max(sizes)
+  kx, kw, kc, kd = jax.random.split(jax.random.PRNGKey(3), 4)
+  for grouped, channels in ((False, cin), (True, groups * cin)):
+    x = jax.random.normal(kx, (2, 17, 17, channels))
+    w = jax.random.normal(kw, (k, k, cin, cout))
+    ct = jax.random.normal(kc if grouped else kd, (2, 17, 17, groups * cout))
+    ours = lambda x, w: xu_conv2d(x, w, sizes, grouped=grouped, impl=impl)
+    full = lambda x, w: conv2d(x, xu_kernels(w, sizes), padding=m // 2, impl="fft",
+                               feature_group_count=groups if grouped else 1)
+    (y, vjp), (y_ref, vjp_ref) = jax.vjp(ours, x, w), jax.vjp(full, x, w)
+    assert y.shape == y_ref.shape == (2, 17, 17, groups * cout)
+    assert rel_err(y, y_ref) <= 1e-5
+    for got, want in zip(vjp(ct), vjp_ref(ct)):
+      assert rel_err(got, want) <= 1e-5
 
 
 @pytest.mark.parametrize("name", ["xu_siconv2d_single_input", "xu_siconv2d_multiscale_input"])

@@ -15,7 +15,7 @@ from tests.models.test_program_size import step_args, train_step
 SICONV = {"pixel_pool", "slice_pool", "energy_pool", "soft_pool", "conv3d"}  # SiConv2d models
 # the forms of the FORM_TABLE families each model's train step holds (those with an FFT form)
 FAMILIES = {**{m: {"siconv"} for m in SICONV}, "conv3d": {"siconv", "conv3d"},
-            "xu": {"grouped"}, "hermite": {"grouped"}, "disco": {"grouped"},
+            "xu": {"conv2d"}, "hermite": {"grouped"}, "disco": {"grouped"},
             "ss": {"large_kernel"}}
 # the brief's models, exported for TPU at precision "highest"
 TPU_HIGHEST = ("pixel_pool", "slice_pool", "energy_pool", "conv3d", "hermite", "disco", "xu")
@@ -47,13 +47,13 @@ def test_train_step_exports(name, platform):
 
 
 @pytest.mark.parametrize("name", TPU_HIGHEST)
-def test_no_fft_on_tpu_at_highest_and_the_fft_form_on_cpu(name):
-  """precision="highest": the TPU train step holds no FFT, the CPU one the FFT form the table
-  gives these models on CPU."""
+def test_no_fft_on_tpu_at_highest_and_the_table_form_on_cpu(name):
+  """precision="highest": the TPU train step holds no FFT, the CPU one the FFT form where the table
+  gives one on CPU (every model here but xu, whose columns are plain convolutions)."""
   model = models.get_model(name, 1, 10, precision="highest")
   assert "stablehlo.fft" not in _export(model, "tpu")[0].mlir_module()
-  assert _fft_expected(name, "cpu", "highest")
-  assert "stablehlo.fft" in _export(model, "cpu")[0].mlir_module()
+  assert _fft_expected(name, "cpu", "highest") == (name != "xu")
+  assert ("stablehlo.fft" in _export(model, "cpu")[0].mlir_module()) == (name != "xu")
 
 
 def test_gpu_form_depends_on_precision():
@@ -65,11 +65,16 @@ def test_gpu_form_depends_on_precision():
 
 
 def test_auto_takes_the_fft_form_only_when_lowered_for_cpu():
-  """xu's grouped layer: FFT in the CPU program, XLA's grouped convolution in the GPU one."""
-  cpu, _ = _export(models.get_model("xu", 1, 10), "cpu")
-  cuda, _ = _export(models.get_model("xu", 1, 10), "cuda")
+  """hermite's grouped SESN layers: FFT in the CPU program, XLA's grouped convolution in the GPU
+  one. xu's columns: ungrouped convolutions on both, no FFT."""
+  cpu, _ = _export(models.get_model("hermite", 1, 10), "cpu")
+  cuda, _ = _export(models.get_model("hermite", 1, 10), "cuda")
   assert "stablehlo.fft" in cpu.mlir_module() and "stablehlo.fft" not in cuda.mlir_module()
-  assert "feature_group_count = 5" in cuda.mlir_module()
+  assert "feature_group_count = 4" in cuda.mlir_module()
+  for platform in ("cpu", "cuda"):
+    text = _export(models.get_model("xu", 1, 10), platform)[0].mlir_module()
+    assert "stablehlo.fft" not in text and "feature_group_count = 1" in text
+    assert "feature_group_count = 5" not in text
 
 
 def test_conv3d_model_impl_reaches_its_3d_convolution():
