@@ -73,8 +73,10 @@ order --models slice_pool --scenarios 3 --seeds 1-3 "$@"
 sweep --models kanazawa --scenarios 4 "$@"
 sweep --models disco --scenarios 1,3,4 "$@"
 sweep --models energy_pool --scenarios 1,3,4 "$@"
-sweep --models slice_pool --scenarios 4 "$@"
+# xu before slice_pool since 35044f0 (xu's columns over their kernels' support: its step about
+# 1.7x faster, docs/performance.md), about 3 core-hours for its All2All cell against 4.5
 sweep --models xu --scenarios 4 "$@"
+sweep --models slice_pool --scenarios 4 "$@"
 sweep --models conv3d --scenarios 2 "$@"
 sweep --models conv3d --scenarios 1,3,4 "$@"
 # last, beyond the issues: pixel_pool under the authors' training order (its reshuffled Mid2Rest
