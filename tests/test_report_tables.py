@@ -83,6 +83,23 @@ def test_a_shift_shared_by_all_cells_rejects_when_no_single_z_does():
   assert report.joint_z(rows)["below"] == 1
 
 
+def test_one_z_over_2_among_many_cells_is_what_chance_gives():
+  """37 cells, one at z = 2.02 (two-sided p = 0.043) and the rest at 0: about 1.7 cells beyond
+  |z| = 2 are expected by chance, the Bonferroni p is 1 and the chi-square typical, so the table
+  as a whole does not reject; one more cell at z = 4 makes it reject."""
+  rows = [{"model": "standard", "data": "emoji", "eval": "2", "runs": "3", "z": "0.0"}
+          for _ in range(36)] + [{"model": "disco", "data": "emoji", "eval": "4", "runs": "1",
+                                  "z": "2.02"}]
+  j = report.joint_z(rows)
+  assert (j["over_2"], j["bonferroni_p"], j["chi2_p"] > 0.9) == (1, 1.0, True)
+  assert j["over_2_by_chance"] == pytest.approx(37 * 0.0455, abs=0.01)
+  text = report.joint_statement(rows)
+  assert "No test rejects at the 5% level" in text and "where chance alone gives about 1.7" in text
+  assert "At least one test rejects" not in text
+  rows[0]["z"] = "4.0"
+  assert "At least one test rejects" in report.joint_statement(rows)
+
+
 def test_coverage_counts_the_papers_176_cells_and_gives_commands(tmp_path):
   runs = tmp_path / "runs"
   for seed in (1, 2, 3):
