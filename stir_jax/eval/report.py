@@ -297,7 +297,8 @@ def _bimodal_cells() -> set[tuple[str, str, int]]:
 
 def joint_z(rows: list[dict]) -> dict | None:
   """The joint test over the cells that have a z (summary rows, dicts or CSV rows): how many have
-  |z| > 2 (and how many chance alone gives: 4.55% of the cells), the largest |z| with its two-sided normal p and that p times the number of cells
+  |z| > 2 (and how many chance alone gives: 4.55% of the cells), the largest |z| with its
+  two-sided normal p and that p times the number of cells
   (Bonferroni), the sum of z^2 against a chi-square with one degree of freedom per cell, and the
   mean z (times sqrt(cells), standard normal when the cells are independent and each z is): a shift
   shared by all cells, such as a protocol difference, moves the mean even when no single z

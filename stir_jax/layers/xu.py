@@ -122,7 +122,8 @@ def xu_kernels(kernel: jax.Array, kernel_sizes: Sequence[int] = KERNEL_SIZES,
 
 
 @functools.lru_cache(maxsize=None)
-def column_supports(kernel_size: int, kernel_sizes: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
+def column_supports(kernel_size: int,
+                    kernel_sizes: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
   """Per column, the rows ``[r0, r1)`` of the padded ``m x m`` column kernel that can be non-zero
   (the same for columns: the resize is separable), widened to hold the centre ``m // 2``.
 
