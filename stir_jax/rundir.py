@@ -14,13 +14,17 @@ are saved by every process together (orbax writes replicated host arrays from pr
 """
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
 import os
 import pathlib
+from typing import Iterable, Iterator
 
 import ml_collections
 
-from stir_jax.errors import RunError  # re-exported: stir_jax.rundir.RunError
+from stir_jax.errors import RunBusy, RunError  # re-exported: stir_jax.rundir.RunError, RunBusy
 
 
 def config_dict(config) -> dict:
@@ -97,6 +101,48 @@ def prepare_workdir(config, workdir: pathlib.Path) -> None:
   if not check_workdir(config, workdir):
     workdir.mkdir(parents=True, exist_ok=True)
     write_json(workdir / "config.json", config_dict(config))
+
+
+@contextlib.contextmanager
+def claimed(workdirs: Iterable[pathlib.Path]) -> Iterator[None]:
+  """Holds an exclusive lock on each run directory (creating it, empty, if missing) for the block.
+
+  Two processes on one directory (two sweep workers on one grid, train.py started twice) would
+  write the same checkpoints and metrics; the second gets RunBusy instead. The lock is flock(2) on
+  the directory itself: no lock file is left behind, and it goes when the process ends, however it
+  ends (a killed worker's runs are free again). On a filesystem without flock the block runs
+  unlocked, as it did before. Single-process only: the processes of one jax.distributed run train
+  the same directories together, so the caller does not claim there. A directory this call
+  created and the block left empty is removed again (a failed start leaves nothing behind).
+  """
+  fds, created = [], []
+  try:
+    for d in workdirs:
+      d = pathlib.Path(d)
+      new = False
+      if not d.exists():
+        d.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):  # another process may have made it just now
+          d.mkdir()
+          new = True
+      fd = os.open(d, os.O_RDONLY)
+      fds.append(fd)
+      try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      except OSError as e:
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+          raise RunBusy(f"{d} is being trained by another process (it holds the directory's "
+                        "lock); wait for it to end, or stop it and rerun") from None
+        # ENOLCK, EBADF, EINVAL...: no flock here; run unlocked
+      if new:
+        created.append(d)
+    yield
+  finally:
+    for d in created:  # still locked: no other process can have started in it
+      with contextlib.suppress(OSError):
+        d.rmdir()  # only if empty
+    for fd in fds:
+      os.close(fd)  # closing the last descriptor releases the lock
 
 
 def is_finished(workdir: pathlib.Path) -> bool:

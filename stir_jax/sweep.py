@@ -24,6 +24,11 @@ of the report comes from it) and keeps the run's best parameters in params.msgpa
 (`stir_jax.pretrained`). At the end the aggregation (stir_jax.eval.report, eval.py --runs) writes
 OUT/report/. Config fields are set as train.py sets them: --config.FIELD=VALUE.
 
+Several workers can share one grid on one machine or filesystem with flock: run the same command
+in each, without --shard. A run directory is locked while it trains (stir_jax.rundir.claimed), so a
+worker skips runs another is training and takes the next; a worker that ends frees its runs.
+--shard I/N splits the grid into fixed parts instead (machines without a shared filesystem).
+
 --num_seeds_per_program N trains up to N seeds of a model x data x scenario x lr together in one
 program (stir_jax.train.engine.train_seeds) into the same seed directories. --dry_run prints the
 plan (which settings are done, partial or new) and an estimate of its cost from a short timing
@@ -34,6 +39,7 @@ the others go on.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib.util
 import json
@@ -465,6 +471,7 @@ def run_sweep(args, base: ml_collections.ConfigDict, runs: list[Run]) -> int:
   k = args.num_seeds_per_program
   done = sum(r.status == "done" for r in runs)
   failures: list[str] = []
+  busy = 0
   bar = tqdm(total=len(runs), initial=done, desc="sweep", unit="run", dynamic_ncols=True,
              disable=not distributed.is_main())
   for g, rs in groups_of(runs).items():
@@ -486,11 +493,17 @@ def run_sweep(args, base: ml_collections.ConfigDict, runs: list[Run]) -> int:
                                  on_epoch_end=show_epoch)
         accs = ", ".join(f"{res[r.seed]['test_accuracy']:.3f}" for r in prog)
         bar.write(f"{names}: test accuracy {accs}")
+      except rundir.RunBusy:  # another worker on the same grid has it: go on to the next
+        busy += len(prog)
+        bar.write(f"skipped: {names}: another process is training it")
       except rundir.RunError as e:
         failures.append(f"{names}: {e}")
         bar.write(f"failed: {names}: {e}")
       bar.update(len(prog))
   bar.close()
+  if busy:
+    print(f"{busy} run(s) skipped: other processes were training them (rerun this command once "
+          "they end to see them finished)")
   for f in failures:
     print(f"failed: {f}", file=sys.stderr)
   return len(failures)
@@ -526,14 +539,19 @@ def evaluate_runs(runs: list[Run]) -> int:
           "stand", file=sys.stderr)
   todo = [r for r in todo if r not in gone]
   failures = 0
+  single = jax.process_count() == 1
   for r in tqdm(todo, desc="evaluate", unit="run", dynamic_ncols=True,
                 disable=not distributed.is_main() or not todo):
     try:
-      if not evaluated(r.dir):
-        evaluation.evaluate(r.dir)
-      # the best parameters stay with the run (a few hundred KB; git keeps no checkpoints)
-      if has_ckpt[r.dir] and not has_params[r.dir] and jax.process_count() == 1:
-        pretrained.export(r.dir)
+      # another worker on the same grid may be evaluating it: skip rather than write beside it
+      with rundir.claimed([r.dir]) if single else contextlib.nullcontext():
+        if not evaluated(r.dir):
+          evaluation.evaluate(r.dir)
+        # the best parameters stay with the run (a few hundred KB; git keeps no checkpoints)
+        if has_ckpt[r.dir] and not pretrained.params_path(r.dir).exists() and single:
+          pretrained.export(r.dir)
+    except rundir.RunBusy:
+      print(f"not evaluated here: another process holds {r.dir}", file=sys.stderr)
     except rundir.RunError as e:
       failures += 1
       print(f"failed: evaluating {r.dir}: {e}", file=sys.stderr)

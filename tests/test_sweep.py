@@ -171,6 +171,37 @@ def test_sweep_on_a_tiny_grid(tiny_data, tmp_path, capsys):
   assert code == 2 and "different config (fields: num_epochs)" in err
 
 
+def test_workers_share_a_grid_by_skipping_runs_another_is_training(tiny_data, tmp_path, capsys):
+  """Two sweeps on one grid without --shard: a run directory another process holds (here: this
+  process's own claim, which flock treats as another open) is skipped, not failed, not touched; the
+  rest train; a later rerun finishes it."""
+  out = tmp_path / "sweep"
+  grid = ["--out", out, "--models", "standard", "--datasets", tiny_data, "--scenarios", "2",
+          "--seeds", "1-3", "--config", TINY, "--config.num_epochs=1", "--no-report"]
+  base = sweep.load_config(TINY)
+  sweep.apply_overrides(base, ["num_epochs=1"])
+  seed_dir = lambda s: sweep.Group("standard", str(tiny_data), 2, base.learning_rate).dir(out) / f"seed_{s}"
+  with rundir.claimed([seed_dir(2)]):
+    code, stdout, err = _main(capsys, *grid, "--evaluate")
+    assert code == 0, err
+    assert "skipped: standard/emoji4/s2/lr0.001/seed_2: another process is training it" in stdout + err
+    assert "1 run(s) skipped" in stdout
+    assert [rundir.is_finished(seed_dir(s)) for s in (1, 2, 3)] == [True, False, True]
+    assert not any(seed_dir(2).iterdir())  # nothing written beside the other worker
+    assert (seed_dir(3) / "consistency.json").exists()
+    # --evaluate leaves a finished run alone while another process holds it
+    (seed_dir(3) / "consistency.json").unlink()
+    with rundir.claimed([seed_dir(3)]):
+      code, _, err = _main(capsys, *grid, "--evaluate")
+    assert code == 0 and f"not evaluated here: another process holds {seed_dir(3)}" in err
+    assert not (seed_dir(3) / "consistency.json").exists()
+  code, stdout, err = _main(capsys, *grid, "--evaluate")
+  assert code == 0, err
+  assert "skipped" not in stdout + err
+  assert all(rundir.is_finished(seed_dir(s)) for s in (1, 2, 3))
+  assert all((seed_dir(s) / "consistency.json").exists() for s in (1, 2, 3))
+
+
 def test_estimate_from_probe_timings(tiny_data, tmp_path, monkeypatch):
   args = sweep.build_parser().parse_args(
       ["--out", str(tmp_path), "--models", "standard", "--datasets", str(tiny_data),

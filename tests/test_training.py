@@ -126,6 +126,54 @@ def test_refuses_foreign_workdir_and_other_config(tiny_data, tmp_path):
   assert rundir.check_workdir(_config(tiny_data, learning_rate=0.5), tmp_path / "fresh") is False
 
 
+def test_a_claimed_run_directory_refuses_a_second_claim(tmp_path):
+  """rundir.claimed: flock on the directory (two opens conflict, even in one process); a directory
+  the claim created and left empty goes again, anything else stays."""
+  run = tmp_path / "grid" / "seed_1"
+  with rundir.claimed([run]):
+    assert run.is_dir()
+    with pytest.raises(rundir.RunBusy, match="being trained by another process"):
+      with rundir.claimed([tmp_path / "other", run]):
+        pass
+    assert not (tmp_path / "other").exists()  # created by the failed claim, then removed
+  assert not run.exists()  # nothing was written in it
+  with rundir.claimed([run]):
+    (run / "config.json").write_text("{}")
+  assert (run / "config.json").exists()
+  with rundir.claimed([run]):  # free again once the block ended
+    pass
+  assert (run / "config.json").exists()
+
+
+def test_a_second_process_on_a_busy_workdir_is_refused(tiny_data, tmp_path):
+  """train.py twice on one workdir: the second stops with one line and writes nothing; once the
+  first is killed (SIGKILL: no cleanup ran), the directory is free."""
+  import signal
+  import time
+  workdir = tmp_path / "run"
+  args = ["train.py", "--config=configs/tiny.py", f"--config.dataset={tiny_data}",
+          "--config.num_epochs=1000", "--config.patience=0", f"--workdir={workdir}"]
+  first = subprocess.Popen([sys.executable, *args], cwd=REPO, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+  try:
+    metrics_file = workdir / "metrics.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (metrics_file.exists() and metrics_file.read_text()):
+      time.sleep(0.05)
+    assert first.poll() is None, "the first run ended before the second started"
+    second = _cli(*args)
+    assert first.poll() is None, "the first run ended while the second ran: nothing was tested"
+    assert second.returncode == 2, second.stderr
+    lines = [l for l in second.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and "is being trained by another process" in lines[0], second.stderr
+    assert "resuming" not in second.stdout
+  finally:
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+  with rundir.claimed([workdir]):
+    assert (workdir / "config.json").exists()
+
+
 def _cli(*args, cwd=REPO):
   return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True,
                         timeout=300)

@@ -6,7 +6,9 @@
 # TensorBoard events are git-ignored); --evaluate adds eval.py's per-run outputs (pool index
 # correlations, equivariance). Afterwards:
 #   python eval.py --runs=results/emoji --out=results/emoji/report
-# Extra arguments go to every sweep (e.g. --shard 0/2 to split the grid over two machines).
+# Extra arguments go to every sweep (e.g. --shard 0/2 to split the grid over two machines). On
+# one machine, start this script once per core instead, without --shard: a worker skips the
+# runs another is training (their directories are locked) and takes the next.
 set -eu
 cd "$(dirname "$0")/../.."
 # tcmalloc where it is installed (Debian: apt-get install libtcmalloc-minimal4): the same results

@@ -30,6 +30,7 @@ epoch) -> `Trainer.finish` (the test pass, results.json). The run directories ar
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import math
@@ -184,6 +185,7 @@ def train_seeds(config: ml_collections.ConfigDict | experiment.Experiment,
   num_seeds = 1). Finished seeds are skipped (their config is still checked), the others resumed.
 
   Raises:
+    RunBusy: another process is training one of the directories (nothing was written).
     RunError: a bad directory or config; after writing the other seeds' results, a seed whose
       training loss became non-finite (its last good checkpoint is kept).
     preemption.Preempted: SIGTERM or SIGINT; every seed's position was saved first.
@@ -194,21 +196,25 @@ def train_seeds(config: ml_collections.ConfigDict | experiment.Experiment,
     raise RunError(f"need distinct seeds, got {seeds}")
   dirs = {s: pathlib.Path(d) for s, d in dirs.items()}
   exps = {s: exp.for_seed(s) if len(seeds) > 1 else exp for s in seeds}
-  results = _finished(exps, dirs)
-  todo = [s for s in seeds if s not in results]
-  if not todo:
-    return results
-  trainer = Trainer(exp, progress, on_epoch_end, on_step)
-  trainer.open_runs({s: exps[s] for s in todo}, dirs, total=len(seeds))
-  try:
-    with trainer.stop:
-      while trainer.epoch():
-        pass
-  except BaseException:
-    for r in trainer.runs:
-      r.ckpt.close()
-    raise
-  return {**results, **trainer.finish()}
+  # one process per directory: a second one gets RunBusy (the processes of a jax.distributed run
+  # share their directories and do not claim them)
+  claim = rundir.claimed(dirs.values()) if jax.process_count() == 1 else contextlib.nullcontext()
+  with claim:
+    results = _finished(exps, dirs)
+    todo = [s for s in seeds if s not in results]
+    if not todo:
+      return results
+    trainer = Trainer(exp, progress, on_epoch_end, on_step)
+    trainer.open_runs({s: exps[s] for s in todo}, dirs, total=len(seeds))
+    try:
+      with trainer.stop:
+        while trainer.epoch():
+          pass
+    except BaseException:
+      for r in trainer.runs:
+        r.ckpt.close()
+      raise
+    return {**results, **trainer.finish()}
 
 
 def _finished(exps: dict, dirs: dict) -> dict[int, dict]:
