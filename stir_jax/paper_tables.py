@@ -55,6 +55,15 @@ def paper_runs() -> dict[Cell, np.ndarray]:
   return {k: np.array(v) for k, v in out.items()}
 
 
+def paper_run_validation() -> dict[Cell, np.ndarray]:
+  """(model, data, scenario) -> the best validation accuracies (%) of the paper's runs of that
+  cell, in the order of `paper_runs` (the same rows)."""
+  out = defaultdict(list)
+  for r in _resource_rows("paper_runs.csv"):
+    out[(r["model"], r["data"], int(r["eval"]))].append(float(r["best_val_acc"]))
+  return {k: np.array(v) for k, v in out.items()}
+
+
 def paper_per_size() -> dict[Cell, dict]:
   """(model, data, scenario) -> {"runs": n, "mean": (48,), "std": (48,)}: test accuracy (%) per
   object size 17..64 over the paper's runs (the cells ``derive`` could match)."""

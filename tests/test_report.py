@@ -483,3 +483,27 @@ def test_level_table_from_the_runs_levels_csv(tmp_path):
   assert float(rows["larger"]["average_minus_best"]) == pytest.approx(-30.0)
   assert float(rows["training"]["average_minus_best"]) == pytest.approx(10.0)
   assert "## The pyramid ensemble's levels" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_a_run_outside_the_papers_runs_is_placed_by_its_validation_accuracy(tmp_path):
+  """A run beyond all of the paper's test accuracies of its cell gets a line; its best validation
+  accuracy is placed among the paper's runs' (paper_runs.csv), and on All2All, where validation
+  and test cover the same sizes, its test-minus-validation gap is set against theirs."""
+  runs = tmp_path / "runs"
+  _fake_run(runs / "d", "disco", "emoji", 4, 2, 0.96, 1.0)         # paper: highest test 95.25
+  res = json.loads((runs / "d" / "results.json").read_text())
+  res["best_val_accuracy"] = 0.948                                  # theirs 92.13 to 95.43
+  (runs / "d" / "results.json").write_text(json.dumps(res))
+  _fake_run(runs / "s", "standard", "emoji", 2, 1, 0.25, 1.0)       # lowest 30.38; val 0.25 too
+  _fake_run(runs / "t", "standard", "emoji", 2, 2, 0.40, 1.0)       # inside: no line
+  report.aggregate(runs, tmp_path / "report")
+  lines = [l for l in (tmp_path / "report" / "report.md").read_text().splitlines()
+           if "of the paper's runs of the cell (its" in l]
+  assert lines == [
+      "- disco, emoji All2All, seed 2: 96.0%, above all 50 of the paper's runs of the cell (its "
+      "highest 95.25%). Its best validation accuracy, 94.80%, lies among theirs (92.13 to "
+      "95.43%, mean 94.56); test minus validation +1.20 points, the paper's runs' -0.23 ± 0.40 "
+      "(All2All validates and tests on the same sizes).",
+      "- standard, emoji Mid2Rest, seed 1: 25.0%, below all 50 of the paper's runs of the cell "
+      "(its lowest 30.38%). Its best validation accuracy (on the training sizes), 25.00%, lies "
+      "below all of theirs (lowest 99.65%)."]

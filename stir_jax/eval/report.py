@@ -46,7 +46,8 @@ from collections import defaultdict
 import numpy as np
 
 from stir_jax import metrics
-from stir_jax.paper_tables import paper_per_size, paper_results, paper_runs
+from stir_jax.paper_tables import paper_per_size, paper_results, paper_run_validation
+from stir_jax.paper_tables import paper_runs
 from stir_jax.errors import RunError
 from stir_jax.rundir import read_metrics
 
@@ -924,6 +925,28 @@ def findings(summary: list[dict], bands: list[dict], runs: list[dict]) -> list[s
   return out
 
 
+def _validation_note(r: dict, acc: float, test: np.ndarray, val: np.ndarray | None) -> str:
+  """For a run outside the paper's test accuracies: where its best validation accuracy lies among
+  the paper's runs', and on All2All (validation and test on the same sizes) its test-minus-
+  validation gap against theirs. A run whose validation accuracy is ordinary but whose test
+  accuracy is not trained like theirs and tested luckily (or unluckily)."""
+  if val is None or len(val) != len(test):
+    return ""
+  v = round(r["best_val_accuracy"] * 100, 2)
+  if v > val.max():
+    where = f"above all of theirs (highest {val.max():.2f}%)"
+  elif v < val.min():
+    where = f"below all of theirs (lowest {val.min():.2f}%)"
+  else:
+    where = f"among theirs ({val.min():.2f} to {val.max():.2f}%, mean {val.mean():.2f})"
+  if r["eval"] != 4:
+    return f" Its best validation accuracy (on the training sizes), {v:.2f}%, lies {where}."
+  gap = test - val
+  return (f" Its best validation accuracy, {v:.2f}%, lies {where}; test minus validation {acc - v:+.2f} points, the paper's runs' "
+          f"{gap.mean():+.2f} ± {gap.std(ddof=1):.2f} (All2All validates and tests on the same "
+          "sizes).")
+
+
 def notes(runs: list[dict], runs_dir: pathlib.Path) -> list[str]:
   """What else the run files say (markdown lines): unfinished runs, evaluated runs without an
   equivariance file, runs outside the paper's range of runs, the training order's effect (runs
@@ -948,7 +971,7 @@ def notes(runs: list[dict], runs_dir: pathlib.Path) -> list[str]:
                "equivariance.npz, hence no row in the equivariance table: eval.py measures the "
                "error on the stage1/stage2 feature maps a model returns with with_aux=True, and "
                f"{model} returns none (its aux holds no 4-D or 5-D stage maps).")
-  paper, paper_accs = paper_results(), paper_runs()
+  paper, paper_accs, paper_vals = paper_results(), paper_runs(), paper_run_validation()
   for r in sorted(runs, key=lambda r: (r["model"], r["eval"], str(r["seed"]))):
     cell = (r["model"], r["data"], r["eval"])
     ref = paper_accs.get(cell)
@@ -959,7 +982,8 @@ def notes(runs: list[dict], runs_dir: pathlib.Path) -> list[str]:
       side, edge = ("above", ref.max()) if acc > ref.max() else ("below", ref.min())
       out.append(f"- {r['model']}, {r['data']} {SCENARIO_NAMES.get(r['eval'], r['eval'])}, seed "
                  f"{r['seed']}: {acc:.1f}%, {side} all {len(ref)} of the paper's runs of the cell "
-                 f"(its {'highest' if side == 'above' else 'lowest'} {edge:.2f}%).")
+                 f"(its {'highest' if side == 'above' else 'lowest'} {edge:.2f}%)."
+                 + _validation_note(r, acc, ref, paper_vals.get(cell)))
   order_dir = runs_dir.parent / f"{runs_dir.name}_order"
   if order_dir.is_dir() and order_dir.resolve() != runs_dir.resolve():
     try:
