@@ -234,3 +234,66 @@ def conv3d(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None,
 
   y = forms.by_platform(run, choices, x, kernel)
   return y if bias is None else y + bias.astype(dt)
+
+
+def conv3d_relu_max(x: jax.Array, kernel: jax.Array, bias: jax.Array,
+                    impl: str = "auto", precision: PrecisionLike = DEFAULT_PRECISION) -> jax.Array:
+  """The global max over (depth, height, width) of ReLU(conv3d(x, kernel, bias)): (B, D, H, W,
+  Cin) -> (B, Cout), the head of the paper's conv3d model, with a sparse backward pass.
+
+  The value is that of ``jnp.max(relu(conv3d(...)), axis=(1, 2, 3))``. The gradient flows through
+  one position per example and output channel: the first maximal one in row-major (depth, height,
+  width) order, where PyTorch's max_pool3d over the whole volume (the authors' GlobalMaxPool)
+  sends it too; ``jnp.max`` would split it among tied positions, which differs only where several
+  positions hold exactly the same positive maximum. A channel whose maximum is 0 (its ReLU is off
+  everywhere) gets none, as under autodiff. So the backward pass gathers and scatters B x Cout
+  kernel-sized patches instead of running the two transposed 3-D convolutions of autodiff (on CPU
+  two FFT round trips over the whole volume, more than the forward pass costs).
+
+  impl, precision: of the forward 3-D convolution (see `conv3d`).
+  """
+  dt = jnp.result_type(x, kernel, bias)
+  return _relu_max(x.astype(dt), kernel.astype(dt), bias.astype(dt), impl, precision)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _relu_max(x, kernel, bias, impl, precision):
+  return _relu_max_fwd(x, kernel, bias, impl, precision)[0]
+
+
+def _relu_max_fwd(x, kernel, bias, impl, precision):
+  y = jax.nn.relu(conv3d(x, kernel, bias, impl=impl, precision=precision))
+  flat = y.reshape(y.shape[0], -1, y.shape[-1])
+  first = jnp.argmax(flat, axis=1)                                   # (B, Cout), first maximum
+  top = jnp.take_along_axis(flat, first[:, None, :], axis=1)[:, 0]   # = the max itself
+  return top, (x, kernel, first, top)
+
+
+def _relu_max_bwd(impl, precision, res, g):
+  del impl, precision
+  x, kernel, first, top = res
+  kd, kh, kw, cin, _ = kernel.shape
+  b, d, h, w, _ = x.shape
+  g = jnp.where(top > 0, g, 0).astype(x.dtype)  # ReLU's derivative at the maximum (0 at 0)
+  # the maximum's window: its corner in x, per example and output channel
+  pd, ph, pw = jnp.unravel_index(first, (d - kd + 1, h - kh + 1, w - kw + 1))
+
+  def window(xb, i, j, k):
+    return jax.lax.dynamic_slice(xb, (i, j, k, 0), (kd, kh, kw, cin))
+
+  per_channel = jax.vmap(window, in_axes=(None, 0, 0, 0))              # over Cout
+  patches = jax.vmap(per_channel)(x, pd, ph, pw)                        # (B, Cout, kd, kh, kw, Cin)
+  d_kernel = jnp.einsum("bo,bodhwi->dhwio", g, patches,
+                        precision=jax.lax.Precision.HIGHEST)
+  # x's gradient: g times the output channel's kernel, added at each maximum's window
+  taps = lambda p, n: p[:, :, None] + jnp.arange(n)                     # (B, Cout, n)
+  bi = jnp.arange(b)[:, None, None, None, None]
+  di = taps(pd, kd)[:, :, :, None, None]
+  hi = taps(ph, kh)[:, :, None, :, None]
+  wi = taps(pw, kw)[:, :, None, None, :]
+  updates = g[:, :, None, None, None, None] * jnp.moveaxis(kernel, -1, 0)[None]
+  d_x = jnp.zeros_like(x).at[bi, di, hi, wi].add(updates)
+  return d_x, d_kernel, jnp.sum(g, axis=0)
+
+
+_relu_max.defvjp(_relu_max_fwd, _relu_max_bwd)

@@ -46,12 +46,14 @@ class Forwarding:
         kwargs[key] = getattr(self, key)
     return cls(*args, **kwargs)
 
-  def classify(self, stage2: jax.Array, with_aux: bool, pooled: jax.Array | None = None,
-               **aux: jax.Array):
+  def classify(self, stage2: jax.Array | None, with_aux: bool, pooled: jax.Array | None = None,
+               features: jax.Array | None = None, **aux: jax.Array):
     """The paper's head: a global max over every axis but batch and channels of `pooled` (default
     `stage2`), then the dense layer "lin". Returns the logits, or (logits, aux) with aux `stage2`,
-    `features` and the maps given as keywords (e.g. stage1, pool1_indices) when `with_aux`."""
-    features = global_max(stage2 if pooled is None else pooled)
+    `features` and the maps given as keywords (e.g. stage1, pool1_indices) when `with_aux`.
+    `features`: the global max already taken (a model's fused form; stage2 None, no aux)."""
+    if features is None:
+      features = global_max(stage2 if pooled is None else pooled)
     logits = self.layer(Dense, self.num_classes, name="lin")(features)
     if not with_aux:
       return logits

@@ -8,7 +8,7 @@ import flax.linen as nn
 
 from stir_jax.layers.scale_pool import ScalePool
 from stir_jax.layers.siconv import POOL_MODES_FUSED, SiConv2d
-from stir_jax.layers.conv import conv3d
+from stir_jax.layers.conv import conv3d, conv3d_relu_max
 from stir_jax.layers.dtypes import promote_dtype
 from stir_jax.layers.initializers import torch_uniform
 from stir_jax.models import common
@@ -57,7 +57,9 @@ class ScalePoolCNN(common.ModelBase):
 
 class Conv3dCNN(common.ModelBase):
   """SiConv C->16 (29 scales), ReLU, a valid 7x7x7 3-D convolution over (scale, y, x) 16->32, ReLU,
-  global max over scale and space, dense.
+  global max over scale and space, dense. Without aux the last three run as one
+  `stir_jax.layers.conv.conv3d_relu_max`, whose gradient goes through each channel's maximum alone
+  (as the authors' max_pool3d sends it).
 
   The 3-D convolution treats the scale axis like depth, so it is equivariant to shifts along scale
   only where the object's scale change maps to a whole kernel-size step; translation equivariance as
@@ -81,6 +83,9 @@ class Conv3dCNN(common.ModelBase):
     kernel = self.param("conv2_kernel", init, (k, k, k, cin, 32), self.param_dtype)
     bias = self.param("conv2_bias", init, (32,), self.param_dtype)
     stage1_c, kernel, bias = promote_dtype(stage1, kernel, bias, dtype=self.dtype)
+    if not with_aux:  # the same features; the backward pass through the maxima alone
+      features = conv3d_relu_max(stage1_c, kernel, bias, impl=self.impl, precision=self.precision)
+      return self.classify(None, with_aux, features=features)
     stage2 = nn.relu(conv3d(stage1_c, kernel, bias, impl=self.impl, precision=self.precision))
     return self.classify(stage2, with_aux, stage1=stage1)
 

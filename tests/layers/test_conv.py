@@ -89,3 +89,60 @@ def test_kernel_spectrum_is_conjugate_rfftn(sizes):
   kernel = r.normal(size=(3, 4, 5)[:len(sizes)] + (2, 3)).astype(np.float32)
   ref = np.conj(np.fft.rfftn(kernel, s=sizes, axes=tuple(range(len(sizes)))))
   assert rel_err(_kernel_spectrum(jnp.asarray(kernel), sizes), ref) <= 1e-5
+
+
+def _relu_max_reference(x, w, b):
+  from stir_jax.layers.conv import conv3d
+  return jnp.max(jax.nn.relu(conv3d(x, w, b, impl="direct")), axis=(1, 2, 3))
+
+
+@pytest.mark.parametrize("impl", ["direct", "fft"])
+def test_conv3d_relu_max_equals_autodiff_of_the_unfused_head(impl):
+  """Values and all three gradients equal jnp.max(relu(conv3d)) and its autodiff where no two
+  positions share a channel's maximum; channel 0 is dead (bias -100: ReLU off everywhere), so it
+  passes no gradient on either side."""
+  from stir_jax.layers.conv import conv3d_relu_max
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.standard_normal((3, 9, 11, 10, 4)), jnp.float32)
+  w = jnp.asarray(rng.standard_normal((3, 3, 3, 4, 5)) * 0.2, jnp.float32)
+  b = jnp.asarray(rng.standard_normal(5) * 0.1, jnp.float32).at[0].set(-100.0)
+  fused = lambda x, w, b: conv3d_relu_max(x, w, b, impl=impl)
+  assert rel_err(fused(x, w, b), _relu_max_reference(x, w, b)) <= 1e-6
+  assert float(jnp.max(_relu_max_reference(x, w, b)[:, 0])) == 0.0
+  c = jnp.asarray(rng.standard_normal((3, 5)), jnp.float32)
+  grads = [jax.grad(lambda x, w, b: jnp.sum(f(x, w, b) * c), argnums=(0, 1, 2))(x, w, b)
+           for f in (fused, _relu_max_reference)]
+  for got, want in zip(*grads):
+    assert float(jnp.max(jnp.abs(want))) > 0
+    assert rel_err(got, want) <= 1e-5
+  assert float(jnp.max(jnp.abs(grads[0][2][0]))) == 0.0  # the dead channel's bias
+
+
+def test_conv3d_relu_max_sends_a_tied_maximum_to_its_first_position():
+  """A constant input makes every window tie. As PyTorch's max_pool3d (the authors' global max),
+  the gradient goes to the first window in (depth, height, width) order alone: x's gradient is the
+  kernel placed at the origin; jnp.max would spread it over all 3 x 4 x 2 windows."""
+  from stir_jax.layers.conv import conv3d_relu_max
+  x = jnp.ones((1, 4, 5, 3, 2), jnp.float32)
+  w = jnp.asarray(np.random.default_rng(1).uniform(0.1, 1.0, (2, 2, 2, 2, 1)), jnp.float32)
+  b = jnp.zeros((1,), jnp.float32)
+  gx, gw, gb = jax.grad(lambda x, w, b: jnp.sum(conv3d_relu_max(x, w, b)),
+                        argnums=(0, 1, 2))(x, w, b)
+  want = jnp.zeros_like(x).at[0, :2, :2, :2, :].set(w[..., 0])
+  np.testing.assert_allclose(gx, want, rtol=0, atol=0)
+  np.testing.assert_allclose(gw, jnp.ones_like(w), rtol=0, atol=0)  # the first window's x: ones
+  np.testing.assert_allclose(gb, [1.0])
+  spread = jax.grad(lambda x: jnp.sum(_relu_max_reference(x, w, b)))(x)
+  assert float(jnp.max(jnp.abs(spread - want))) > 0.1  # the unfused head splits it
+
+
+def test_conv3d_relu_max_keeps_low_precision_dtypes():
+  from stir_jax.layers.conv import conv3d_relu_max
+  rng = np.random.default_rng(2)
+  x = jnp.asarray(rng.standard_normal((2, 6, 7, 7, 3)), jnp.bfloat16)
+  w = jnp.asarray(rng.standard_normal((3, 3, 3, 3, 4)) * 0.2, jnp.bfloat16)
+  b = jnp.zeros((4,), jnp.bfloat16)
+  out = conv3d_relu_max(x, w, b)
+  gx, gw = jax.grad(lambda x, w: jnp.sum(conv3d_relu_max(x, w, b).astype(jnp.float32)),
+                    argnums=(0, 1))(x, w)
+  assert out.dtype == gx.dtype == gw.dtype == jnp.bfloat16

@@ -126,3 +126,20 @@ def test_gradients_agree_between_impls(name, load_fixture):
   assert len(a) == len(b) > 1
   for ga, gb in zip(a, b):
     assert _close(ga, gb)
+
+
+def test_conv3d_fused_head_matches_the_reference_and_autodiff(load_fixture):
+  """Without aux the conv3d model takes its fused head (`stir_jax.layers.conv.conv3d_relu_max`):
+  its logits are the authors' (the fixture), and its parameter and input gradients equal autodiff
+  of the unfused head (the with_aux=True program) on the reference weights and input."""
+  variables, x, ref = _variables_and_input("conv3d", load_fixture)
+  model = models.get_model("conv3d", 1, 10)
+  assert rel_err(jax.jit(model.apply)(variables, x), ref["logits"]) <= 1e-4
+  r = np.asarray(jax.random.normal(jax.random.PRNGKey(2), (x.shape[0], 10)))
+  fused = lambda v, x: jnp.sum(model.apply(v, x) * r)
+  unfused = lambda v, x: jnp.sum(model.apply(v, x, with_aux=True)[0] * r)
+  got, want = (jax.tree.leaves(jax.jit(jax.grad(f, argnums=(0, 1)))(variables, x))
+               for f in (fused, unfused))
+  assert len(got) == len(want) == 7  # conv1 kernel, bias; conv2 kernel, bias; lin; x
+  for g, w in zip(got, want):
+    assert _close(g, w)
