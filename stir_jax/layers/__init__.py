@@ -36,7 +36,8 @@ Layer families (function -> module):
   gaussian_derivative_conv(x, weights, bias, sigmas) -> (B, S, H, W, O)   GaussDerConv (Gaussian
     derivative layer over scale channels, Lindeberg 2022); pool_scales(y, "max" | "avg"),
     scale_series, scale_channel_jet
-Helpers: conv2d / conv3d (XLA or exact FFT forms), interpolation_matrix, resize_kernel,
+Helpers: conv2d / conv3d (XLA or exact FFT forms), conv3d_relu_max (conv3d, ReLU and a global max
+with a backward pass through the maxima alone), interpolation_matrix, resize_kernel,
 num_scales_for, torch_uniform.
 Submodule `stir_jax.layers.gaussian`: Lindeberg's discrete scale space (the discrete analogue of the
 Gaussian, sampled and integrated Gaussians and their derivatives, the N-jet, jet2mask), exact and
@@ -47,7 +48,7 @@ networks; `stir_jax.layers.gaussian_derivative` (GaussDerConv) is the layer over
 >>> pooled, idx = scale_pool(y, "pixel")                      # (B, 58, 58, 16), (B, 58, 58, 16)
 >>> layer = SiConv2d(16, pool="pixel", dtype=jnp.bfloat16)    # (pooled, idx) in bfloat16
 """
-from stir_jax.layers.conv import conv2d, conv3d
+from stir_jax.layers.conv import conv2d, conv3d, conv3d_relu_max
 from stir_jax.layers.dss import BesselConv2d, Dconv2d, dss_besselconv2d, dss_dconv2d
 from stir_jax.layers.dtypes import DEFAULT_PRECISION
 from stir_jax.layers.gaussian_derivative import GaussDerConv, gaussian_derivative_conv
@@ -75,7 +76,7 @@ __all__ = [
     "KanazawaConv", "MODES", "POOL_MODES", "SESConvHH", "SESConvHH1x1", "SESConvZ2H",
     "SEVFScalarConv", "SEVFVectorConv", "ScaleConvSteering", "ScalePool", "SiConv2d",
     "SteerableBasis", "VectorBatchNorm", "VectorMaxPool", "XuConv", "XuSesnConv", "affine_grid",
-    "affine_warp", "conv2d", "conv3d", "disco_basis", "dss_besselconv2d", "dss_dconv2d",
+    "affine_warp", "conv2d", "conv3d", "conv3d_relu_max", "disco_basis", "dss_besselconv2d", "dss_dconv2d",
     "gaussian_derivative_conv", "gaussian_pyramid", "grid_sample_bilinear", "hermite_basis",
     "hermite_basis_a", "interpolation_matrix", "kanazawa_conv2d", "num_scales_for", "pool_scales",
     "resize_kernel", "scale_channel_jet", "scale_pool", "scale_series", "scale_steerable_conv2d",
