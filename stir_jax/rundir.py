@@ -111,10 +111,14 @@ def claimed(workdirs: Iterable[pathlib.Path]) -> Iterator[None]:
   write the same checkpoints and metrics; the second gets RunBusy instead. The lock is flock(2) on
   the directory itself: no lock file is left behind, and it goes when the process ends, however it
   ends (a killed worker's runs are free again). On a filesystem without flock the block runs
-  unlocked, as it did before. Single-process only: the processes of one jax.distributed run train
-  the same directories together, so the caller does not claim there. A directory this call
-  created and the block left empty is removed again (a failed start leaves nothing behind).
+  unlocked, as it did before. Under jax.distributed the block runs unlocked too: the processes of
+  one run train the same directories together. A directory this call created and the block left
+  empty is removed again (a failed start leaves nothing behind).
   """
+  import jax  # pylint: disable=g-import-not-at-top
+  if jax.process_count() > 1:
+    yield
+    return
   fds, created = [], []
   try:
     for d in workdirs:

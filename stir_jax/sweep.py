@@ -39,7 +39,6 @@ the others go on.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import importlib.util
 import json
@@ -539,16 +538,16 @@ def evaluate_runs(runs: list[Run]) -> int:
           "stand", file=sys.stderr)
   todo = [r for r in todo if r not in gone]
   failures = 0
-  single = jax.process_count() == 1
   for r in tqdm(todo, desc="evaluate", unit="run", dynamic_ncols=True,
                 disable=not distributed.is_main() or not todo):
     try:
       # another worker on the same grid may be evaluating it: skip rather than write beside it
-      with rundir.claimed([r.dir]) if single else contextlib.nullcontext():
+      with rundir.claimed([r.dir]):
         if not evaluated(r.dir):
           evaluation.evaluate(r.dir)
         # the best parameters stay with the run (a few hundred KB; git keeps no checkpoints)
-        if has_ckpt[r.dir] and not pretrained.params_path(r.dir).exists() and single:
+        if (has_ckpt[r.dir] and not pretrained.params_path(r.dir).exists()
+            and jax.process_count() == 1):
           pretrained.export(r.dir)
     except rundir.RunBusy:
       print(f"not evaluated here: another process holds {r.dir}", file=sys.stderr)

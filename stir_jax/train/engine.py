@@ -30,7 +30,6 @@ epoch) -> `Trainer.finish` (the test pass, results.json). The run directories ar
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import itertools
 import math
@@ -196,10 +195,7 @@ def train_seeds(config: ml_collections.ConfigDict | experiment.Experiment,
     raise RunError(f"need distinct seeds, got {seeds}")
   dirs = {s: pathlib.Path(d) for s, d in dirs.items()}
   exps = {s: exp.for_seed(s) if len(seeds) > 1 else exp for s in seeds}
-  # one process per directory: a second one gets RunBusy (the processes of a jax.distributed run
-  # share their directories and do not claim them)
-  claim = rundir.claimed(dirs.values()) if jax.process_count() == 1 else contextlib.nullcontext()
-  with claim:
+  with rundir.claimed(dirs.values()):  # one process per directory: a second one gets RunBusy
     results = _finished(exps, dirs)
     todo = [s for s in seeds if s not in results]
     if not todo:
